@@ -1,0 +1,337 @@
+"""The controller's configuration: TOML on disk, the same schema inline in scenarios.
+
+Loading is two steps: :mod:`mux.sourcemap` turns a file into plain data plus a map
+back to its lines, then :func:`parse_config` checks that data against the schema and
+builds frozen dataclasses. Every mistake is collected (not just the first) and raised
+together as one :class:`~mux.errors.ConfigError` whose lines read ``file:line: message``.
+
+Tables: ``[mux]``, ``[[persona]]``, ``[input]``, ``[display]``, ``[mqtt]``. Keys that are
+not in the schema are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from mux.errors import ConfigError, Location
+from mux.sourcemap import Path_, SourceMap, load_file
+
+Accel = Literal["auto", "kvm", "tcg"]
+RestartPolicy = Literal["no", "on-failure", "always"]
+
+# Background colours handed out to personas that do not choose one.
+DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def runtime_base() -> Path:
+    """Where private runtime directories and the default control socket live."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+def default_control_socket() -> Path:
+    return runtime_base() / f"mux-{os.getuid()}" / "control.sock"
+
+
+@dataclass(frozen=True)
+class MuxSection:
+    accel: Accel = "auto"
+    runtime_dir: Path = field(default_factory=runtime_base)
+    control_socket: Path = field(default_factory=default_control_socket)
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    name: str
+    image: str | None = "console"
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    disk: Path | None = None
+    memory_mb: int = 256
+    color: str = DEFAULT_COLORS[0]
+    restart: RestartPolicy = "no"
+    autostart: bool = True
+    location: Location = Location("<built-in>")
+
+
+@dataclass(frozen=True)
+class InputSection:
+    devices: tuple[str, ...] = ()
+    hotkeys: dict[str, str] | None = None  # None: the built-in defaults
+    autorepeat: Literal["pass", "drop"] = "pass"
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    output: Literal["headless", "window", "auto"] = "headless"
+    backbuffer_interval_s: float = 1.0
+    fullscreen: bool = False
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    url: str
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    base_topic: str = "mux"
+    discovery_prefix: str = "homeassistant"
+    node_id: str = field(default_factory=socket.gethostname)
+    screenshot_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    mux: MuxSection
+    personas: tuple[PersonaConfig, ...]
+    input: InputSection = InputSection()
+    display: DisplaySection = DisplaySection()
+    mqtt: MqttSection | None = None
+    source: Path | str = "<built-in>"
+
+    def persona(self, name: str) -> PersonaConfig:
+        """Raises KeyError for a name that is not configured."""
+        for persona in self.personas:
+            if persona.name == name:
+                return persona
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.personas]
+
+
+T = TypeVar("T")
+
+
+class _Checker:
+    """Reads typed values out of one table, collecting every problem it meets."""
+
+    def __init__(self, locate: SourceMap, problems: list[tuple[Location, str]]) -> None:
+        self.locate = locate
+        self.problems = problems
+
+    def fail(self, path: Path_, message: str) -> None:
+        self.problems.append((self.locate(path), message))
+
+    def table(self, data: Any, path: Path_, known: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.fail(path, f"{_dotted(path)} must be a table, not {_kind(data)}")
+            return {}
+        for key in data:
+            if key not in known:
+                hint = ", ".join(sorted(known))
+                self.fail((*path, key), f"unknown key {_dotted((*path, key))!r} (known: {hint})")
+        return data
+
+    def get(self, table: dict[str, Any], path: Path_, key: str, kind: type[T] | tuple[type, ...],
+            default: T, check: Callable[[Any], str | None] | None = None) -> T:
+        if key not in table:
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            self.fail((*path, key), f"{_dotted((*path, key))} must be {names}, not {_kind(value)}")
+            return default
+        problem = check(value) if check else None
+        if problem:
+            self.fail((*path, key), f"{_dotted((*path, key))}: {problem}")
+            return default
+        return value  # type: ignore[return-value]
+
+    def choice(self, table: dict[str, Any], path: Path_, key: str, choices: tuple[str, ...],
+               default: str) -> Any:
+        return self.get(table, path, key, str, default,
+                        lambda v: None if v in choices else f"must be one of {', '.join(choices)}")
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _color(value: str) -> str | None:
+    return None if re.fullmatch(r"#?[0-9a-fA-F]{6}", value) else "must be a colour like 'c03030'"
+
+
+def _relative_to(base: Path | str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or not isinstance(base, Path) else base.parent / path
+
+
+def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_ = ()) -> Config:
+    """Check plain data against the schema and build a :class:`Config`.
+
+    ``prefix`` is where the config sits inside a larger file (``("config",)`` in a scenario).
+
+    Raises:
+        ConfigError: every problem found, each with its location.
+    """
+    problems: list[tuple[Location, str]] = []
+    c = _Checker(locate, problems)
+    top = c.table(data, prefix, {"mux", "persona", "input", "display", "mqtt"})
+
+    p = (*prefix, "mux")
+    t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket"})
+    mux = MuxSection(
+        accel=c.choice(t, p, "accel", ("auto", "kvm", "tcg"), "auto"),
+        runtime_dir=_relative_to(source, c.get(t, p, "runtime_dir", str, None)) or runtime_base(),
+        control_socket=_relative_to(source, c.get(t, p, "control_socket", str, None))
+        or default_control_socket(),
+    )
+
+    personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source)
+
+    p = (*prefix, "input")
+    t = c.table(top.get("input"), p, {"devices", "hotkeys", "autorepeat"})
+    devices = c.get(t, p, "devices", list, [])
+    if not all(isinstance(d, str) for d in devices):
+        c.fail((*p, "devices"), "input.devices must be a list of strings")
+    hotkeys = c.get(t, p, "hotkeys", dict, None)
+    if hotkeys is not None and not all(isinstance(v, str) for v in hotkeys.values()):
+        c.fail((*p, "hotkeys"), "input.hotkeys values must be persona names, 'next' or 'previous'")
+    input_ = InputSection(tuple(devices), hotkeys, c.choice(t, p, "autorepeat", ("pass", "drop"), "pass"))
+    _check_hotkeys(c, input_, (*p, "hotkeys"), [q.name for q in personas])
+
+    p = (*prefix, "display")
+    t = c.table(top.get("display"), p, {"output", "backbuffer_interval_s", "fullscreen"})
+    display = DisplaySection(
+        output=c.choice(t, p, "output", ("headless", "window", "auto"), "headless"),
+        backbuffer_interval_s=float(c.get(t, p, "backbuffer_interval_s", (int, float), 1.0, _positive)),
+        fullscreen=c.get(t, p, "fullscreen", bool, False),
+    )
+
+    mqtt = _parse_mqtt(c, top.get("mqtt"), (*prefix, "mqtt"), source)
+    if problems:
+        raise ConfigError(problems)
+    return Config(mux, tuple(personas), input_, display, mqtt, source)
+
+
+def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> list[PersonaConfig]:
+    if not isinstance(data, list) or not data:
+        c.fail(path, "at least one [[persona]] is needed")
+        return []
+    known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
+             "restart", "autostart"}
+    personas: list[PersonaConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(data):
+        p = (*path, index)
+        t = c.table(item, p, known)
+        name = c.get(t, p, "name", str, "",
+                     lambda v: None if NAME_PATTERN.match(v) else
+                     "must be 1-32 lower-case letters, digits, '-' or '_'")
+        if "name" not in t:
+            c.fail(p, "a persona needs a name")
+        elif name in seen:
+            c.fail((*p, "name"), f"persona name {name!r} is used twice")
+        seen.add(name)
+        kernel = c.get(t, p, "kernel", str, None)
+        image = c.get(t, p, "image", str, None if kernel else "console")
+        if kernel and "image" in t:
+            c.fail((*p, "image"), "give either image or kernel, not both")
+        if image is not None and not kernel:
+            from mux.images import image_names
+
+            if image not in image_names():
+                c.fail((*p, "image"), f"unknown image {image!r} (built-in: {', '.join(image_names())})")
+        for key in ("initrd", "append", "disk"):
+            if key in t and not kernel and key != "disk":
+                c.fail((*p, key), f"{key} is only for a persona with its own kernel")
+        personas.append(PersonaConfig(
+            name=name,
+            image=None if kernel else image,
+            kernel=_relative_to(source, kernel),
+            initrd=_relative_to(source, c.get(t, p, "initrd", str, None)),
+            append=c.get(t, p, "append", str, ""),
+            disk=_relative_to(source, c.get(t, p, "disk", str, None)),
+            memory_mb=c.get(t, p, "memory_mb", int, 256,
+                            lambda v: None if 32 <= v <= 65536 else "must be between 32 and 65536"),
+            color=c.get(t, p, "color", str, DEFAULT_COLORS[index % len(DEFAULT_COLORS)],
+                        _color).lstrip("#").lower(),
+            restart=c.choice(t, p, "restart", ("no", "on-failure", "always"), "no"),
+            autostart=c.get(t, p, "autostart", bool, True),
+            location=c.locate(p),
+        ))
+    return personas
+
+
+def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[str]) -> None:
+    if not input_.hotkeys:
+        return
+    from mux.hotkeys import parse_hotkeys
+
+    for chord, target in input_.hotkeys.items():
+        if isinstance(target, str) and target not in ("next", "previous", *names):
+            c.fail((*path, chord), f"hotkey {chord!r} targets unknown persona {target!r}")
+    try:
+        parse_hotkeys(input_.hotkeys)
+    except ValueError as exc:
+        c.fail(path, f"input.hotkeys: {exc}")
+
+
+def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSection | None:
+    if data is None:
+        return None
+    known = {"url", "username", "password", "tls_ca", "tls_cert", "tls_key", "base_topic",
+             "discovery_prefix", "node_id", "screenshot_interval_s"}
+    t = c.table(data, p, known)
+    url = c.get(t, p, "url", str, "",
+                lambda v: None if re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", v)
+                else "must look like mqtt://host:1883 or mqtts://host:8883")
+    if "url" not in t:
+        c.fail(p, "mqtt.url is required")
+    return MqttSection(
+        url=url,
+        username=c.get(t, p, "username", str, None),
+        password=c.get(t, p, "password", str, None),
+        tls_ca=_relative_to(source, c.get(t, p, "tls_ca", str, None)),
+        tls_cert=_relative_to(source, c.get(t, p, "tls_cert", str, None)),
+        tls_key=_relative_to(source, c.get(t, p, "tls_key", str, None)),
+        base_topic=c.get(t, p, "base_topic", str, "mux"),
+        discovery_prefix=c.get(t, p, "discovery_prefix", str, "homeassistant"),
+        node_id=c.get(t, p, "node_id", str, socket.gethostname()),
+        screenshot_interval_s=float(c.get(t, p, "screenshot_interval_s", (int, float), 5.0, _positive)),
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Load and check a TOML config file.
+
+    Raises:
+        ConfigError: the file is unreadable, not TOML, or breaks the schema.
+    """
+    data, locate = load_file(path)
+    return parse_config(data, locate, path)
+
+
+def demo_config() -> Config:
+    """The built-in demo: two ``console`` personas, "work" and "home", headless."""
+    return Config(
+        mux=MuxSection(),
+        personas=(
+            PersonaConfig("work", color="c03030", restart="on-failure"),
+            PersonaConfig("home", color="3060c0", restart="on-failure"),
+        ),
+    )
