@@ -58,7 +58,7 @@ class PersonaConfig:
     color: str = DEFAULT_COLORS[0]
     restart: RestartPolicy = "no"
     autostart: bool = True
-    location: Location = Location("<built-in>")
+    location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class _Checker:
             return default
         value = table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             self.fail((*path, key), f"{_dotted((*path, key))} must be {names}, not {_kind(value)}")
             return default

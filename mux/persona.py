@@ -23,7 +23,6 @@ import contextlib
 import enum
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -63,7 +62,7 @@ class Persona:
         self.name = config.name
         self.runtime_dir = runtime_dir
         self.accel = accel
-        self.boot = boot or (config.kernel, config.initrd, config.append)  # type: ignore[assignment]
+        self.boot = boot
         self.state = RunState.STOPPED
         self.serial = SerialLog(runtime_dir / f"{self.name}.serial.log")
         self.qmp_path = runtime_dir / f"{self.name}.qmp"
@@ -113,25 +112,7 @@ class Persona:
     # --- lifecycle ------------------------------------------------------------------
 
     def argv(self) -> list[str]:
-        """QEMU's command line for this persona (pure: no process, no files)."""
-        kernel, initrd, append = self.boot
-        c = self.config
-        argv = [
-            QEMU_BINARY, "-name", c.name, "-nodefaults", "-no-user-config",
-            "-machine", f"pc,accel={self.accel.accel}", "-m", str(c.memory_mb),
-            "-vga", "std", "-display", "none", "-vnc", f"unix:{self.vnc_path}",
-            "-qmp", f"unix:{self.qmp_path}",
-            "-serial", "stdio", "-device", "qemu-xhci,id=xhci",
-        ]
-        if kernel:
-            argv += ["-kernel", str(kernel)]
-            if initrd:
-                argv += ["-initrd", str(initrd)]
-            argv += ["-append", f"{append} mux.persona={c.name} mux.color={c.color}".strip()]
-        if c.disk:
-            fmt = "qcow2" if c.disk.suffix == ".qcow2" else "raw"
-            argv += ["-drive", f"file={c.disk},if=virtio,format={fmt}"]
-        return argv
+        return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot)
 
     async def start(self) -> None:
         """Launch QEMU and connect QMP; returns once the persona is running.
@@ -329,6 +310,29 @@ class Persona:
                 "serial_log": str(self.serial.path)}
 
 
-def serial_pattern(regex: str) -> re.Pattern[str]:
-    """Compile a user's serial regex; ``.`` matches newlines so a pattern may span lines."""
-    return re.compile(regex, re.DOTALL | re.MULTILINE)
+def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
+              boot: tuple[Path, Path | None, str] | None) -> list[str]:
+    """QEMU's command line for a persona (pure: no process, no files).
+
+    ``boot`` is (kernel, initrd, append) of a built-in image; None uses the config's own.
+    QMP connects out to the controller's socket; VNC listens on a unix socket. Both are
+    in the private runtime directory.
+    """
+    kernel, initrd, append = boot or (config.kernel, config.initrd, config.append)
+    argv = [
+        QEMU_BINARY, "-name", config.name, "-nodefaults", "-no-user-config",
+        "-machine", f"pc,accel={accel.accel}", "-m", str(config.memory_mb),
+        "-vga", "std", "-display", "none", "-vnc", f"unix:{runtime_dir / f'{config.name}.vnc'}",
+        "-qmp", f"unix:{runtime_dir / f'{config.name}.qmp'}",
+        "-serial", "stdio", "-device", "qemu-xhci,id=xhci",
+    ]
+    if kernel:
+        argv += ["-kernel", str(kernel)]
+        if initrd:
+            argv += ["-initrd", str(initrd)]
+        argv += ["-append", f"{append} mux.persona={config.name} mux.color={config.color}".strip()]
+    if config.disk:
+        fmt = "qcow2" if config.disk.suffix == ".qcow2" else "raw"
+        argv += ["-drive", f"file={config.disk},if=virtio,format={fmt}"]
+    return argv
+

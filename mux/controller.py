@@ -1,0 +1,214 @@
+"""The controller: the root of the ownership tree, and the seam between the parts.
+
+``async with Controller(config) as ctl`` makes the private runtime directory, builds
+the guest images it needs, starts the personas, and runs the long-lived loops (the
+switcher, the control socket) in one TaskGroup. Leaving the block cancels the loops,
+stops every guest, and removes the runtime directory, in that order.
+
+Input enters through :meth:`Controller.input` whatever its source (evdev device,
+scenario step, recording): the pure :class:`~mux.router.Router` decides which persona
+gets what, and only the switcher changes who is active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mux import images
+from mux.accel import choose_accel
+from mux.config import Config
+from mux.errors import MuxError, PersonaError
+from mux.persona import Persona, RunState
+from mux.router import InputEvent, Router, Send, SwitchRequest, Unmapped
+from mux.runtime import private_runtime_dir
+from mux.switcher import Switcher
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class Controller:
+    """Runs a config's personas and routes input, switches and screenshots among them."""
+
+    def __init__(self, config: Config, *, control_socket: Path | None = None,
+                 logs_dir: Path | None = None, progress: Progress = print) -> None:
+        self.config = config
+        self.control_socket = control_socket
+        self.logs_dir = logs_dir
+        self.progress = progress
+        self.personas: dict[str, Persona] = {}
+        self.router = Router(config.names, **_router_options(config))
+        self.switcher = Switcher(config.names, self._apply_switch)
+        self.runtime_dir = Path()
+        self._route_lock = asyncio.Lock()
+        self._unmapped_reported: set[int] = set()
+        self._stack = contextlib.AsyncExitStack()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def active(self) -> str | None:
+        return self.switcher.active
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Controller:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _open(self) -> None:
+        stack = self._stack
+        self.runtime_dir = stack.enter_context(
+            private_runtime_dir(self.config.mux.runtime_dir, keep=self.logs_dir))
+        accel = choose_accel(self.config.mux.accel)
+        self.progress(f"accelerator: {accel}")
+        boots = await asyncio.to_thread(self._resolve_boots)
+        for pc in self.config.personas:
+            persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name))
+            self.personas[pc.name] = persona
+            stack.push_async_callback(persona.close)
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
+        self._loops.append(group.create_task(self.switcher.run(), name="switcher"))
+        socket_path = self.control_socket or self.runtime_dir / "control.sock"
+        from mux.control import serve_control
+
+        server = await serve_control(self, socket_path)
+        stack.push_async_callback(_close_server, server)
+        self.control_path = socket_path
+        await self.start_personas([p.name for p in self.config.personas if p.autostart])
+
+    def _cancel_loops(self) -> None:
+        for task in self._loops:
+            task.cancel()
+
+    def _resolve_boots(self) -> dict[str, tuple[Path, Path | None, str]]:
+        boots: dict[str, tuple[Path, Path | None, str]] = {}
+        for pc in self.config.personas:
+            if pc.image is not None:
+                built = images.find_built(pc.image)
+                if built is None:
+                    self.progress(f"building guest image {pc.image!r} (first run only)")
+                    built = images.build(pc.image, progress=self.progress)
+                boots[pc.name] = (built.kernel, built.initrd, built.append)
+        return boots
+
+    async def start_personas(self, names: Iterable[str]) -> None:
+        """Start personas concurrently; one that fails is reported, the others go on.
+
+        The first persona that starts becomes active if none is.
+        """
+        names = list(names)
+        results = await asyncio.gather(*(self.personas[n].start() for n in names),
+                                       return_exceptions=True)
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MuxError):
+                log.error("%s", result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self.progress(f"persona {name}: running, serial log {self.personas[name].serial.path}")
+        if self.active is None:
+            running = [n for n in self.config.names if self.personas[n].state == RunState.RUNNING]
+            if running:
+                await self.switch(running[0], "startup")
+
+    # --- switching and input --------------------------------------------------------
+
+    async def switch(self, target: str, source: str) -> str:
+        """Queue a switch through the switcher and wait for it; returns the new active name.
+
+        Raises:
+            ValueError: no such persona.
+        """
+        return await self.switcher.request(target, source)
+
+    async def _apply_switch(self, old: str | None, new: str) -> None:
+        async with self._route_lock:
+            actions = self.router.switch(new)
+            await self._dispatch(actions)
+
+    async def input(self, events: Iterable[InputEvent]) -> None:
+        """Route events from any input source; a completed hotkey switches at once."""
+        for event in events:
+            async with self._route_lock:
+                actions = self.router.feed(event)
+                await self._dispatch(actions)
+            for action in actions:
+                if isinstance(action, SwitchRequest):
+                    try:
+                        await self.switch(action.target, "hotkey")
+                    except ValueError as exc:
+                        log.error("hotkey: %s", exc)
+
+    async def _dispatch(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                persona = self.personas[action.persona]
+                if persona.state != RunState.RUNNING:
+                    log.debug("%s is %s; dropped %d input events", persona.name, persona.state,
+                              len(action.events))
+                    continue
+                try:
+                    await persona.send_input(action.events)
+                except PersonaError as exc:
+                    log.warning("%s", exc)
+            elif isinstance(action, Unmapped) and action.code not in self._unmapped_reported:
+                self._unmapped_reported.add(action.code)
+                log.warning("key code %d has no QEMU key code; it is not sent", action.code)
+
+    # --- output ---------------------------------------------------------------------
+
+    async def screenshot(self, name: str) -> Image.Image:
+        """The persona's current screen, through QMP ``screendump``.
+
+        Raises:
+            KeyError: no such persona.  StateError: it is not running.
+        """
+        persona = self.personas[name]
+        path = await persona.screendump(self.runtime_dir / f"{name}.ppm")
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "runtime_dir": str(self.runtime_dir),
+            "personas": [p.status() for p in self.personas.values()],
+        }
+
+    def persona(self, name: str) -> Persona:
+        """Raises KeyError naming the configured personas."""
+        try:
+            return self.personas[name]
+        except KeyError:
+            raise KeyError(f"unknown persona {name!r} (personas: {', '.join(self.personas)})") from None
+
+
+async def _close_server(server: asyncio.AbstractServer) -> None:
+    server.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), 2)
+
+
+def _router_options(config: Config) -> dict[str, Any]:
+    options: dict[str, Any] = {"autorepeat": config.input.autorepeat}
+    if config.input.hotkeys is not None:
+        options["hotkeys"] = config.input.hotkeys
+    return options
+

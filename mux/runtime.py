@@ -1,0 +1,44 @@
+"""The controller's private runtime directory (mode 0700), removed on exit.
+
+QMP and VNC sockets, screendumps and serial logs live here and nowhere else, so no
+other user can reach a guest. One directory per controller, created fresh with
+``mkdtemp`` (which makes it 0700 atomically) under the configured base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mux.errors import ConfigError, Location
+
+
+@contextlib.contextmanager
+def private_runtime_dir(base: Path, keep: Path | None = None) -> Iterator[Path]:
+    """Create ``base/mux-XXXXXX`` with mode 0700; remove it on exit.
+
+    ``keep``, if given, is a directory that receives a copy of the serial logs before the
+    runtime directory goes (so nothing the guests said is lost).
+
+    Raises:
+        ConfigError: the base directory does not exist or is not writable.
+    """
+    try:
+        path = Path(tempfile.mkdtemp(prefix="mux-", dir=base))
+    except OSError as exc:
+        raise ConfigError.one(Location("mux.runtime_dir"),
+                              f"cannot create a runtime directory in {base}: {exc}") from exc
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    try:
+        yield path
+    finally:
+        if keep is not None:
+            with contextlib.suppress(OSError):
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in path.glob("*.serial.log"):
+                    shutil.copy2(log, keep / log.name)
+        shutil.rmtree(path, ignore_errors=True)
