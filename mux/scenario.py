@@ -130,7 +130,7 @@ def parse_scenario(data: Any, locate: SourceMap, path: Path) -> Scenario:
             config = parse_config(data["config"], locate, path, prefix=("config",))
         except ConfigError as exc:
             problems.extend(exc.problems)
-    names = config.names if config else None
+    names = config.names if config else _raw_persona_names(data.get("config"))
     steps_data = data.get("steps")
     steps: list[Step] = []
     if not isinstance(steps_data, list):
@@ -143,6 +143,14 @@ def parse_scenario(data: Any, locate: SourceMap, path: Path) -> Scenario:
     if problems or config is None:
         raise ScenarioError(problems)
     return Scenario(name, path, config, steps)
+
+
+def _raw_persona_names(config: Any) -> list[str] | None:
+    """Persona names from a config that failed its checks, so steps can still be checked."""
+    personas = config.get("persona") if isinstance(config, dict) else None
+    if not isinstance(personas, list):
+        return None
+    return [p["name"] for p in personas if isinstance(p, dict) and isinstance(p.get("name"), str)]
 
 
 def _parse_step(item: Any, path: Path_, locate: SourceMap, names: list[str] | None,

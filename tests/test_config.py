@@ -1,0 +1,80 @@
+"""Config loading: the schema, defaults, and errors that name file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mux.config import demo_config, load_config
+from mux.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mux.toml"
+    path.write_text(text)
+    return path
+
+
+def test_full_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[mux]
+accel = "tcg"
+
+[[persona]]
+name = "work"
+color = "#C03030"
+restart = "on-failure"
+
+[[persona]]
+name = "home"
+image = "palette"
+memory_mb = 128
+
+[input]
+hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
+"""))
+    assert config.mux.accel == "tcg"
+    assert config.names == ["work", "home"]
+    assert config.persona("work").color == "c03030"
+    assert config.persona("work").restart == "on-failure"
+    assert config.persona("home").image == "palette"
+    assert config.persona("home").memory_mb == 128
+    assert config.persona("home").restart == "no"
+    assert config.input.hotkeys == {"ctrl+alt+f1": "work", "ctrl+alt+right": "next"}
+    assert config.display.output == "headless"
+    assert config.mqtt is None
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ('[mux]\naccel = "tcg"\nbogus = 1\n[[persona]]\nname = "a"\n', 3, "unknown key 'mux.bogus'"),
+    ('[mux]\naccel = "fast"\n[[persona]]\nname = "a"\n', 2, "must be one of auto, kvm, tcg"),
+    ('[[persona]]\nname = "a"\n\n[[persona]]\nname = "b"\nmemory_mb = "lots"\n', 6, "must be int"),
+    ('[[persona]]\nname = "a"\n[[persona]]\nname = "a"\n', 4, "used twice"),
+    ('[[persona]]\nname = "a"\nimage = "nope"\n', 3, "unknown image 'nope'"),
+    ('[[persona]]\nname = "a"\nrestart = "sometimes"\n', 3, "on-failure"),
+    ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+f1" = "zzz" }\n', 4, "unknown persona 'zzz'"),
+    ('[[persona]\nname = "a"\n', 1, "TOML syntax error"),
+    ('[mux]\naccel = "tcg"\n', 0, "at least one [[persona]]"),
+])
+def test_mistakes_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert words in message
+    if line:
+        assert f"{path}:{line}" in message
+
+
+def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mux]\naccel = 3\n[[persona]]\nname = "A B"\nautostart = "yes"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [loc.line for loc, _ in caught.value.problems] == [2, 4, 5]
+
+
+def test_demo_config_has_two_personas() -> None:
+    config = demo_config()
+    assert config.names == ["work", "home"]
+    assert config.persona("work").color != config.persona("home").color
