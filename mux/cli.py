@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
 from mux import control, images
@@ -118,7 +119,7 @@ def _dry_run(config: Config) -> int:
 
 def _logs_dir() -> Path:
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
-    return state / "mux" / "logs"
+    return state / "mux" / "logs" / time.strftime("%Y%m%d-%H%M%S")
 
 
 async def _run(config: Config, duration: float | None) -> int:

@@ -1,0 +1,47 @@
+"""Shared fixtures: built guest images, controllers on real QEMU guests (TCG)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mux import images
+from mux.config import Config, MuxSection, PersonaConfig
+from mux.controller import Controller
+
+READY_S = 120.0
+
+
+def pytest_report_header() -> str:
+    return f"guest image cache: {images.cache_root()}"
+
+
+@pytest.fixture(scope="session")
+def console_image() -> images.BuiltImage:
+    """The built `console` image (built once; skipped only where QEMU is missing)."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.fail("qemu-system-x86_64 is missing: run ./bootstrap test")
+    return images.build("console", progress=lambda m: None)
+
+
+def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Config:
+    return Config(mux=MuxSection(accel="tcg", runtime_dir=Path("/tmp"),
+                                 control_socket=tmp_path / "control.sock"),
+                  personas=personas, **sections)
+
+
+@pytest.fixture
+async def controller(tmp_path: Path, console_image: images.BuiltImage
+                     ) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``async with controller(PersonaConfig(...), ...) as ctl``."""
+
+    def factory(*personas: PersonaConfig, **sections: Any) -> Controller:
+        config = make_config(tmp_path, *personas, **sections)
+        return Controller(config, control_socket=tmp_path / "control.sock",
+                          logs_dir=tmp_path / "logs", progress=lambda m: None)
+
+    yield factory

@@ -1,0 +1,127 @@
+"""Personas on real QEMU guests (TCG): lifecycle, crashes, restarts, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mux import persona as persona_module
+from mux.accel import AccelChoice
+from mux.config import PersonaConfig
+from mux.errors import LaunchError, StateError
+from mux.persona import Persona, RunState
+from tests.conftest import READY_S
+
+pytestmark = pytest.mark.slow
+TCG = AccelChoice("tcg", "test", proven=True)
+
+
+async def test_two_personas_boot_and_typing_reaches_only_the_active_one(controller: Any) -> None:
+    async with controller(PersonaConfig("work"), PersonaConfig("home", color="3060c0")) as ctl:
+        work, home = ctl.persona("work"), ctl.persona("home")
+        await asyncio.gather(work.serial.wait_for(re.compile("MUX-READY work"), READY_S),
+                             home.serial.wait_for(re.compile("MUX-READY home"), READY_S))
+        assert ctl.active == "work"
+        from mux.replay import StepRunner
+
+        await StepRunner(ctl).step_type({"text": "echo typed-at-work > /dev/ttyS0\n"})
+        await work.serial.wait_for(re.compile("typed-at-work"), 30)
+        assert re.search(r"MUX-KEY 18 1", work.serial.text)  # 'e' down, as the guest saw it
+        await asyncio.sleep(1)
+        assert "MUX-KEY" not in home.serial.text
+        assert "typed-at-work" not in home.serial.text
+
+
+async def test_kill_crashes_within_a_second_and_restarts(controller: Any) -> None:
+    async with controller(PersonaConfig("work", restart="on-failure"), PersonaConfig("home")) as ctl:
+        work, home = ctl.persona("work"), ctl.persona("home")
+        home_pid = home.pid
+        first_pid = work.pid
+        await work.kill()
+        began = time.monotonic()
+        await work.wait_state(RunState.CRASHED, 1.0)
+        assert time.monotonic() - began < 1.0
+        await work.wait_state(RunState.RUNNING, 30)
+        assert work.pid is not None and work.pid != first_pid
+        assert home.pid == home_pid and home.state == RunState.RUNNING
+        await work.serial.wait_for(re.compile("MUX-READY work"), READY_S)
+
+
+async def test_restart_no_leaves_a_crashed_persona_crashed(controller: Any) -> None:
+    async with controller(PersonaConfig("work", restart="no")) as ctl:
+        work = ctl.persona("work")
+        await work.kill()
+        await work.wait_state(RunState.CRASHED, 1.0)
+        await asyncio.sleep(1.0)
+        assert work.state == RunState.CRASHED and work.pid is None
+        with pytest.raises(StateError, match="crashed"):
+            await work.send_input([])
+
+
+async def test_launch_failure_carries_qemu_stderr(tmp_path: Path) -> None:
+    config = PersonaConfig("bad", image=None, disk=tmp_path / "missing.qcow2")
+    async with Persona(config, tmp_path, TCG) as bad:
+        with pytest.raises(LaunchError) as caught:
+            await bad.start()
+        assert caught.value.returncode == 1
+        assert "missing.qcow2" in caught.value.stderr
+        assert "-drive" in caught.value.argv
+        assert bad.state == RunState.STOPPED
+
+
+async def test_missing_qemu_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(persona_module, "QEMU_BINARY", "/nonexistent/qemu-system-x86_64")
+    async with Persona(PersonaConfig("p", image=None), tmp_path, TCG) as p:
+        with pytest.raises(LaunchError, match="cannot run /nonexistent/qemu-system-x86_64"):
+            await p.start()
+
+
+async def test_sockets_only_in_the_private_runtime_dir(controller: Any) -> None:
+    async with controller(PersonaConfig("work"), PersonaConfig("home")) as ctl:
+        runtime = ctl.runtime_dir
+        assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+        pids = [p.pid for p in ctl.personas.values()]
+        inodes = {inode for pid in pids for inode in _socket_inodes(pid)}
+        assert inodes, "QEMU should hold sockets"
+        unix_paths = _unix_paths(inodes)
+        assert unix_paths, "QEMU should hold unix sockets"
+        for path in unix_paths:
+            assert Path(path).parent == runtime, path
+        assert not _tcp_listeners(inodes), "QEMU listens on TCP"
+        assert (runtime / "work.vnc").exists() and (runtime / "work.qmp").exists()
+    assert not runtime.exists()
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _unix_paths(inodes: set[str]) -> list[str]:
+    paths = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in inodes:
+            paths.append(fields[7])
+    return paths
+
+
+def _tcp_listeners(inodes: set[str]) -> list[str]:
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                found.append(fields[1])
+    return found
