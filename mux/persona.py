@@ -154,15 +154,16 @@ class Persona:
         exited = asyncio.ensure_future(proc.wait())
         done, _ = await asyncio.wait({accept, exited}, timeout=QMP_CONNECT_S,
                                      return_when=asyncio.FIRST_COMPLETED)
-        if accept not in done:
+        if accept not in done or accept.exception() is not None:
+            # QEMU exited, or closed QMP before its greeting (it dies right after).
             accept.cancel()
-            exited.cancel()
-            with contextlib.suppress(asyncio.CancelledError, QMPError):
+            with contextlib.suppress(asyncio.CancelledError, QMPError, EOFError):
                 await accept
-            await asyncio.sleep(0.05)  # let the serial reader drain
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(exited, 5.0)
+            exited.cancel()
             raise LaunchError(self.name, proc.returncode, argv, self._stderr())
         exited.cancel()
-        accept.result()
         self._spawn(self._supervise(proc), "supervise")
 
     def _stderr_path(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mux.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey
+from mux.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey, parse_hotkeys
 from mux.keymap import key_code
 
 LCTRL, RCTRL, LALT, RALT, LSHIFT = 29, 97, 56, 100, 42
@@ -67,7 +67,7 @@ def test_single_key_hotkey() -> None:
 
 def test_targets_are_checked_against_personas() -> None:
     HotkeyMatcher({"scrolllock+1": "work"}, personas=["work"])
-    with pytest.raises(ValueError, match="unknown target 'wrok'.*work"):
+    with pytest.raises(ValueError, match=r"unknown target 'wrok'.*work"):
         HotkeyMatcher({"scrolllock+1": "wrok"}, personas=["work"])
 
 
@@ -103,3 +103,12 @@ def test_non_conflicting_overlaps_are_allowed() -> None:
     assert matcher.completes([LALT], F1) == "next"
     assert matcher.completes([LCTRL, LALT], F1) == "previous"
     assert matcher.completes([LCTRL], F2) == "a"
+
+
+def test_parse_hotkeys_keeps_config_order() -> None:
+    parsed = parse_hotkeys({"scrolllock+right": "next", "ctrl+alt+f1": "work"}, ["work"])
+    assert [(h.spec, h.target) for h in parsed] == [
+        ("scrolllock+right", "next"),
+        ("ctrl+alt+f1", "work"),
+    ]
+    assert parse_hotkeys({}) == ()
