@@ -80,7 +80,7 @@ class Controller:
         for pc in self.config.personas:
             persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name))
             self.personas[pc.name] = persona
-            stack.push_async_callback(persona.close)
+        stack.push_async_callback(self._close_personas)
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
         self._loops.append(group.create_task(self.switcher.run(), name="switcher"))
@@ -91,6 +91,14 @@ class Controller:
         stack.push_async_callback(_close_server, server)
         self.control_path = socket_path
         await self.start_personas([p.name for p in self.config.personas if p.autostart])
+
+    async def _close_personas(self) -> None:
+        """Stop every guest at once: each may wait seconds for its guest to power down."""
+        results = await asyncio.gather(*(p.close() for p in self.personas.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("stopping a persona failed: %r", result)
 
     def _cancel_loops(self) -> None:
         for task in self._loops:
