@@ -35,6 +35,10 @@ class Location:
     line: int = 0
     column: int = 0
 
+    def file_dir(self) -> Path:
+        """The directory of the file, for paths written relative to it."""
+        return Path(self.file).parent
+
     def __str__(self) -> str:
         text = str(self.file)
         if self.line:

@@ -25,8 +25,9 @@ from mux import keymap
 from mux.controller import Controller
 from mux.errors import MuxError, ScenarioError, StepFailed
 from mux.persona import RunState
-from mux.router import EV_KEY, EV_SYN, InputEvent
-from mux.scenario import Scenario, Step, load_scenario, scenario_chord, timeout_scale
+from mux.inputs import RecordingSource
+from mux.router import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
+from mux.scenario import MOUSE_BUTTONS, Scenario, Step, load_scenario, scenario_chord, timeout_scale
 
 SYN = InputEvent(EV_SYN, 0, 0)
 KEY_GAP_S = 0.01  # between key events of typed text, so a slow TCG guest keeps up
@@ -154,6 +155,21 @@ class StepRunner:
         for code, value in keys:
             await self.ctl.input([InputEvent(EV_KEY, code, value), SYN])
             await asyncio.sleep(KEY_GAP_S)
+
+    async def step_mouse_move(self, a: dict[str, Any]) -> None:
+        dx, dy = a["delta"]
+        await self.ctl.input([InputEvent(EV_REL, REL_X, dx), InputEvent(EV_REL, REL_Y, dy), SYN])
+
+    async def step_mouse_click(self, a: dict[str, Any]) -> None:
+        button = MOUSE_BUTTONS[a["button"]]
+        await self._keys([(button, 1), (button, 0)])
+
+    async def step_evemu(self, a: dict[str, Any]) -> None:
+        source = RecordingSource(a["path"], realtime=a["realtime"])
+        async for batch in source.batches():
+            await self.ctl.input(batch)
+            if not a["realtime"]:
+                await asyncio.sleep(KEY_GAP_S)
 
     async def step_wait_serial(self, a: dict[str, Any]) -> None:
         log = self.ctl.persona(a["persona"]).serial

@@ -61,7 +61,11 @@ STEPS: dict[str, StepSpec] = {
     "assert_state": StepSpec({"persona": _persona(), "state": Arg(str, required=True),
                               "timeout": Arg(Number, 30)}),
     "sleep": StepSpec({"seconds": Arg(Number, required=True)}, "seconds"),
+    "mouse_move": StepSpec({"delta": Arg(list, required=True)}, "delta"),
+    "mouse_click": StepSpec({"button": Arg(str, "left")}, "button"),
+    "evemu": StepSpec({"path": Arg(str, required=True), "realtime": Arg(bool, False)}, "path"),
 }
+MOUSE_BUTTONS = {"left": 0x110, "right": 0x111, "middle": 0x112}
 STATES = ("stopped", "starting", "running", "stopping", "crashed")
 TIMEOUT_ARGS = ("timeout", "within")
 
@@ -203,6 +207,23 @@ def _parse_step(item: Any, path: Path_, locate: SourceMap, names: list[str] | No
                                   f" (personas: {', '.join(names)}, next, previous)")
     if kind in ("press", "hold", "release", "type"):
         _check_keys(kind, args, lambda m: fail(where, m))
+    if kind == "mouse_move" and args.get("delta") is not None and not (
+            len(args["delta"]) == 2 and all(type(v) is int for v in args["delta"])):
+        fail((*where, "delta"), "mouse_move takes [dx, dy], two integers")
+    if kind == "mouse_click" and args.get("button") not in MOUSE_BUTTONS:
+        fail((*where, "button"), f"mouse_click: button must be one of {', '.join(MOUSE_BUTTONS)}")
+    if kind == "evemu" and args.get("path") is not None:
+        recording = Path(args["path"])
+        args["path"] = recording if recording.is_absolute() else locate(()).file_dir() / recording
+        if not args["path"].is_file():
+            fail((*where, "path"), f"evemu: no recording at {args['path']}")
+        else:
+            from mux.evemu import read_recording
+
+            try:
+                read_recording(args["path"])
+            except ConfigError as exc:
+                problems.extend(exc.problems)
     return Step(kind, args, locate(path))
 
 
