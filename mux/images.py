@@ -1,0 +1,508 @@
+"""The built-in guest images: a stock Debian kernel plus a busybox initramfs.
+
+Theory: a recipe is a directory ``guest_images/<name>/`` holding ``recipe.toml``
+(kernel package pattern, extra packages, kernel modules, shared directories to
+include, the kernel command line) and an ``init`` script. Building one means:
+resolve the packages to exact versions with ``apt-cache``, fetch them with
+``apt-get download`` (no root needed), unpack them with ``dpkg -x``, and pack
+busybox, the recipe's scripts and the dependency closure of the listed modules
+(read from each module's ``.modinfo`` ``depends=``, since Debian ships no
+``modules.dep``) into a gzip'd newc cpio written here byte by byte.
+
+Nothing binary is committed. A build lands in ``cache_root()/<name>-<key>/``
+(``vmlinuz``, ``initrd.img``, ``image.json``) where the key hashes the recipe
+files, the resolved package versions and ``BUILD_FORMAT``: a new kernel in the
+archive or an edited recipe gives a new key, an unchanged one is a cache hit.
+Builds happen in a staging directory next to the cache and are renamed into
+place whole, so a failed or interrupted build never leaves a usable-looking
+entry, and two concurrent builders of the same key both end with one entry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mux.errors import ImageError
+
+#: Bump when the image layout made by this module changes, to invalidate caches.
+BUILD_FORMAT = 1
+#: Where the recipes live; a module attribute so tests can point it elsewhere.
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest_images"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A built guest: boot it with ``-kernel kernel -initrd initrd -append append``."""
+
+    name: str
+    kernel: Path
+    initrd: Path
+    append: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One parsed ``recipe.toml`` and the files (relative path -> bytes) it packs."""
+
+    name: str
+    kernel: str
+    packages: tuple[str, ...]
+    modules: tuple[str, ...]
+    append: str
+    files: dict[str, bytes]
+
+    def recipe_hash(self) -> str:
+        """Hash of the recipe files alone (without package versions)."""
+        h = hashlib.sha256(f"mux-image {BUILD_FORMAT} {self.name}\n".encode())
+        for rel in sorted(self.files):
+            h.update(f"{rel}\0{len(self.files[rel])}\0".encode())
+            h.update(self.files[rel])
+        return h.hexdigest()
+
+
+def image_names() -> list[str]:
+    """The names of the built-in images (directories with a ``recipe.toml``)."""
+    if not RECIPE_DIR.is_dir():
+        return []
+    return sorted(p.parent.name for p in RECIPE_DIR.glob("*/recipe.toml"))
+
+
+def cache_root() -> Path:
+    """``$MUX_CACHE_DIR``, else ``$XDG_CACHE_HOME/mux/images``, else ``~/.cache/mux/images``."""
+    if env := os.environ.get("MUX_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mux" / "images"
+
+
+def load_recipe(name: str) -> Recipe:
+    """Read ``guest_images/<name>``. Raises ImageError for an unknown or broken recipe."""
+    directory = RECIPE_DIR / name
+    toml_path = directory / "recipe.toml"
+    if "/" in name or not toml_path.is_file():
+        known = ", ".join(image_names()) or "none"
+        raise ImageError(f"unknown guest image {name!r} (known: {known})")
+    try:
+        data = tomllib.loads(toml_path.read_text())
+        kernel = str(data["kernel"])
+        packages = tuple(str(p) for p in data.get("packages", []))
+        modules = tuple(str(m) for m in data.get("modules", []))
+        append = str(data["append"])
+        include = [str(i) for i in data.get("include", [])]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise ImageError(f"broken recipe {toml_path}: {exc!r}") from exc
+    if not (directory / "init").is_file():
+        raise ImageError(f"recipe {name!r} has no init script in {directory}")
+    files: dict[str, bytes] = {}
+    for source, prefix in [(directory, ""), *((RECIPE_DIR / i, f"{i}/") for i in include)]:
+        if not source.is_dir():
+            raise ImageError(f"recipe {name!r} includes missing directory {source}")
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            try:
+                files[prefix + path.relative_to(source).as_posix()] = path.read_bytes()
+            except OSError as exc:
+                raise ImageError(f"recipe {name!r}: cannot read {path}: {exc}") from exc
+    return Recipe(name, kernel, packages, modules, append, files)
+
+
+# --- package resolution -------------------------------------------------------
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise ImageError(f"{what}: cannot run {argv[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise ImageError(
+            f"{what} failed (exit code {proc.returncode}): {' '.join(argv)}\n"
+            f"{proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    return proc.stdout
+
+
+def _candidates(packages: Iterable[str]) -> dict[str, str]:
+    """Candidate version of each package apt knows and can install."""
+    out = _run(["apt-cache", "policy", *packages], "apt-cache policy")
+    found: dict[str, str] = {}
+    current = ""
+    for line in out.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            current = line[:-1]
+        elif line.strip().startswith("Candidate:") and current:
+            version = line.split(":", 1)[1].strip()
+            if version and version != "(none)":
+                found[current] = version
+    return found
+
+
+_RESOLVED: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, str]]] = {}
+_RESOLVE_TTL_S = 60.0
+
+
+def resolve_packages(recipe: Recipe) -> dict[str, str]:
+    """Package -> exact version, the kernel first (newest ABI matching the pattern).
+
+    Answers are remembered for a minute (apt-cache takes about a second).
+    Raises ImageError if apt does not know a package or cannot run.
+    """
+    memo_key = (recipe.kernel, recipe.packages)
+    memo = _RESOLVED.get(memo_key)
+    if memo and time.monotonic() - memo[0] < _RESOLVE_TTL_S:
+        return dict(memo[1])
+    resolved = _resolve(recipe.kernel, recipe.packages)
+    _RESOLVED[memo_key] = (time.monotonic(), resolved)
+    return dict(resolved)
+
+
+def _resolve(kernel_pattern: str, packages: tuple[str, ...]) -> dict[str, str]:
+    head, sep, tail = kernel_pattern.partition("*")
+    if sep:
+        pattern = re.compile(re.escape(head) + r"([0-9]+)" + re.escape(tail) + "$")
+        names = _run(["apt-cache", "pkgnames", head], "apt-cache pkgnames").split()
+        matches = sorted(((int(m.group(1)), n) for n in names if (m := pattern.match(n))), reverse=True)
+        kernels = [n for _, n in matches]
+    else:
+        kernels = [kernel_pattern]
+    versions = _candidates([*kernels, *packages]) if kernels else {}
+    kernel = next((k for k in kernels if k in versions), None)
+    if kernel is None:
+        raise ImageError(f"no installable kernel package matches {kernel_pattern!r}")
+    resolved = {kernel: versions[kernel]}
+    for package in packages:
+        if package not in versions:
+            raise ImageError(f"apt knows no installable package {package!r}")
+        resolved[package] = versions[package]
+    return resolved
+
+
+def cache_key(recipe: Recipe, versions: dict[str, str]) -> str:
+    """The cache key: recipe files + exact package versions, 16 hex digits."""
+    h = hashlib.sha256(recipe.recipe_hash().encode())
+    for package, version in versions.items():
+        h.update(f"\n{package}={version}".encode())
+    return h.hexdigest()[:16]
+
+
+# --- cache lookup ---------------------------------------------------------------
+
+
+def _load_entry(directory: Path) -> BuiltImage | None:
+    try:
+        meta = json.loads((directory / "image.json").read_text())
+        image = BuiltImage(
+            name=str(meta["name"]),
+            kernel=directory / "vmlinuz",
+            initrd=directory / "initrd.img",
+            append=str(meta["append"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if image.kernel.is_file() and image.initrd.is_file():
+        return image
+    return None
+
+
+def find_built(name: str) -> BuiltImage | None:
+    """The cached build of the current recipe, or None.
+
+    Without a working apt (another distribution), falls back to the newest entry
+    built from the same recipe files. Raises ImageError for an unknown name.
+    """
+    recipe = load_recipe(name)
+    try:
+        key = cache_key(recipe, resolve_packages(recipe))
+    except ImageError:
+        return _newest_entry_for(recipe)
+    return _load_entry(cache_root() / f"{name}-{key}")
+
+
+def _newest_entry_for(recipe: Recipe) -> BuiltImage | None:
+    wanted = recipe.recipe_hash()
+    best: tuple[float, BuiltImage] | None = None
+    for directory in cache_root().glob(f"{recipe.name}-*"):
+        try:
+            meta = json.loads((directory / "image.json").read_text())
+            mtime = directory.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        image = _load_entry(directory)
+        if image and meta.get("recipe_hash") == wanted and (best is None or mtime > best[0]):
+            best = (mtime, image)
+    return best[1] if best else None
+
+
+def list_images() -> list[tuple[str, BuiltImage | None]]:
+    """Every built-in image name with its current cached build (or None)."""
+    return [(name, find_built(name)) for name in image_names()]
+
+
+# --- building -----------------------------------------------------------------------
+
+
+def build(name: str, progress: Progress = print, force: bool = False) -> BuiltImage:
+    """Build image ``name`` unless the current recipe is cached; return it.
+
+    ``force`` rebuilds and replaces a cached entry. Raises ImageError for an
+    unknown name, an apt/dpkg failure (with its stderr) or a missing module.
+    """
+    recipe = load_recipe(name)
+    progress(f"{name}: resolving packages with apt-cache")
+    versions = resolve_packages(recipe)
+    key = cache_key(recipe, versions)
+    root = cache_root()
+    final = root / f"{name}-{key}"
+    if not force and (cached := _load_entry(final)):
+        progress(f"{name}: cached in {final}")
+        return cached
+    started = time.monotonic()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=root))
+        try:
+            out = staging / "out"
+            out.mkdir()
+            _build_into(recipe, versions, key, staging / "work", out, progress)
+            _install(out, final, force)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot build in {root}: {exc}") from exc
+    image = _load_entry(final)
+    if image is None:  # pragma: no cover - only if someone deletes it under us
+        raise ImageError(f"{name}: build vanished from {final}")
+    progress(f"{name}: built in {time.monotonic() - started:.1f} s -> {final}")
+    return image
+
+
+def _remove_stale_staging(root: Path, max_age: float = 6 * 3600) -> None:
+    for directory in root.glob(".build-*"):
+        try:
+            if time.time() - directory.stat().st_mtime > max_age:
+                shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _install(out: Path, final: Path, force: bool) -> None:
+    """Rename a finished build into place; a concurrent identical build may win."""
+    if force and final.exists():
+        trash = final.with_name(f".build-old-{final.name}-{os.getpid()}")
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(out, final)
+    except OSError:
+        if _load_entry(final) is None:
+            raise
+
+
+def _build_into(
+    recipe: Recipe,
+    versions: dict[str, str],
+    key: str,
+    work: Path,
+    out: Path,
+    progress: Progress,
+) -> None:
+    debs, tree = work / "debs", work / "tree"
+    debs.mkdir(parents=True)
+    tree.mkdir()
+    specs = [f"{p}={v}" for p, v in versions.items()]
+    progress(f"{recipe.name}: downloading {', '.join(specs)}")
+    argv = ["apt-get", "download", "-q"]
+    if os.geteuid() == 0:  # the _apt sandbox user cannot write our private dir
+        argv += ["-o", "APT::Sandbox::User=root"]
+    _run([*argv, *specs], "apt-get download", cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        progress(f"{recipe.name}: unpacking {deb.name} ({deb.stat().st_size >> 20} MB)")
+        _run(["dpkg", "-x", str(deb), str(tree)], "dpkg -x")
+
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    busybox = tree / "bin" / "busybox"
+    if not kernels or not busybox.is_file():
+        raise ImageError(f"{recipe.name}: packages gave no kernel or no /bin/busybox")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    modules = module_closure(tree / "lib" / "modules" / release, recipe.modules)
+
+    progress(f"{recipe.name}: packing initramfs ({len(modules)} modules)")
+    archive = _initramfs(recipe, busybox, release, modules)
+    shutil.copyfile(kernels[-1], out / "vmlinuz")
+    (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
+    meta = {
+        "name": recipe.name,
+        "hash": key,
+        "recipe_hash": recipe.recipe_hash(),
+        "packages": versions,
+        "kernel_release": release,
+        "modules": [m for m, _ in modules],
+        "append": recipe.append,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _initramfs(recipe: Recipe, busybox: Path, release: str, modules: list[tuple[str, Path]]) -> bytes:
+    cpio = Cpio()
+    for directory in ("dev", "proc", "sys", "run", "tmp", "root", "etc/mux"):
+        cpio.add_dir(directory)
+    cpio.add_chardev("dev/console", 5, 1)
+    cpio.add_chardev("dev/null", 1, 3)
+    cpio.add_file("bin/busybox", busybox.read_bytes(), 0o755)
+    cpio.add_file("etc/mux/image", f"{recipe.name}\n".encode())
+    for rel, data in sorted(recipe.files.items()):
+        if rel == "recipe.toml":
+            continue
+        target = "init" if rel == "init" else "lib/mux/" + rel.rsplit("/", 1)[-1]
+        executable = rel == "init" or rel.endswith(".sh")
+        cpio.add_file(target, data, 0o755 if executable else 0o644)
+    order = []
+    for module, path in modules:
+        target = f"lib/modules/{release}/{path.name}"
+        cpio.add_file(target, path.read_bytes())
+        order.append(f"{module} /{target}\n")
+    cpio.add_file("etc/mux/modules", "".join(order).encode())
+    return cpio.finish()
+
+
+# --- kernel modules ---------------------------------------------------------------
+
+
+def modinfo(path: Path) -> dict[str, list[str]]:
+    """The ``key=value`` strings of a module's ``.modinfo`` ELF section."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise ImageError(f"{path} is not a 64-bit ELF kernel module")
+    try:
+        return _modinfo_strings(data)
+    except (struct.error, ValueError) as exc:
+        raise ImageError(f"{path}: unreadable ELF section table: {exc}") from exc
+
+
+def _modinfo_strings(data: bytes) -> dict[str, list[str]]:
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def section(i: int) -> tuple[int, int, int]:
+        name, _t, _f, _a, offset, size = struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
+        return name, offset, size
+
+    _, str_off, _ = section(shstrndx)
+    info: dict[str, list[str]] = {}
+    for i in range(shnum):
+        name, offset, size = section(i)
+        if data[str_off + name : data.index(b"\0", str_off + name)] == b".modinfo":
+            for item in data[offset : offset + size].split(b"\0"):
+                k, eq, v = item.decode(errors="replace").partition("=")
+                if eq:
+                    info.setdefault(k, []).append(v)
+    return info
+
+
+def module_closure(moddir: Path, wanted: Iterable[str]) -> list[tuple[str, Path]]:
+    """``wanted`` modules and their ``depends=`` (and ``softdep pre:``), load order first.
+
+    Raises ImageError for a module that is neither a file nor built in.
+    """
+    wanted = list(wanted)
+    if not wanted:
+        return []
+    files = {_modname(p.name): p for p in moddir.rglob("*.ko")}
+    builtin_list = moddir / "modules.builtin"
+    builtin: set[str] = set()
+    if builtin_list.is_file():
+        builtin = {_modname(line) for line in builtin_list.read_text().split()}
+    order: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+
+    def visit(name: str, required: bool) -> None:
+        name = _modname(name)
+        if name in seen or name in builtin:
+            return
+        if name not in files:
+            if required:
+                raise ImageError(f"kernel module {name!r} not found in {moddir}")
+            return
+        seen.add(name)
+        info = modinfo(files[name])
+        for dep in ",".join(info.get("depends", [])).split(","):
+            if dep:
+                visit(dep, True)
+        for soft in info.get("softdep", []):
+            pre = soft.split("pre:", 1)[1].split("post:")[0] if "pre:" in soft else ""
+            for dep in pre.split():
+                visit(dep, False)
+        order.append((name, files[name]))
+
+    for name in wanted:
+        visit(name, True)
+    return order
+
+
+def _modname(file_or_name: str) -> str:
+    """``kernel/drivers/usb/storage/usb-storage.ko`` -> ``usb_storage``."""
+    return file_or_name.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+
+
+# --- the cpio writer ------------------------------------------------------------------
+
+
+class Cpio:
+    """A minimal newc ("070701") cpio writer; entries are root-owned, mtime 0."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._dirs: set[str] = set()
+        self._ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        parent = name.rpartition("/")[0]
+        if parent and parent not in self._dirs:
+            self.add_dir(parent)
+        self._ino += 1
+        encoded = name.encode() + b"\0"
+        fields = (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, *rdev, len(encoded), 0)
+        header = b"070701" + b"".join(b"%08x" % f for f in fields)
+        self._chunks += [header, encoded, _pad(len(header) + len(encoded)), data, _pad(len(data))]
+
+    def add_dir(self, name: str, mode: int = 0o755) -> None:
+        name = name.strip("/")
+        if name in self._dirs:
+            return
+        self._dirs.add(name)
+        self._entry(name, 0o040000 | mode)
+
+    def add_file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name.strip("/"), 0o100000 | mode, data)
+
+    def add_symlink(self, name: str, target: str) -> None:
+        self._entry(name.strip("/"), 0o120777, target.encode())
+
+    def add_chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._entry(name.strip("/"), 0o020000 | mode, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        """The archive with its trailer."""
+        self._ino = 0
+        self._entry("TRAILER!!!", 0)
+        return b"".join(self._chunks)
+
+
+def _pad(length: int) -> bytes:
+    return b"\0" * (-length % 4)

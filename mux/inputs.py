@@ -1,0 +1,447 @@
+"""Input sources: physical evdev devices and evemu recordings, behind one async interface.
+
+Every source yields *frames*: lists of :class:`~mux.router.InputEvent` ending with the
+``SYN_REPORT`` that closes them, which is what :meth:`Controller.input` consumes. Consume
+a source with ``async with contextlib.aclosing(source.batches()) as frames`` (or from a
+task that gets cancelled), so its cleanup runs at once, not when the generator is
+garbage-collected.
+
+The evdev edge is thin and sits behind a seam, :class:`DeviceIO` (list event device
+paths, open one) and :class:`Device` (read chunks, grab, ungrab, close, key state, LEDs).
+:class:`EvdevIO` is the real one over python-evdev; tests pass a fake. The policy lives
+in :class:`EvdevSource`, on top of the seam:
+
+- Grab only when no key or button is held (as QEMU's input-linux does). A key that is
+  down at start (the Enter that launched mux) was pressed in the host, so its release
+  must reach the host too, or the host sees it stuck. Until then the device is read but
+  its events are dropped: they belong to the host, which still sees them (not grabbed).
+  The source polls ``active_keys()`` (the kernel's key state) after each chunk read, and
+  re-checks it once grabbed, letting go again if a key went down in between.
+- Ungrab and close happen in ``finally``, always: on error, on cancellation, on aclose.
+- A device that goes away (``ENODEV`` on read) is waited for, polling every 0.5 s, and
+  re-opened when it is back. A path is re-opened at the same path when the device there
+  has the same name; a ``/dev/input/by-id/`` or ``by-path/`` link is only ever looked
+  for there, but an ``eventN`` path may come back under another number, so the device is
+  then also looked for by the name and phys it had. A name is looked up by name first,
+  then by name and phys.
+  Keys held when it went away get a synthetic release frame, so no guest keeps them down.
+- Problems a user can fix (permission denied, another program holding the grab) are
+  logged once, with what to do, and retried every 5 s: the source never raises them,
+  so the controller and the other sources go on, and mux recovers once they are fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import glob
+import logging
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import evdev
+from evdev import ecodes
+
+from mux import evemu
+from mux.keymap import key_name
+from mux.router import EV_KEY, EV_REL, EV_SYN, SYN_REPORT, InputEvent
+
+log = logging.getLogger("mux.inputs")
+
+POLL_S = 0.5  # how often to look for a device that is gone
+RETRY_S = 5.0  # how often to retry a device we may not open or grab
+EV_LED, LED_NUML, LED_CAPSL, LED_SCROLLL = 0x11, 0, 1, 2
+_LETTERS = [getattr(ecodes, f"KEY_{c}") for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+_SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
+
+
+class InputSource(Protocol):
+    """Anything that yields input frames (each ends with its ``SYN_REPORT``)."""
+
+    name: str
+
+    def batches(self) -> AsyncIterator[list[InputEvent]]: ...
+
+
+# --- the seam --------------------------------------------------------------------------
+
+
+class Device(Protocol):
+    """One open evdev device. Every method may raise OSError (ENODEV once it is gone)."""
+
+    name: str
+    phys: str
+    kind: str  # "keyboard", "mouse" or "input device" (see classify)
+
+    def read_batches(self) -> AsyncGenerator[list[InputEvent], None]:
+        """Yield the events of each read as they come (not framed)."""
+        ...
+
+    def grab(self) -> None: ...
+    def ungrab(self) -> None: ...
+    def close(self) -> None: ...
+    def active_keys(self) -> Collection[int]: ...
+    def set_led(self, led: int, on: bool) -> None: ...
+
+
+class DeviceIO(Protocol):
+    """Finds and opens devices."""
+
+    def paths(self) -> list[str]:
+        """Every event device path present now."""
+        ...
+
+    def open(self, path: str) -> Device:
+        """Open one; raises OSError (FileNotFoundError, PermissionError, ...)."""
+        ...
+
+
+def classify(capabilities: Mapping[int, Collection[int]]) -> str:
+    """``"keyboard"`` (every letter key, or Enter), ``"mouse"`` (REL_X, REL_Y and
+    BTN_LEFT) or ``"input device"``, from a device's capabilities by event type."""
+    keys = set(capabilities.get(EV_KEY, ()))
+    rels = set(capabilities.get(EV_REL, ()))
+    if keys.issuperset(_LETTERS) or ecodes.KEY_ENTER in keys:
+        return "keyboard"
+    if {ecodes.REL_X, ecodes.REL_Y} <= rels and ecodes.BTN_LEFT in keys:
+        return "mouse"
+    return "input device"
+
+
+class EvdevDevice:
+    """:class:`Device` over a python-evdev ``InputDevice``, read through fd readiness."""
+
+    def __init__(self, device: evdev.InputDevice[str]) -> None:
+        self._device = device
+        self.name: str = device.name
+        self.phys: str = device.phys
+        self.kind = classify(device.capabilities(absinfo=False))
+
+    async def read_batches(self) -> AsyncGenerator[list[InputEvent], None]:
+        """Yield each read's events; raises OSError (ENODEV when unplugged)."""
+        loop = asyncio.get_running_loop()
+        fd = self._device.fd
+        while True:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+            try:
+                raw = list(self._device.read())
+            except BlockingIOError:
+                continue
+            yield [InputEvent(e.type, e.code, e.value) for e in raw]
+
+    def grab(self) -> None:
+        self._device.grab()
+
+    def ungrab(self) -> None:
+        self._device.ungrab()
+
+    def close(self) -> None:
+        self._device.close()
+
+    def active_keys(self) -> Collection[int]:
+        return list(self._device.active_keys())
+
+    def set_led(self, led: int, on: bool) -> None:
+        """Raises OSError, EBADF if the device could only be opened read-only."""
+        try:
+            self._device.set_led(led, int(on))
+        except evdev.EvdevError as exc:
+            raise OSError(errno.EBADF, f"{self.name} is open read-only: {exc}") from exc
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class EvdevIO:
+    """:class:`DeviceIO` over ``/dev/input/event*``."""
+
+    def __init__(self, directory: Path | str = "/dev/input") -> None:
+        self.directory = Path(directory)
+
+    def paths(self) -> list[str]:
+        found = glob.glob(str(self.directory / "event*"))
+        return sorted(found, key=lambda p: int(re.sub(r"\D", "", Path(p).name) or 0))
+
+    def open(self, path: str) -> Device:
+        return EvdevDevice(evdev.InputDevice(path))
+
+
+_PERMISSION_FIX = (
+    "add your user to the 'input' group (sudo usermod -aG input $USER, then log in again) or run mux as root"
+)
+
+
+def discover(specs: list[str], io: DeviceIO | None = None) -> list[str]:
+    """Expand ``"auto"`` into every keyboard and mouse present; other specs stay as they are.
+
+    Devices that cannot be opened are skipped (permission denied is logged, with the
+    fix); never raises for device problems.
+    """
+    io = io or EvdevIO()
+    found: list[str] = []
+    for spec in specs:
+        if spec != "auto":
+            found.append(spec)
+            continue
+        denied: list[str] = []
+        for path in io.paths():
+            try:
+                device = io.open(path)
+            except PermissionError:
+                denied.append(path)
+                continue
+            except OSError as exc:
+                log.debug("auto: skipping %s: %s", path, exc)
+                continue
+            try:
+                if device.kind in ("keyboard", "mouse"):
+                    log.info("auto: using %s %s (%s)", device.kind, path, device.name)
+                    found.append(path)
+            finally:
+                device.close()
+        if denied:
+            log.error("auto: permission denied on %s; %s", ", ".join(denied), _PERMISSION_FIX)
+    return list(dict.fromkeys(found))
+
+
+# --- sources ---------------------------------------------------------------------------
+
+
+class EvdevSource:
+    """A physical device by path or name, grabbed exclusively. See the module docstring.
+
+    ``batches()`` runs until cancelled (it ends only if the device's stream ends, which
+    real devices never do). It raises nothing for device problems; anything else (a bug)
+    propagates, after the device has been ungrabbed and closed.
+    """
+
+    def __init__(self, spec: str, io: DeviceIO | None = None) -> None:
+        self.name = spec
+        self._io = io or EvdevIO()
+        self._is_path = "/" in spec
+        self._stable_path = "/by-id/" in spec or "/by-path/" in spec  # names one device for good
+        self._identity: tuple[str, str] | None = None  # (name, phys) once opened
+        self._kind = "input device"
+        self._device: Device | None = None  # set while grabbed
+        self._leds: dict[int, bool] = {}
+        self._down: set[int] = set()  # keys delivered down, not yet released
+        self._last_problem: str | None = None  # logged once, until the device is ready
+        self._went_away = False
+        self._absent = f"{self._label} not found; waiting for it"
+
+    @property
+    def grabbed(self) -> bool:
+        return self._device is not None
+
+    @property
+    def _label(self) -> str:
+        return f"{self._kind} {self.name}"
+
+    def set_leds(self, caps: bool, num: bool, scroll: bool) -> None:
+        """Show these lock LEDs on the device: now if grabbed, else once it is.
+
+        Write errors are logged, never raised (a device going away is noticed by the read).
+        """
+        self._leds = {LED_CAPSL: caps, LED_NUML: num, LED_SCROLLL: scroll}
+        if self._device is not None:
+            self._apply_leds(self._device)
+
+    async def batches(self) -> AsyncIterator[list[InputEvent]]:
+        while True:
+            device = await self._open()
+            grabbed = False
+            try:
+                async with contextlib.aclosing(device.read_batches()) as chunks:
+                    grabbed = await self._grab_when_idle(device, chunks)
+                    if not grabbed:
+                        return
+                    self._ready(device)
+                    frame: list[InputEvent] = []
+                    async for chunk in chunks:
+                        for event in chunk:
+                            frame.append(event)
+                            if event.type == EV_SYN and event.code == SYN_REPORT:
+                                self._track(frame)
+                                yield frame
+                                frame = []
+                return
+            except OSError as exc:
+                problem = exc
+            finally:
+                self._device = None
+                _release(device, grabbed)
+            if problem.errno == errno.EBUSY:
+                self._report(
+                    logging.ERROR,
+                    f"cannot grab {self._label}: another program has grabbed it (device busy); "
+                    f"close that program (another mux, a QEMU with input-linux, a key remapper); "
+                    f"retrying every {RETRY_S:g} s",
+                )
+                await asyncio.sleep(RETRY_S)
+                continue
+            self._went_away = problem.errno == errno.ENODEV
+            reason = "went away" if self._went_away else f"failed ({problem})"
+            self._absent = f"{self._label} {reason}; waiting for it"
+            self._report(logging.WARNING, self._absent)
+            if self._down:
+                yield [*(InputEvent(EV_KEY, code, 0) for code in sorted(self._down)), _SYN]
+                self._down.clear()
+
+    async def _open(self) -> Device:
+        """Wait until the device is there and opened; logs problems, raises nothing."""
+        while True:
+            try:
+                device = self._find()
+            except PermissionError:
+                self._report(
+                    logging.ERROR,
+                    f"cannot open {self._label}: permission denied; {_PERMISSION_FIX}; "
+                    f"retrying every {RETRY_S:g} s",
+                )
+                await asyncio.sleep(RETRY_S)
+                continue
+            except OSError as exc:
+                self._report(logging.ERROR, f"cannot open {self._label}: {exc}; retrying every {RETRY_S:g} s")
+                await asyncio.sleep(RETRY_S)
+                continue
+            if device is not None:
+                self._identity = (device.name, device.phys)
+                self._kind = device.kind
+                return device
+            self._report(logging.WARNING, self._absent)
+            await asyncio.sleep(POLL_S)
+
+    def _find(self) -> Device | None:
+        """Open this source's device, or None if it is not there.
+
+        Raises PermissionError if it (or, looking by name, any candidate) may not be
+        opened, and OSError for other failures of the spec's own path.
+        """
+        if self._is_path:
+            device = _try_open(self._io, self.name)
+            if device is not None and (self._identity is None or device.name == self._identity[0]):
+                return device
+            if device is not None:
+                device.close()
+            if self._identity is None or self._stable_path:
+                return None
+        denied: PermissionError | None = None
+        for path in self._io.paths():
+            try:
+                device = _try_open(self._io, path)
+            except PermissionError as exc:
+                denied = exc
+                continue
+            except OSError:
+                continue
+            if device is None:
+                continue
+            wanted = self._identity or (self.name, device.phys)
+            if (device.name, device.phys) == wanted:
+                return device
+            device.close()
+        if denied is not None:
+            raise denied
+        return None
+
+    async def _grab_when_idle(self, device: Device, chunks: AsyncIterator[list[InputEvent]]) -> bool:
+        """Grab once no key is held, dropping what is read meanwhile; False if the stream ended.
+
+        Raises OSError from the device (EBUSY if another program holds the grab).
+        """
+        announced = False
+        while True:
+            if not device.active_keys():
+                device.grab()
+                if not device.active_keys():
+                    return True
+                device.ungrab()  # a key went down in between: its release is the host's
+            if not announced:
+                held = ", ".join(key_name(code) for code in sorted(device.active_keys()))
+                log.info("%s: waiting for %s to be released before grabbing", self._label, held or "keys")
+                announced = True
+            try:
+                await anext(chunks)
+            except StopAsyncIteration:
+                return False
+
+    def _ready(self, device: Device) -> None:
+        self._device = device
+        if self._last_problem is not None:
+            log.info("%s %s", self._label, "is back" if self._went_away else "is ready")
+            self._last_problem = None
+        log.debug("grabbed %s (%s)", self._label, device.name)
+        self._apply_leds(device)
+
+    def _apply_leds(self, device: Device) -> None:
+        try:
+            for led, on in self._leds.items():
+                device.set_led(led, on)
+        except OSError as exc:
+            log.warning("%s: cannot set LEDs: %s", self._label, exc)
+
+    def _track(self, frame: list[InputEvent]) -> None:
+        for event in frame:
+            if event.type == EV_KEY:
+                if event.value:
+                    self._down.add(event.code)
+                else:
+                    self._down.discard(event.code)
+
+    def _report(self, level: int, message: str) -> None:
+        """Log a problem once, not on every retry."""
+        if message != self._last_problem:
+            log.log(level, "%s", message)
+            self._last_problem = message
+
+
+def _try_open(io: DeviceIO, path: str) -> Device | None:
+    """``io.open(path)``, or None if nothing is there. Raises other OSErrors."""
+    try:
+        return io.open(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            return None
+        raise
+
+
+def _release(device: Device, grabbed: bool) -> None:
+    """Ungrab (if grabbed) and close, whatever happens; errors (a device gone) are moot."""
+    try:
+        if grabbed:
+            with contextlib.suppress(OSError):
+                device.ungrab()
+    finally:
+        with contextlib.suppress(OSError):
+            device.close()
+
+
+class RecordingSource:
+    """Replays an evemu recording, frame by frame, with its timing or as fast as possible.
+
+    The file is read at construction: raises ConfigError (``file:line``) for a bad one.
+    """
+
+    def __init__(self, path: Path | str, realtime: bool = True) -> None:
+        self.name = str(path)
+        self.realtime = realtime
+        self._frames = evemu.frames(evemu.read_recording(path))
+
+    async def batches(self) -> AsyncIterator[list[InputEvent]]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = self._frames[0][-1].time if self._frames else 0.0
+        for frame in self._frames:
+            delay = frame[-1].time - first - (loop.time() - start) if self.realtime else 0.0
+            await asyncio.sleep(max(delay, 0.0))  # 0 still lets other tasks run
+            yield [recorded.event for recorded in frame]
