@@ -162,7 +162,8 @@ def _dotted(path: Path_) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a table", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _positive(value: float) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from mux.switcher import Switcher
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+SwitchHook = Callable[[str | None, str], Awaitable[None]]
 
 
 class Controller:
@@ -49,6 +50,8 @@ class Controller:
         self.switcher = Switcher(config.names, self._apply_switch)
         self.runtime_dir = Path()
         self._route_lock = asyncio.Lock()
+        self.before_switch: list[SwitchHook] = []
+        self.after_switch: list[SwitchHook] = []
         self._unmapped_reported: set[int] = set()
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
@@ -146,9 +149,17 @@ class Controller:
         return await self.switcher.request(target, source)
 
     async def _apply_switch(self, old: str | None, new: str) -> None:
+        """The switch itself, in order: ``before_switch`` hooks (which may refuse by
+        raising, e.g. a device the old guest has not released yet), input (the old
+        persona's held keys released, new input routed to the new one), then
+        ``after_switch`` hooks (display, LEDs, MQTT)."""
+        for hook in self.before_switch:
+            await hook(old, new)
         async with self._route_lock:
             actions = self.router.switch(new)
             await self._dispatch(actions)
+        for hook in self.after_switch:
+            await hook(old, new)
 
     async def input(self, events: Iterable[InputEvent]) -> None:
         """Route events from any input source; a completed hotkey switches at once."""

@@ -196,7 +196,7 @@ def _parse_step(item: Any, path: Path_, locate: SourceMap, names: list[str] | No
             fail((*where, key), f"{kind}: unknown persona {value!r} (personas: {', '.join(names)})")
         if arg.regex:
             try:
-                re.compile(value)
+                re.compile(str(value))
             except re.error as exc:
                 fail((*where, key), f"{kind}: {key} is not a valid regex: {exc}")
         args[key] = value
