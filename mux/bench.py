@@ -6,7 +6,8 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
 - ``qmp_roundtrip_ms``: a bare QMP ``input-send-event`` to a running persona;
 - ``input_latency_ms``: an event entering the router until QEMU acknowledges the
   command it became (router, switch lock, dispatch, QMP);
-- ``input_latency_ratio``: ``input_latency_ms.p99 / qmp_roundtrip_ms.p50`` (target <= 1.5).
+- ``input_latency_ratio``: ``input_latency_ms.p99 / qmp_roundtrip_ms.p50`` (target <= 1.5),
+  and the like-for-like ``input_latency_ratio_p50`` and ``input_latency_ratio_p99``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ async def bench_input(ctl: Controller, events: int) -> dict[str, Any]:
     qmp = percentiles(bare)
     latency = percentiles(through)
     return {"qmp_roundtrip_ms": qmp, "input_latency_ms": latency,
-            "input_latency_ratio": round(latency["p99"] / qmp["p50"], 3)}
+            # the issue's target: routed p99 over bare p50 (<= 1.5)
+            "input_latency_ratio": round(latency["p99"] / qmp["p50"], 3),
+            # like for like, less sensitive to the noise of a shared machine
+            "input_latency_ratio_p50": round(latency["p50"] / qmp["p50"], 3),
+            "input_latency_ratio_p99": round(latency["p99"] / qmp["p99"], 3)}
 
 
 async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any]:

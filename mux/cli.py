@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("bench", help="measure performance (figures as ratios to a same-run baseline)")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--events", type=int, default=2000, help="input events to measure")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("ctl", help="talk to a running controller")
     p.add_argument("--socket", type=Path, default=default_control_socket())
     csub = p.add_subparsers(required=True, metavar="REQUEST")
@@ -136,6 +141,13 @@ async def _run(config: Config, duration: float | None) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
         print("mux: stopping")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mux.bench import run_bench
+
+    asyncio.run(run_bench(args.json, events=args.events))
     return 0
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image
 
@@ -25,6 +25,7 @@ from mux import images
 from mux.accel import choose_accel
 from mux.config import Config
 from mux.errors import MuxError, PersonaError
+from mux.inputs import EvdevSource, InputSource, discover
 from mux.persona import Persona, RunState
 from mux.router import InputEvent, Router, Send, SwitchRequest, Unmapped
 from mux.runtime import private_runtime_dir
@@ -50,6 +51,7 @@ class Controller:
         self.switcher = Switcher(config.names, self._apply_switch)
         self.runtime_dir = Path()
         self._route_lock = asyncio.Lock()
+        self.input_sources: list[EvdevSource] = []
         self.before_switch: list[SwitchHook] = []
         self.after_switch: list[SwitchHook] = []
         self._unmapped_reported: set[int] = set()
@@ -94,6 +96,17 @@ class Controller:
         stack.push_async_callback(_close_server, server)
         self.control_path = socket_path
         await self.start_personas([p.name for p in self.config.personas if p.autostart])
+        for spec in discover(list(self.config.input.devices)):
+            source = EvdevSource(spec)
+            self.input_sources.append(source)
+            self._loops.append(group.create_task(self._pump(source), name=f"input:{spec}"))
+
+    async def _pump(self, source: InputSource) -> None:
+        """Feed one input source's frames to the router until cancelled."""
+        batches = cast(AsyncGenerator[list[InputEvent], None], source.batches())
+        async with contextlib.aclosing(batches) as frames:
+            async for frame in frames:
+                await self.input(frame)
 
     async def _close_personas(self) -> None:
         """Stop every guest at once: each may wait seconds for its guest to power down."""
