@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image
 
@@ -26,6 +26,9 @@ from mux.accel import choose_accel
 from mux.config import Config
 from mux.errors import MuxError, PersonaError
 from mux.inputs import EvdevSource, InputSource, discover
+
+if TYPE_CHECKING:
+    from mux.mqtt import MqttBridge
 from mux.persona import Persona, RunState
 from mux.router import InputEvent, Router, Send, SwitchRequest, Unmapped
 from mux.runtime import private_runtime_dir
@@ -52,6 +55,7 @@ class Controller:
         self.runtime_dir = Path()
         self._route_lock = asyncio.Lock()
         self.input_sources: list[EvdevSource] = []
+        self.mqtt: MqttBridge | None = None
         self.before_switch: list[SwitchHook] = []
         self.after_switch: list[SwitchHook] = []
         self._unmapped_reported: set[int] = set()
@@ -96,6 +100,14 @@ class Controller:
         stack.push_async_callback(_close_server, server)
         self.control_path = socket_path
         await self.start_personas([p.name for p in self.config.personas if p.autostart])
+        if self.config.mqtt is not None:
+            from mux.mqtt import MqttBridge
+
+            self.mqtt = MqttBridge(self, self.config.mqtt)
+            self.switcher.listeners.append(self.mqtt.notify)
+            for persona in self.personas.values():
+                persona.listeners.append(self.mqtt.notify)
+            self._loops.append(group.create_task(self.mqtt.run(), name="mqtt"))
         for spec in discover(list(self.config.input.devices)):
             source = EvdevSource(spec)
             self.input_sources.append(source)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from mux import images
 from mux.config import Config, MuxSection, PersonaConfig
 from mux.controller import Controller
+from tests.mqtt_helpers import MOSQUITTO, Broker
 
 READY_S = 120.0
 
@@ -45,3 +46,14 @@ async def controller(tmp_path: Path, console_image: images.BuiltImage
                           logs_dir=tmp_path / "logs", progress=lambda m: None)
 
     yield factory
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port (anonymous; set ``users`` and restart for auth)."""
+    if not Path(MOSQUITTO).exists():
+        pytest.fail("mosquitto is missing: run ./bootstrap test")
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
