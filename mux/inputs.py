@@ -15,8 +15,10 @@ in :class:`EvdevSource`, on top of the seam:
   down at start (the Enter that launched mux) was pressed in the host, so its release
   must reach the host too, or the host sees it stuck. Until then the device is read but
   its events are dropped: they belong to the host, which still sees them (not grabbed).
-  The source polls ``active_keys()`` (the kernel's key state) after each chunk read, and
-  re-checks it once grabbed, letting go again if a key went down in between.
+  The source checks ``active_keys()`` (the kernel's key state) after each chunk read, and
+  again once grabbed, letting go if a key went down in between; once the grab holds, the
+  events still queued from before it are discarded too, so nothing reaches both the host
+  and a guest.
 - Ungrab and close happen in ``finally``, always: on error, on cancellation, on aclose.
 - A device that goes away (``ENODEV`` on read) is waited for, polling every 0.5 s, and
   re-opened when it is back. A path is re-opened at the same path when the device there
@@ -25,6 +27,9 @@ in :class:`EvdevSource`, on top of the seam:
   then also looked for by the name and phys it had. A name is looked up by name first,
   then by name and phys.
   Keys held when it went away get a synthetic release frame, so no guest keeps them down.
+- After ``SYN_DROPPED`` (the kernel's buffer overflowed, releases may be lost) the frame
+  goes on to the router, which drops it, and a synthetic frame releases the keys the
+  kernel no longer reports down (``active_keys()``).
 - Problems a user can fix (permission denied, another program holding the grab) are
   logged once, with what to do, and retried every 5 s: the source never raises them,
   so the controller and the other sources go on, and mux recovers once they are fixed.
@@ -47,7 +52,7 @@ from evdev import ecodes
 
 from mux import evemu
 from mux.keymap import key_name
-from mux.router import EV_KEY, EV_REL, EV_SYN, SYN_REPORT, InputEvent
+from mux.router import EV_KEY, EV_REL, EV_SYN, SYN_DROPPED, SYN_REPORT, InputEvent
 
 log = logging.getLogger("mux.inputs")
 
@@ -78,6 +83,10 @@ class Device(Protocol):
 
     def read_batches(self) -> AsyncGenerator[list[InputEvent], None]:
         """Yield the events of each read as they come (not framed)."""
+        ...
+
+    def discard_pending(self) -> None:
+        """Drop the events already read by the kernel for us but not by us yet."""
         ...
 
     def grab(self) -> None: ...
@@ -136,6 +145,12 @@ class EvdevDevice:
             except BlockingIOError:
                 continue
             yield [InputEvent(e.type, e.code, e.value) for e in raw]
+
+    def discard_pending(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                for _ in self._device.read():
+                    pass
 
     def grab(self) -> None:
         self._device.grab()
@@ -218,7 +233,8 @@ def discover(specs: list[str], io: DeviceIO | None = None) -> list[str]:
 
 
 class EvdevSource:
-    """A physical device by path or name, grabbed exclusively. See the module docstring.
+    """A physical device by path (starting with ``/`` or ``./``) or by name, grabbed
+    exclusively. See the module docstring.
 
     ``batches()`` runs until cancelled (it ends only if the device's stream ends, which
     real devices never do). It raises nothing for device problems; anything else (a bug)
@@ -228,13 +244,13 @@ class EvdevSource:
     def __init__(self, spec: str, io: DeviceIO | None = None) -> None:
         self.name = spec
         self._io = io or EvdevIO()
-        self._is_path = "/" in spec
+        self._is_path = spec.startswith(("/", "./", "../"))  # names may hold "/": "PS/2 Mouse"
         self._stable_path = "/by-id/" in spec or "/by-path/" in spec  # names one device for good
         self._identity: tuple[str, str] | None = None  # (name, phys) once opened
         self._kind = "input device"
         self._device: Device | None = None  # set while grabbed
         self._leds: dict[int, bool] = {}
-        self._down: set[int] = set()  # keys delivered down, not yet released
+        self._down: dict[int, None] = {}  # keys delivered down, in press order
         self._last_problem: str | None = None  # logged once, until the device is ready
         self._went_away = False
         self._absent = f"{self._label} not found; waiting for it"
@@ -256,7 +272,8 @@ class EvdevSource:
         if self._device is not None:
             self._apply_leds(self._device)
 
-    async def batches(self) -> AsyncIterator[list[InputEvent]]:
+    async def batches(self) -> AsyncGenerator[list[InputEvent], None]:
+        """Frames from the device, forever; device problems are logged and waited out."""
         while True:
             device = await self._open()
             grabbed = False
@@ -267,13 +284,21 @@ class EvdevSource:
                         return
                     self._ready(device)
                     frame: list[InputEvent] = []
+                    dropped = False
                     async for chunk in chunks:
                         for event in chunk:
                             frame.append(event)
-                            if event.type == EV_SYN and event.code == SYN_REPORT:
-                                self._track(frame)
+                            if event.type != EV_SYN:
+                                continue
+                            if event.code == SYN_DROPPED:
+                                dropped = True  # the router drops the frame; resync after it
+                            elif event.code == SYN_REPORT:
+                                if not dropped:
+                                    self._track(frame)
                                 yield frame
-                                frame = []
+                                if dropped and (releases := self._releases(device.active_keys())):
+                                    yield releases
+                                frame, dropped = [], False
                 return
             except OSError as exc:
                 problem = exc
@@ -293,9 +318,8 @@ class EvdevSource:
             reason = "went away" if self._went_away else f"failed ({problem})"
             self._absent = f"{self._label} {reason}; waiting for it"
             self._report(logging.WARNING, self._absent)
-            if self._down:
-                yield [*(InputEvent(EV_KEY, code, 0) for code in sorted(self._down)), _SYN]
-                self._down.clear()
+            if releases := self._releases(still_down=()):
+                yield releases
 
     async def _open(self) -> Device:
         """Wait until the device is there and opened; logs problems, raises nothing."""
@@ -364,6 +388,7 @@ class EvdevSource:
             if not device.active_keys():
                 device.grab()
                 if not device.active_keys():
+                    device.discard_pending()  # from before the grab: the host had them
                     return True
                 device.ungrab()  # a key went down in between: its release is the host's
             if not announced:
@@ -379,7 +404,7 @@ class EvdevSource:
         self._device = device
         if self._last_problem is not None:
             log.info("%s %s", self._label, "is back" if self._went_away else "is ready")
-            self._last_problem = None
+            self._last_problem, self._went_away = None, False
         log.debug("grabbed %s (%s)", self._label, device.name)
         self._apply_leds(device)
 
@@ -394,9 +419,17 @@ class EvdevSource:
         for event in frame:
             if event.type == EV_KEY:
                 if event.value:
-                    self._down.add(event.code)
+                    self._down.setdefault(event.code)
                 else:
-                    self._down.discard(event.code)
+                    self._down.pop(event.code, None)
+
+    def _releases(self, still_down: Collection[int]) -> list[InputEvent] | None:
+        """A frame releasing the keys delivered down but not in ``still_down`` (newest
+        first, so modifiers go last), which are then forgotten; None if there are none."""
+        gone = [code for code in reversed(self._down) if code not in still_down]
+        for code in gone:
+            del self._down[code]
+        return [*(InputEvent(EV_KEY, code, 0) for code in gone), _SYN] if gone else None
 
     def _report(self, level: int, message: str) -> None:
         """Log a problem once, not on every retry."""
@@ -437,7 +470,7 @@ class RecordingSource:
         self.realtime = realtime
         self._frames = evemu.frames(evemu.read_recording(path))
 
-    async def batches(self) -> AsyncIterator[list[InputEvent]]:
+    async def batches(self) -> AsyncGenerator[list[InputEvent], None]:
         loop = asyncio.get_running_loop()
         start = loop.time()
         first = self._frames[0][-1].time if self._frames else 0.0
