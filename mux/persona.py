@@ -63,6 +63,7 @@ class Persona:
         self.runtime_dir = runtime_dir
         self.accel = accel
         self.boot = boot
+        self.extra_args: list[str] = []  # appended to the next launch's argv (snapshot restore)
         self.state = RunState.STOPPED
         self.serial = SerialLog(runtime_dir / f"{self.name}.serial.log")
         self.qmp_path = runtime_dir / f"{self.name}.qmp"
@@ -112,7 +113,7 @@ class Persona:
     # --- lifecycle ------------------------------------------------------------------
 
     def argv(self) -> list[str]:
-        return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot)
+        return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot) + self.extra_args
 
     async def start(self) -> None:
         """Launch QEMU and connect QMP; returns once the persona is running.
@@ -125,7 +126,16 @@ class Persona:
         self._stop_requested = False
         self._set_state(RunState.STARTING)
         try:
-            await self._launch()
+            try:
+                await self._launch()
+            except LaunchError as exc:
+                if self.accel.proven:
+                    raise
+                log.warning("%s: QEMU would not start under KVM (%s); falling back to TCG",
+                            self.name, exc.stderr.strip().splitlines()[-1:] or exc.returncode)
+                await self._reap()
+                self.accel = AccelChoice("tcg", "auto: KVM would not start", proven=True)
+                await self._launch()
         except BaseException:
             await self._reap()
             self._set_state(RunState.CRASHED if self.restarts else RunState.STOPPED)

@@ -125,3 +125,36 @@ def _tcp_listeners(inodes: set[str]) -> list[str]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
                 found.append(fields[1])
     return found
+
+
+async def test_unproven_kvm_falls_back_to_tcg(tmp_path: Path, console_image: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here KVM either hangs the guest (kvm_pvm) or does not start: both end in TCG."""
+    monkeypatch.setattr(persona_module, "KVM_PROOF_S", 3.0)
+    unproven = AccelChoice("kvm", "auto: must prove itself", proven=False)
+    boot = (console_image.kernel, console_image.initrd, console_image.append)
+    async with Persona(PersonaConfig("p"), tmp_path, unproven, boot) as p:
+        await p.start()
+        await p.serial.wait_for(re.compile("MUX-READY p"), READY_S)
+        assert p.accel.accel == "tcg" and p.accel.proven
+        assert p.state == RunState.RUNNING
+
+
+def test_auto_accel_refuses_kvm_that_cannot_work(tmp_path: Path) -> None:
+    from mux.accel import choose_accel
+
+    root = tmp_path
+    (root / "dev").mkdir()
+    (root / "proc").mkdir()
+    (root / "sys/module/kvm_pvm").mkdir(parents=True)
+    (root / "proc/cpuinfo").write_text("flags\t\t: fpu vme vmx sse\n")
+    assert choose_accel("auto", root).accel == "tcg"
+    assert "does not exist" in choose_accel("auto", root).reason
+    (root / "dev/kvm").write_text("")
+    assert "kvm_pvm" in choose_accel("auto", root).reason
+    (root / "sys/module/kvm_pvm").rmdir()
+    auto = choose_accel("auto", root)
+    assert (auto.accel, auto.proven) == ("kvm", False)
+    (root / "proc/cpuinfo").write_text("flags\t\t: fpu vme sse\n")
+    assert "no vmx or svm" in choose_accel("auto", root).reason
+    assert choose_accel("tcg", root).accel == "tcg"
