@@ -6,8 +6,7 @@ include, the kernel command line) and an ``init`` script. Building one means:
 resolve the packages to exact versions with ``apt-cache``, fetch them with
 ``apt-get download`` (no root needed), unpack them with ``dpkg -x``, and pack
 busybox, the recipe's scripts and the dependency closure of the listed modules
-(read from each module's ``.modinfo`` ``depends=``, since Debian ships no
-``modules.dep``) into a gzip'd newc cpio written here byte by byte.
+into a gzip'd newc cpio (both made by :mod:`mux.initramfs`).
 
 Nothing binary is committed. A build lands in ``cache_root()/<name>-<key>/``
 (``vmlinuz``, ``initrd.img``, ``image.json``) where the key hashes the recipe
@@ -26,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
 import time
@@ -36,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mux.errors import ImageError
+from mux.initramfs import Cpio, module_closure
 
-#: Bump when the image layout made by this module changes, to invalidate caches.
+#: Bump when the image layout made here or in mux.initramfs changes, to invalidate caches.
 BUILD_FORMAT = 1
 #: Where the recipes live; a module attribute so tests can point it elsewhere.
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest_images"
@@ -379,130 +378,3 @@ def _initramfs(recipe: Recipe, busybox: Path, release: str, modules: list[tuple[
         order.append(f"{module} /{target}\n")
     cpio.add_file("etc/mux/modules", "".join(order).encode())
     return cpio.finish()
-
-
-# --- kernel modules ---------------------------------------------------------------
-
-
-def modinfo(path: Path) -> dict[str, list[str]]:
-    """The ``key=value`` strings of a module's ``.modinfo`` ELF section."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2:
-        raise ImageError(f"{path} is not a 64-bit ELF kernel module")
-    try:
-        return _modinfo_strings(data)
-    except (struct.error, ValueError) as exc:
-        raise ImageError(f"{path}: unreadable ELF section table: {exc}") from exc
-
-
-def _modinfo_strings(data: bytes) -> dict[str, list[str]]:
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-
-    def section(i: int) -> tuple[int, int, int]:
-        name, _t, _f, _a, offset, size = struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
-        return name, offset, size
-
-    _, str_off, _ = section(shstrndx)
-    info: dict[str, list[str]] = {}
-    for i in range(shnum):
-        name, offset, size = section(i)
-        if data[str_off + name : data.index(b"\0", str_off + name)] == b".modinfo":
-            for item in data[offset : offset + size].split(b"\0"):
-                k, eq, v = item.decode(errors="replace").partition("=")
-                if eq:
-                    info.setdefault(k, []).append(v)
-    return info
-
-
-def module_closure(moddir: Path, wanted: Iterable[str]) -> list[tuple[str, Path]]:
-    """``wanted`` modules and their ``depends=`` (and ``softdep pre:``), load order first.
-
-    Raises ImageError for a module that is neither a file nor built in.
-    """
-    wanted = list(wanted)
-    if not wanted:
-        return []
-    files = {_modname(p.name): p for p in moddir.rglob("*.ko")}
-    builtin_list = moddir / "modules.builtin"
-    builtin: set[str] = set()
-    if builtin_list.is_file():
-        builtin = {_modname(line) for line in builtin_list.read_text().split()}
-    order: list[tuple[str, Path]] = []
-    seen: set[str] = set()
-
-    def visit(name: str, required: bool) -> None:
-        name = _modname(name)
-        if name in seen or name in builtin:
-            return
-        if name not in files:
-            if required:
-                raise ImageError(f"kernel module {name!r} not found in {moddir}")
-            return
-        seen.add(name)
-        info = modinfo(files[name])
-        for dep in ",".join(info.get("depends", [])).split(","):
-            if dep:
-                visit(dep, True)
-        for soft in info.get("softdep", []):
-            pre = soft.split("pre:", 1)[1].split("post:")[0] if "pre:" in soft else ""
-            for dep in pre.split():
-                visit(dep, False)
-        order.append((name, files[name]))
-
-    for name in wanted:
-        visit(name, True)
-    return order
-
-
-def _modname(file_or_name: str) -> str:
-    """``kernel/drivers/usb/storage/usb-storage.ko`` -> ``usb_storage``."""
-    return file_or_name.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
-
-
-# --- the cpio writer ------------------------------------------------------------------
-
-
-class Cpio:
-    """A minimal newc ("070701") cpio writer; entries are root-owned, mtime 0."""
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self._dirs: set[str] = set()
-        self._ino = 1
-
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        parent = name.rpartition("/")[0]
-        if parent and parent not in self._dirs:
-            self.add_dir(parent)
-        self._ino += 1
-        encoded = name.encode() + b"\0"
-        fields = (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, *rdev, len(encoded), 0)
-        header = b"070701" + b"".join(b"%08x" % f for f in fields)
-        self._chunks += [header, encoded, _pad(len(header) + len(encoded)), data, _pad(len(data))]
-
-    def add_dir(self, name: str, mode: int = 0o755) -> None:
-        name = name.strip("/")
-        if name in self._dirs:
-            return
-        self._dirs.add(name)
-        self._entry(name, 0o040000 | mode)
-
-    def add_file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._entry(name.strip("/"), 0o100000 | mode, data)
-
-    def add_symlink(self, name: str, target: str) -> None:
-        self._entry(name.strip("/"), 0o120777, target.encode())
-
-    def add_chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
-        self._entry(name.strip("/"), 0o020000 | mode, rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        """The archive with its trailer."""
-        self._ino = 0
-        self._entry("TRAILER!!!", 0)
-        return b"".join(self._chunks)
-
-
-def _pad(length: int) -> bytes:
-    return b"\0" * (-length % 4)

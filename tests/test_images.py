@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from qemu.qmp import QMPClient
 
-from mux import images
+from mux import images, initramfs
 from mux.errors import ImageError
 
 READY_S = 120.0
@@ -105,7 +105,7 @@ def _read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
 
 
 def test_cpio_writer_round_trips() -> None:
-    cpio = images.Cpio()
+    cpio = initramfs.Cpio()
     cpio.add_file("bin/busybox", b"\x7fELF" * 5, 0o755)
     cpio.add_file("init", b"#!/bin/sh\n")
     cpio.add_chardev("dev/console", 5, 1)
@@ -149,11 +149,11 @@ def test_module_closure_orders_dependencies_first(tmp_path: Path) -> None:
     _fake_module(kernel / "scsi" / "scsi_common.ko", {"depends": ""})
     _fake_module(kernel / "crc.ko", {"depends": ""})
     (tmp_path / "modules.builtin").write_text("kernel/lib/builtin_thing.ko\n")
-    assert images.modinfo(kernel / "crc.ko") == {"depends": [""]}
-    order = [name for name, _ in images.module_closure(tmp_path, ["usb-storage"])]
+    assert initramfs.modinfo(kernel / "crc.ko") == {"depends": [""]}
+    order = [name for name, _ in initramfs.module_closure(tmp_path, ["usb-storage"])]
     assert order == ["usb_common", "usbcore", "scsi_common", "crc", "scsi_mod", "usb_storage"]
     with pytest.raises(ImageError, match="'nosuch' not found"):
-        images.module_closure(tmp_path, ["nosuch"])
+        initramfs.module_closure(tmp_path, ["nosuch"])
 
 
 # --- builds (need apt and the Debian archive) --------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for mux.inputs: the evdev source through a fake device, recordings, discovery.
+"""Tests for mux.inputs and mux.evdev_io: the evdev source through a fake device, recordings, discovery.
 
 The fake stands in for the kernel: ``press``/``release`` change the key state at once
 (as the kernel does when the event happens) and queue the chunk for reading; ``unplug``
@@ -20,10 +20,11 @@ from typing import cast
 import evdev
 import pytest
 
-from mux import inputs
+from mux import evdev_io, inputs
 from mux.errors import ConfigError
+from mux.evdev_io import classify
 from mux.evemu import frames, read_recording
-from mux.inputs import EvdevSource, RecordingSource, classify, discover
+from mux.inputs import EvdevSource, RecordingSource, discover
 from mux.router import EV_KEY, EV_REL, EV_SYN, InputEvent
 
 DATA = Path(__file__).parent / "data"
@@ -564,8 +565,8 @@ class PipeInputDevice:
         raise evdev.EvdevError("no write access to device")
 
 
-def wrap(stub: PipeInputDevice) -> inputs.EvdevDevice:
-    return inputs.EvdevDevice(cast("evdev.InputDevice[str]", stub))
+def wrap(stub: PipeInputDevice) -> evdev_io.EvdevDevice:
+    return evdev_io.EvdevDevice(cast("evdev.InputDevice[str]", stub))
 
 
 async def test_evdev_device_reads_chunks_and_cleans_up_its_reader() -> None:
@@ -599,7 +600,7 @@ async def test_evdev_device_reads_chunks_and_cleans_up_its_reader() -> None:
 def test_evdev_io_lists_event_devices_in_number_order(tmp_path: Path) -> None:
     for name in ("event10", "event2", "mouse0", "event0"):
         (tmp_path / name).touch()
-    assert inputs.EvdevIO(tmp_path).paths() == [str(tmp_path / f"event{n}") for n in (0, 2, 10)]
+    assert evdev_io.EvdevIO(tmp_path).paths() == [str(tmp_path / f"event{n}") for n in (0, 2, 10)]
 
 
 async def test_evdev_source_end_to_end_over_the_real_wrapper(
@@ -614,7 +615,7 @@ async def test_evdev_source_end_to_end_over_the_real_wrapper(
     monkeypatch.setattr(evdev, "InputDevice", open_stub)
     path = tmp_path / "event3"
     path.touch()
-    source = EvdevSource(str(path), inputs.EvdevIO(tmp_path))
+    source = EvdevSource(str(path), evdev_io.EvdevIO(tmp_path))
     async with pumping(source) as pump:
         await until(lambda: source.grabbed)
         os.write(stubs[0].writer, bytes([KEY_A]))
@@ -638,7 +639,7 @@ async def test_evdev_source_names_a_file_that_is_no_input_device(
 ) -> None:
     path = tmp_path / "event1"
     path.write_text("not a device")
-    async with pumping(EvdevSource(str(path), inputs.EvdevIO(tmp_path))) as pump:
+    async with pumping(EvdevSource(str(path), evdev_io.EvdevIO(tmp_path))) as pump:
         await until(lambda: bool(logged(caplog)))
         assert not pump.task.done()
     assert logged(caplog)[0].startswith(f"cannot open input device {path}: [Errno 25] Inappropriate ioctl")
