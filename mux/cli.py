@@ -24,6 +24,7 @@ from mux.errors import ConfigError, ControlError, MuxError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEVICE_MOVE_S = 600.0  # a move waits for the old guest's release (release_timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("scenarios", type=Path, nargs="+")
     p.add_argument("--artifacts", type=Path, default=Path("mux-artifacts"))
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
+    p.add_argument("--snapshots", type=Path, metavar="DIR",
+                   help="where snapshots are kept (default $MUX_SNAPSHOT_DIR or ~/.cache/mux/snapshots)")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("needle", help="openQA needles")
+    nsub = p.add_subparsers(required=True, metavar="ACTION")
+    n = nsub.add_parser("capture", help="write NAME.json + NAME.png from a live persona (full-screen match)")
+    n.add_argument("persona")
+    n.add_argument("name", type=Path, help="the needle's path without .json (its file name is its tag)")
+    n.add_argument("--socket", type=Path, default=default_control_socket())
+    n.set_defaults(func=cmd_needle_capture)
 
     p = sub.add_parser("bench", help="measure performance (figures as ratios to a same-run baseline)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -88,6 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("file", type=Path)
     s.set_defaults(func=cmd_ctl_screenshot)
+    s = csub.add_parser("attach", help="move a device to a persona (hotplug)")
+    s.add_argument("device")
+    s.add_argument("name", metavar="persona")
+    s.set_defaults(func=cmd_ctl_attach)
+    s = csub.add_parser("detach", help="unplug a device from its persona")
+    s.add_argument("device")
+    s.add_argument("name", metavar="persona", nargs="?", help="must be the persona holding it")
+    s.set_defaults(func=cmd_ctl_detach)
     return parser
 
 
@@ -106,7 +126,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config: Config) -> int:
-    """Print each persona's QEMU command line without booting anything."""
+    """Print each persona's QEMU command line without booting anything (nor asking apt).
+
+    Devices that follow the active persona are on no command line: the first switch
+    plugs them in; a comment line says so.
+    """
     from mux.accel import choose_accel
     from mux.persona import qemu_argv
 
@@ -115,10 +139,14 @@ def _dry_run(config: Config) -> int:
     for persona in config.personas:
         boot = None
         if persona.image:
-            built = images.find_built(persona.image)
+            built = images.find_built(persona.image, offline=True)
             boot = (built.kernel, built.initrd, built.append) if built else (
                 Path(f"<{persona.image} kernel>"), Path(f"<{persona.image} initrd>"), "")
         print(f"{persona.name}: {shlex.join(qemu_argv(persona, runtime, accel, boot))}")
+    for persona in config.personas:
+        for device in (d for d in persona.devices if d.follows_active):
+            print(f"# device {device.id} ({device.describe()}) follows the active persona:"
+                  " hotplugged at the first switch")
     return 0
 
 
@@ -171,29 +199,84 @@ def cmd_images_list(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """Check every file, run the scenarios, write results.json (and the JUnit file)."""
+    from mux import snapshot
     from mux.replay import load_all, run_scenario
+    from mux.report import ScenarioResult, write_junit, write_results
 
-    scenarios = load_all(args.scenarios)
+    store = args.snapshots or snapshot.default_dir()
+    scenarios = load_all(args.scenarios, store)
+    for scenario in scenarios:
+        for location, warning in scenario.warnings:
+            print(f"mux: warning: {location}: {warning}", file=sys.stderr)
 
-    async def replay_all() -> int:
-        failed = 0
+    async def replay_all() -> list[ScenarioResult]:
+        results: list[ScenarioResult] = []
+        dirs: set[str] = set()
+        missing: dict[str, str] = {}  # snapshots this run should have saved, but did not
+        stop = False
         for scenario in scenarios:
-            result = await run_scenario(scenario, args.artifacts)
-            if not result.passed:
-                failed += 1
-                if not args.keep_going:
-                    break
-        print(f"mux replay: {len(scenarios) - failed} passed, {failed} failed")
-        return EXIT_FAILED if failed else 0
+            if stop:
+                results.append(ScenarioResult(scenario, not_run=True))
+                continue
+            slug = _unique_dir(scenario.name, dirs)
+            result = await run_scenario(scenario, args.artifacts, snapshots=store,
+                                        directory=args.artifacts / slug, missing=missing)
+            results.append(result)
+            for name in scenario.saves:
+                if result.passed:
+                    missing.pop(name, None)
+                else:
+                    missing[name] = f"scenario {scenario.name!r} ({scenario.file}) failed"
+            stop = not result.passed and not args.keep_going
+        return results
 
-    return asyncio.run(replay_all())
+    results = asyncio.run(replay_all())
+    failed = sum(not r.passed and not r.not_run for r in results)
+    skipped = sum(r.not_run for r in results)
+    code = EXIT_FAILED if failed else 0
+    print(f"mux replay: results in {write_results(results, args.artifacts, code)}")
+    if args.junit:
+        print(f"mux replay: JUnit report in {write_junit(results, args.junit)}")
+    print(f"mux replay: {len(results) - failed - skipped} passed, {failed} failed"
+          + (f", {skipped} skipped" if skipped else ""))
+    return code
+
+
+def _unique_dir(name: str, taken: set[str]) -> str:
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "scenario"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
+
+
+def cmd_needle_capture(args: argparse.Namespace) -> int:
+    """Save the persona's screen as NAME.png and a needle skeleton NAME.json beside it."""
+    from PIL import Image
+
+    stem = args.name.with_suffix("") if args.name.suffix in (".json", ".png") else args.name
+    png, json_path = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".json")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    _ctl(args, {"cmd": "screenshot", "persona": args.persona, "file": str(png.resolve())})
+    with Image.open(png) as image:
+        width, height = image.size
+    needle = {"tags": [stem.name], "properties": [],
+              "area": [{"xpos": 0, "ypos": 0, "width": width, "height": height, "type": "match"}]}
+    json_path.write_text(json.dumps(needle, indent=3) + "\n", encoding="utf-8")
+    print(json_path)
+    return 0
 
 
 # --- ctl -------------------------------------------------------------------------------
 
 
-def _ctl(args: argparse.Namespace, message: dict[str, object]) -> dict[str, object]:
-    reply = control.request(args.socket, message)
+def _ctl(args: argparse.Namespace, message: dict[str, object], timeout: float = 30.0) -> dict[str, object]:
+    reply = control.request(args.socket, message, timeout)
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error")))
     return reply
@@ -212,3 +295,21 @@ def cmd_ctl_switch(args: argparse.Namespace) -> int:
 def cmd_ctl_screenshot(args: argparse.Namespace) -> int:
     print(_ctl(args, {"cmd": "screenshot", "persona": args.name, "file": str(args.file.resolve())})["file"])
     return 0
+
+
+def cmd_ctl_attach(args: argparse.Namespace) -> int:
+    reply = _ctl(args, {"cmd": "attach", "device": args.device, "persona": args.name}, timeout=DEVICE_MOVE_S)
+    print(_device_line(reply["device"]))
+    return 0
+
+
+def cmd_ctl_detach(args: argparse.Namespace) -> int:
+    reply = _ctl(args, {"cmd": "detach", "device": args.device, "persona": args.name}, timeout=DEVICE_MOVE_S)
+    print(_device_line(reply["device"]))
+    return 0
+
+
+def _device_line(device: object) -> str:
+    entry = device if isinstance(device, dict) else {}
+    where = f"attached to {entry.get('persona')}" if entry.get("persona") else "detached"
+    return f"{entry.get('id')}: {where}"

@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mux.devices import (
+    DEVICE_TYPES,
+    ID_PATTERN,
+    RELEASE_TIMEOUT_S,
+    RESERVED_IDS,
+    Claim,
+    DeviceConfig,
+    file_conflicts,
+)
 from mux.errors import ConfigError, Location
 from mux.sourcemap import Path_, SourceMap, load_file
 
@@ -58,6 +67,7 @@ class PersonaConfig:
     color: str = DEFAULT_COLORS[0]
     restart: RestartPolicy = "no"
     autostart: bool = True
+    devices: tuple[DeviceConfig, ...] = ()
     location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
 
 
@@ -234,7 +244,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
         c.fail(path, "at least one [[persona]] is needed")
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
-             "restart", "autostart"}
+             "restart", "autostart", "devices"}
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
@@ -273,9 +283,98 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
                         _color).lstrip("#").lower(),
             restart=c.choice(t, p, "restart", ("no", "on-failure", "always"), "no"),
             autostart=c.get(t, p, "autostart", bool, True),
+            devices=_parse_devices(c, t, p, source, name),
             location=c.locate(p),
         ))
+    _check_devices(c, personas)
     return personas
+
+
+_DEVICE_KEYS = {"id", "type", "file", "format", "readonly", "vendor", "product", "follow",
+                "release_timeout_s"}
+
+
+def _parse_devices(c: _Checker, persona: dict[str, Any], path: Path_, source: Path | str,
+                   name: str) -> tuple[DeviceConfig, ...]:
+    """A persona's ``devices``: a list of tables (see :mod:`mux.devices`)."""
+    items = c.get(persona, path, "devices", list, [])
+    devices: list[DeviceConfig] = []
+    for index, item in enumerate(items):
+        p = (*path, "devices", index)
+        t = c.table(item, p, _DEVICE_KEYS)
+        if not isinstance(item, dict):
+            continue
+        id_ = c.get(t, p, "id", str, "", lambda v: None if re.match(ID_PATTERN, v) and v not in RESERVED_IDS
+                    else "must be 1-20 lower-case letters, digits, '-' or '_', starting with a letter"
+                    f" (not {', '.join(sorted(RESERVED_IDS))})")
+        kind = c.choice(t, p, "type", DEVICE_TYPES, "")
+        for key in ("id", "type"):
+            if key not in t:
+                c.fail(p, f"a device needs {'an' if key == 'id' else 'a'} {key}")
+        block = kind in ("disk", "usb-storage")
+        for key in ("file", "format", "readonly") if kind == "usb-host" else ("vendor", "product"):
+            if key in t and kind:
+                c.fail((*p, key), f"{key} is not a key of a {kind} device")
+        file = _relative_to(source, c.get(t, p, "file", str, None))
+        if block and "file" not in t:
+            c.fail(p, f"a {kind} device needs a file")
+        ids = {key: c.get(t, p, key, (str, int), None, _usb_id) for key in ("vendor", "product")}
+        if kind == "usb-host" and not all(key in t for key in ids):
+            c.fail(p, "a usb-host device needs vendor and product (e.g. vendor = \"0x046d\")")
+        default_format = "qcow2" if file is not None and file.suffix == ".qcow2" else "raw"
+        devices.append(DeviceConfig(
+            id=id_, type=kind or "disk", persona=name, file=file,
+            format=c.choice(t, p, "format", ("raw", "qcow2"), default_format),
+            readonly=c.get(t, p, "readonly", bool, False),
+            vendor=_usb_int(ids["vendor"]), product=_usb_int(ids["product"]),
+            follow=c.choice(t, p, "follow", ("none", "active"), "none"),
+            release_timeout_s=float(c.get(t, p, "release_timeout_s", (int, float), RELEASE_TIMEOUT_S,
+                                          _positive)),
+            location=c.locate(p),
+        ))
+    return tuple(devices)
+
+
+def _usb_id(value: str | int) -> str | None:
+    number = _usb_int(value)
+    return None if number is not None else "must be a 16-bit USB id such as \"0x046d\""
+
+
+def _usb_int(value: str | int | None) -> int | None:
+    if isinstance(value, str) and re.fullmatch(r"(0x)?[0-9a-fA-F]{1,4}", value):
+        return int(value, 16)
+    if isinstance(value, int) and 0 <= value <= 0xFFFF:
+        return value
+    return None
+
+
+def _check_devices(c: _Checker, personas: list[PersonaConfig]) -> None:
+    """Device ids are unique across personas (devices move), and nothing one persona
+    writes is opened by another: checked here, before anything boots."""
+    seen: dict[str, DeviceConfig] = {}
+    claims: list[Claim] = []
+    for persona in personas:
+        if persona.disk is not None:
+            claims.append(Claim(_file_key(persona.disk), True, persona.name, "disk", persona.location))
+        for device in persona.devices:
+            if device.id and device.id in seen:
+                other = seen[device.id]
+                c.problems.append((device.location, f"device id {device.id!r} is already used by persona "
+                                                    f"{other.persona!r} ({other.location})"))
+            seen.setdefault(device.id, device)
+            what = f"device {device.id!r}"
+            if device.file is not None and device.is_block:
+                claims.append(Claim(_file_key(device.file), not device.readonly, persona.name, what,
+                                    device.location))
+            elif device.type == "usb-host" and device.vendor is not None and device.product is not None:
+                claims.append(Claim(f"usb:{device.vendor:04x}:{device.product:04x}", True, persona.name,
+                                    what, device.location))
+    c.problems.extend(file_conflicts(claims))
+
+
+def _file_key(path: Path) -> str:
+    """One name per file: symlinks and ``..`` resolved (the file need not exist yet)."""
+    return os.path.realpath(path)
 
 
 def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[str]) -> None:

@@ -6,6 +6,10 @@ One request per line, one reply per line::
     {"cmd": "switch", "persona": "home"}               -> {"ok": true, "active": "home"}
     {"cmd": "screenshot", "persona": "work", "file": "/abs/shot.png"}
                                                        -> {"ok": true, "file": "/abs/shot.png"}
+    {"cmd": "attach", "device": "stick", "persona": "home"}
+                                                       -> {"ok": true, "device": {...}}
+    {"cmd": "detach", "device": "stick"}   ("persona" optional: must hold it)
+                                                       -> {"ok": true, "device": {...}}
     anything wrong                                     -> {"ok": false, "error": "..."}
 
 A bad request gets an error reply and the connection stays open; the controller is
@@ -88,7 +92,16 @@ async def _handle_line(controller: Controller, line: bytes) -> dict[str, Any]:
             image = await controller.screenshot(controller.persona(name).name)
             image.save(file)
             return {"ok": True, "file": str(file)}
-        raise ValueError(f"unknown command {cmd!r} (status, switch, screenshot)")
+        if cmd in ("attach", "detach"):
+            device, persona = request.get("device"), request.get("persona")
+            if not isinstance(device, str) or not isinstance(persona, str | None) or (
+                    cmd == "attach" and persona is None):
+                raise ValueError(f"{cmd} needs \"device\" and {'' if cmd == 'attach' else 'optionally '}"
+                                 "\"persona\" (strings)")
+            if cmd == "attach":
+                return {"ok": True, "device": await controller.attach(device, str(persona))}
+            return {"ok": True, "device": await controller.detach(device, persona)}
+        raise ValueError(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach)")
     except (ValueError, KeyError, OSError, MuxError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         return {"ok": False, "error": message}

@@ -24,12 +24,17 @@ from PIL import Image
 from mux import images
 from mux.accel import choose_accel
 from mux.config import Config
+from mux.display import Display
 from mux.errors import MuxError, PersonaError
+from mux.hotplug import DeviceListener, Hotplug
 from mux.inputs import EvdevSource, InputSource, discover
+from mux.leds import LedSink, leds_dict
+from mux.output import Output, open_output
 
 if TYPE_CHECKING:
     from mux.mqtt import MqttBridge
 from mux.persona import Persona, RunState
+from mux.rfb import Leds
 from mux.router import InputEvent, Router, Send, SwitchRequest, Unmapped
 from mux.runtime import private_runtime_dir
 from mux.switcher import Switcher
@@ -58,6 +63,11 @@ class Controller:
         self.mqtt: MqttBridge | None = None
         self.before_switch: list[SwitchHook] = []
         self.after_switch: list[SwitchHook] = []
+        # Devices: follow = "active" ones move before the input does (mux.hotplug).
+        self.hotplug = Hotplug.from_config(config, self.personas)
+        self.before_switch.append(self.hotplug.follow_active)
+        self.device_listeners: list[DeviceListener] = self.hotplug.listeners
+        self.display = Display(config.names, config.display)
         self._unmapped_reported: set[int] = set()
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
@@ -89,10 +99,13 @@ class Controller:
         for pc in self.config.personas:
             persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name))
             self.personas[pc.name] = persona
+            self.hotplug.watch(persona)
         stack.push_async_callback(self._close_personas)
+        self._open_display()
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
         self._loops.append(group.create_task(self.switcher.run(), name="switcher"))
+        self._loops.append(group.create_task(self.display.run(), name="display"))
         socket_path = self.control_socket or self.runtime_dir / "control.sock"
         from mux.control import serve_control
 
@@ -111,7 +124,18 @@ class Controller:
         for spec in discover(list(self.config.input.devices)):
             source = EvdevSource(spec)
             self.input_sources.append(source)
+            self.add_led_sink(source)
             self._loops.append(group.create_task(self._pump(source), name=f"input:{spec}"))
+
+    def _open_display(self) -> None:
+        """The output (a window routes its keys only when no [input] devices are set)."""
+        colors = {pc.name: pc.color for pc in self.config.personas}
+        output = open_output(self.config.display, colors, self.display.backbuffer,
+                             on_input=None if self.config.input.devices else self.input,
+                             on_switch=lambda name: self.switch(name, "overview"))
+        self._stack.callback(output.close)
+        self.display.attach(self.personas, self.runtime_dir, output)
+        self.after_switch.append(self.display.switch)
 
     async def _pump(self, source: InputSource) -> None:
         """Feed one input source's frames to the router until cancelled."""
@@ -196,7 +220,7 @@ class Controller:
                 if isinstance(action, SwitchRequest):
                     try:
                         await self.switch(action.target, "hotkey")
-                    except ValueError as exc:
+                    except (ValueError, MuxError) as exc:  # MuxError: a device kept the switch back
                         log.error("hotkey: %s", exc)
 
     async def _dispatch(self, actions: list[Any]) -> None:
@@ -218,23 +242,75 @@ class Controller:
     # --- output ---------------------------------------------------------------------
 
     async def screenshot(self, name: str) -> Image.Image:
-        """The persona's current screen, through QMP ``screendump``.
+        """The persona's latest back-buffered frame (a copy), refreshed by a screendump
+        first if it is older than ``backbuffer_interval_s`` or there is none yet.
 
         Raises:
-            KeyError: no such persona.  StateError: it is not running.
+            KeyError: no such persona.  StateError: it is not running and has no frame
+            yet.  PersonaError: the screendump failed and there is no frame yet.
         """
-        persona = self.personas[name]
-        path = await persona.screendump(self.runtime_dir / f"{name}.ppm")
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
+        return await self.display.screenshot(self.persona(name).name)
+
+    @property
+    def output(self) -> Output:
+        """The current output (``HeadlessOutput`` or ``WindowOutput``)."""
+        return self.display.output
+
+    def leds(self, name: str) -> Leds | None:
+        """The LEDs ``name``'s guest last set (None before its first report).
+
+        Raises:
+            KeyError: no such persona.
+        """
+        return self.display.leds.persona(name)
+
+    @property
+    def physical_leds(self) -> Leds | None:
+        """What mux last wrote to the physical keyboards (LED sinks); None before any write."""
+        return self.display.leds.physical
+
+    def add_led_sink(self, sink: LedSink) -> None:
+        """Show the active persona's LEDs on ``sink`` too (``set_leds(caps, num, scroll)``)."""
+        self.display.leds.add_sink(sink)
 
     def status(self) -> dict[str, Any]:
+        personas = [p.status() for p in self.personas.values()]
+        for entry in personas:
+            entry["leds"] = leds_dict(self.display.leds.persona(entry["name"]))
         return {
             "active": self.active,
             "runtime_dir": str(self.runtime_dir),
-            "personas": [p.status() for p in self.personas.values()],
+            "personas": personas,
+            "devices": self.hotplug.devices(),
+            "physical_leds": leds_dict(self.physical_leds),
+            "output": self.output.kind,
         }
+
+    # --- devices (mux.hotplug) --------------------------------------------------------
+
+    async def attach(self, device: str, persona: str, timeout: float | None = None) -> dict[str, Any]:
+        """Move ``device`` to ``persona`` (QMP hotplug if it runs); returns the device's status.
+
+        Raises:
+            DeviceError: unknown device or persona, or the move failed; the message says where
+                the device is now (where it was, unless even putting it back failed).
+            DeviceTimeout: the guest holding it did not release it; it stays there.
+        """
+        return await self.hotplug.attach(device, persona, timeout)
+
+    async def detach(self, device: str, persona: str | None = None,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """Unplug ``device`` from its persona (which must be ``persona`` if given).
+
+        Raises:
+            DeviceError: unknown device, attached elsewhere, or QEMU refused the unplug.
+            DeviceTimeout: the guest did not release it; it stays attached.
+        """
+        return await self.hotplug.detach(device, persona, timeout)
+
+    def devices(self, persona: str) -> list[dict[str, Any]]:
+        """The devices ``persona`` holds now, as JSON-ready dicts. Raises KeyError if unknown."""
+        return self.hotplug.devices(self.persona(persona).name)
 
     def persona(self, name: str) -> Persona:
         """Raises KeyError naming the configured personas."""

@@ -9,7 +9,10 @@ The tree, and whose fault each one is::
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
      │    └── StateError      a command against a persona in the wrong run state
+     ├── DeviceError          a device move that was not made (the device stays where it was)
+     │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time
      ├── ControlError         the control socket (no controller, bad request)
+     ├── DisplayError         the display output (SDL could not open a window)
      └── StepFailed           a scenario step's assertion did not hold
 
 Errors from lower layers (``qemu.qmp``, ``OSError``) are translated at the seam that
@@ -97,8 +100,20 @@ class StateError(PersonaError):
         super().__init__(f"persona {persona!r} is {state}, but this needs it {required}")
 
 
+class DeviceError(MuxError):
+    """A device could not be attached, detached or moved; the message says where it is now."""
+
+
+class DeviceTimeout(DeviceError):
+    """The guest did not release a device (QMP ``device_del`` never completed) in time."""
+
+
 class ControlError(MuxError):
     """The control socket could not be reached or refused a request."""
+
+
+class DisplayError(MuxError):
+    """The display output could not be opened (no SDL video driver, no display)."""
 
 
 class StepFailed(MuxError):

@@ -217,13 +217,16 @@ def _load_entry(directory: Path) -> BuiltImage | None:
     return None
 
 
-def find_built(name: str) -> BuiltImage | None:
+def find_built(name: str, *, offline: bool = False) -> BuiltImage | None:
     """The cached build of the current recipe, or None.
 
-    Without a working apt (another distribution), falls back to the newest entry
-    built from the same recipe files. Raises ImageError for an unknown name.
+    Without a working apt (another distribution), or with ``offline`` (no apt-cache
+    look-up, which takes about a second: ``mux run --dry-run``), falls back to the newest
+    entry built from the same recipe files. Raises ImageError for an unknown name.
     """
     recipe = load_recipe(name)
+    if offline:
+        return _newest_entry_for(recipe)
     try:
         key = cache_key(recipe, resolve_packages(recipe))
     except ImageError:

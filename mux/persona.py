@@ -25,15 +25,23 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient, QMPError
 
 from mux.accel import KVM_PROOF_S, AccelChoice
 from mux.config import PersonaConfig
-from mux.errors import LaunchError, PersonaError, StateError
+from mux.devices import (
+    DeviceConfig,
+    attach_commands,
+    command_line,
+    initial_devices,
+    release_commands,
+    unplug_command,
+)
+from mux.errors import DeviceError, DeviceTimeout, LaunchError, PersonaError, StateError
 from mux.serial import SerialLog
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,13 @@ class Persona:
         self._tasks: set[asyncio.Task[None]] = set()
         self._state_changed = asyncio.Condition()
         self._stop_requested = False
+        # Devices: what this QEMU has (or gets at its next boot), its open block nodes, the
+        # unplugs waiting for DEVICE_DELETED, and who hears of a release nobody waited for.
+        self.devices: dict[str, DeviceConfig] = {d.id: d for d in initial_devices(config.devices)}
+        self.device_released: list[Callable[[Persona, str], None]] = []
+        self._nodes: set[str] = set()
+        self._unplugs: dict[str, asyncio.Future[None]] = {}
+        self._device_watch: asyncio.Task[None] | None = None
 
     # --- state ----------------------------------------------------------------------
 
@@ -113,7 +128,8 @@ class Persona:
     # --- lifecycle ------------------------------------------------------------------
 
     def argv(self) -> list[str]:
-        return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot) + self.extra_args
+        return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot,
+                         self.devices.values()) + self.extra_args
 
     async def start(self) -> None:
         """Launch QEMU and connect QMP; returns once the persona is running.
@@ -174,6 +190,7 @@ class Persona:
             exited.cancel()
             raise LaunchError(self.name, proc.returncode, argv, self._stderr())
         exited.cancel()
+        self._watch_devices(qmp)
         self._spawn(self._supervise(proc), "supervise")
 
     def _stderr_path(self) -> Path:
@@ -266,6 +283,12 @@ class Persona:
 
     async def _disconnect_qmp(self) -> None:
         qmp, self._qmp = self._qmp, None
+        watch, self._device_watch = self._device_watch, None
+        if watch is not None:
+            watch.cancel()
+        for waiter in self._unplugs.values():  # QEMU is gone, and so is every device it had
+            if not waiter.done():
+                waiter.set_result(None)
         if qmp is not None:
             # disconnect() re-raises whatever ended the session (EOFError when QEMU died).
             with contextlib.suppress(QMPError, OSError, EOFError):
@@ -318,14 +341,138 @@ class Persona:
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "state": str(self.state), "pid": self.pid,
                 "accel": self.accel.accel, "restarts": self.restarts,
-                "serial_log": str(self.serial.path)}
+                "serial_log": str(self.serial.path), "devices": sorted(self.devices)}
+
+    # --- devices (the model and the moves: mux.devices, mux.hotplug) -------------------
+
+    def _cold(self) -> bool:
+        """No QEMU to talk to: device changes only apply to the next boot's command line."""
+        return self.state in (RunState.STOPPED, RunState.CRASHED) and self._qmp is None
+
+    async def attach_device(self, device: DeviceConfig) -> None:
+        """Plug ``device`` in: ``blockdev-add`` + ``device_add`` when the guest runs; on the
+        next boot's command line when it is stopped or crashed.
+
+        Raises:
+            StateError: the persona is starting or stopping.
+            DeviceError: it is already attached here, or QEMU refused it (QEMU's reason is
+                in the message); nothing of the device is left in this persona.
+        """
+        if device.id in self.devices:
+            raise DeviceError(f"device {device.id!r} is already attached to persona {self.name!r}")
+        if self._cold():
+            self.devices[device.id] = device
+            return
+        self._require(RunState.RUNNING)
+        added_node = False
+        try:
+            for command, args in attach_commands(device):
+                if command == "blockdev-add" and device.node_name in self._nodes:
+                    continue  # still open from a release whose blockdev-del failed
+                await self.execute(command, args)
+                if command == "blockdev-add":
+                    self._nodes.add(device.node_name)
+                    added_node = True
+        except PersonaError as exc:
+            if added_node:
+                await self._release_node(device)
+            raise DeviceError(f"cannot attach device {device.id!r} to persona {self.name!r}: {exc}") from exc
+        self.devices[device.id] = device
+
+    async def detach_device(self, device_id: str, timeout: float) -> DeviceConfig:
+        """Unplug a device and wait until the guest has released it; returns it.
+
+        ``device_del`` only asks: the device is gone when QEMU sends ``DEVICE_DELETED``
+        (a USB unplug at once; a PCI one when the guest's ACPI ejects it). Then
+        ``blockdev-del`` closes the file, so another persona may open it. A stopped or
+        crashed persona just drops the device from its next command line, and a QEMU that
+        exits while we wait has released it too.
+
+        Raises:
+            DeviceError: the device is not attached here, or QEMU refused ``device_del``.
+            DeviceTimeout: no ``DEVICE_DELETED`` within ``timeout``; the device stays attached
+                (QEMU keeps the request: if the guest completes it later, the
+                ``device_released`` listeners are told).
+            StateError: the persona is starting or stopping.
+        """
+        device = self.devices.get(device_id)
+        if device is None:
+            raise DeviceError(f"device {device_id!r} is not attached to persona {self.name!r}")
+        if self._cold():
+            del self.devices[device_id]
+            return device
+        self._require(RunState.RUNNING)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unplugs[device_id] = waiter
+        try:
+            try:
+                await self.execute(*unplug_command(device))
+            except PersonaError as exc:
+                raise DeviceError(f"cannot unplug device {device_id!r} from persona {self.name!r}: {exc}"
+                                  ) from exc
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                raise DeviceTimeout(
+                    f"persona {self.name!r} did not release device {device_id!r} within {timeout:g}s "
+                    "(no DEVICE_DELETED: its guest ignored the unplug request)") from None
+        finally:
+            self._unplugs.pop(device_id, None)
+        self.devices.pop(device_id, None)
+        await self._release_node(device)
+        return device
+
+    async def _release_node(self, device: DeviceConfig) -> None:
+        """Close a device's block node; a failure is logged and the node kept for reuse."""
+        if device.node_name not in self._nodes:
+            return
+        if self._qmp is not None:
+            for command, args in release_commands(device):
+                try:
+                    await self._execute(command, args)
+                except PersonaError as exc:
+                    log.warning("%s: %s; node %s stays open", self.name, exc, device.node_name)
+                    return
+        self._nodes.discard(device.node_name)
+
+    def _watch_devices(self, qmp: QMPClient) -> None:
+        """Listen for DEVICE_DELETED for as long as this QMP session lasts."""
+        self._nodes = {d.node_name for d in self.devices.values() if d.is_block}  # argv opened these
+        listener = EventListener("DEVICE_DELETED")
+        qmp.register_listener(listener)
+        task = asyncio.get_running_loop().create_task(self._device_events(listener),
+                                                      name=f"persona:{self.name}:devices")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._device_watch = task
+
+    async def _device_events(self, listener: EventListener) -> None:
+        async for event in listener:
+            data = event.get("data")
+            device_id = str(data.get("device", "")) if isinstance(data, dict) else ""
+            waiter = self._unplugs.get(device_id)
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif device_id in self.devices:
+                # A timed-out unplug that completed late, or a guest that ejected it itself.
+                device = self.devices.pop(device_id)
+                log.warning("%s: the guest released device %r with no unplug waiting; it is detached",
+                            self.name, device_id)
+                await self._release_node(device)
+                for released in list(self.device_released):
+                    released(self, device_id)
 
 
 def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
-              boot: tuple[Path, Path | None, str] | None) -> list[str]:
+              boot: tuple[Path, Path | None, str] | None,
+              devices: Iterable[DeviceConfig] | None = None) -> list[str]:
     """QEMU's command line for a persona (pure: no process, no files).
 
     ``boot`` is (kernel, initrd, append) of a built-in image; None uses the config's own.
+    ``devices`` are those the guest has from boot (``-blockdev``/``-device``); None means
+    the config's initial ones (its devices that do not follow the active persona).
     QMP connects out to the controller's socket; VNC listens on a unix socket. Both are
     in the private runtime directory.
     """
@@ -345,5 +492,6 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
     if config.disk:
         fmt = "qcow2" if config.disk.suffix == ".qcow2" else "raw"
         argv += ["-drive", f"file={config.disk},if=virtio,format={fmt}"]
+    argv += command_line(initial_devices(config.devices) if devices is None else devices)
     return argv
 

@@ -1,10 +1,18 @@
 """Replaying scenarios against fresh personas (``mux replay``).
 
-Every file is checked first (:mod:`mux.scenario`); a bad file stops the run before any
-guest boots (exit 2). Each scenario then gets its own controller, and its steps run in
-order with one progress line each. A step that fails raises
-:class:`~mux.errors.StepFailed`, whose message names the step and its line; the
-scenario's serial logs are kept under the artifacts directory.
+Every file is checked first (:mod:`mux.scenario`, with its includes and needles); a
+bad file stops the run before any guest boots (exit 2). Each scenario then gets its own
+controller, booted or restored from a snapshot (:mod:`mux.snapshot`), and its steps run
+in order with one progress line each. A step that fails raises
+:class:`~mux.errors.StepFailed` (or a QEMU error, or a timeout); the runner records the
+innermost failing step, so the message names that step's ``file:line:column``, and the
+scenario saves a screenshot of every persona (plus a picture of the difference for a
+failed screen assertion). The records (:mod:`mux.report`) become ``results.json``, the
+JUnit XML, and ``summary.gif``; each persona's serial log is kept beside them.
+
+Flow control is the runner's: ``if`` runs a step only when its check_screen holds,
+``repeat`` runs it ``times`` times or until its ``until`` holds (failing if it never
+does), ``include`` and ``repeat`` blocks run their steps, numbered ``3.1``, ``3.2``...
 
 Input steps (``type``, ``press``, ``hold``, ``release``) enter through
 :meth:`Controller.input`, the same path as the physical keyboard, never straight into
@@ -14,112 +22,263 @@ a persona.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mux import keymap
+from mux import keymap, snapshot
+from mux.config import Config
 from mux.controller import Controller
 from mux.errors import MuxError, ScenarioError, StepFailed
-from mux.persona import RunState
 from mux.inputs import RecordingSource
+from mux.persona import RunState
+from mux.report import ScenarioResult, StepResult, SummaryRecorder
 from mux.router import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.scenario import MOUSE_BUTTONS, Scenario, Step, load_scenario, scenario_chord, timeout_scale
+from mux.screen_steps import ScreenSteps
 
 SYN = InputEvent(EV_SYN, 0, 0)
 KEY_GAP_S = 0.01  # between key events of typed text, so a slow TCG guest keeps up
+SNAPSHOT_TIMEOUT_S = 60.0
+FAILURES = (StepFailed, MuxError, TimeoutError, KeyError)
+
+__all__ = ["ScenarioResult", "StepResult", "StepRunner", "load_all", "run_scenario"]
 
 
-@dataclass
-class StepResult:
-    step: Step
-    status: str  # "passed" | "failed"
-    duration_s: float
-    message: str = ""
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    steps: list[StepResult] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return not self.error
-
-
-def load_all(paths: list[Path]) -> list[Scenario]:
+def load_all(paths: list[Path], snapshots: Path | None = None) -> list[Scenario]:
     """Load every file, collecting the problems of all of them.
+
+    ``from_snapshot`` must name a snapshot that an earlier file saves, or one already
+    stored under ``snapshots`` (not checked when ``snapshots`` is None).
 
     Raises:
         ScenarioError: one or more files are bad (every problem, with locations).
     """
     scenarios: list[Scenario] = []
     problems = []
+    saved: dict[str, Config] = {}
+
+    def lookup(name: str) -> Config | None:
+        if name in saved:
+            return saved[name]
+        return snapshot.saved_config(snapshots, name) if snapshots else None
+
     for path in paths:
         try:
-            scenarios.append(load_scenario(path))
+            scenario = load_scenario(path, lookup if snapshots else None)
         except ScenarioError as exc:
             problems.extend(exc.problems)
+            continue
+        scenarios.append(scenario)
+        saved.update(dict.fromkeys(scenario.saves, scenario.config))
     if problems:
         raise ScenarioError(problems)
     return scenarios
-
-
-async def run_scenario(scenario: Scenario, artifacts: Path,
-                       out: Callable[[str], None] = print) -> ScenarioResult:
-    """Boot the scenario's personas, run its steps, stop everything."""
-    result = ScenarioResult(scenario)
-    logs = artifacts / _slug(scenario.name)
-    out(f"scenario {scenario.name!r} ({scenario.file})")
-    began = time.monotonic()
-    try:
-        async with Controller(scenario.config, logs_dir=logs, progress=lambda m: out(f"  {m}")) as ctl:
-            runner = StepRunner(ctl)
-            for number, step in enumerate(scenario.steps, start=1):
-                t0 = time.monotonic()
-                try:
-                    await runner.run(step)
-                except (StepFailed, MuxError, TimeoutError) as exc:
-                    message = str(exc) or type(exc).__name__
-                    result.steps.append(StepResult(step, "failed", time.monotonic() - t0, message))
-                    result.error = f"{step.location}: step {number} {step.kind} failed: {message}"
-                    out(f"  [{time.monotonic() - began:7.2f}s] FAIL {number} {step.describe()}: {message}")
-                    break
-                result.steps.append(StepResult(step, "passed", time.monotonic() - t0))
-                out(f"  [{time.monotonic() - began:7.2f}s] ok   {number} {step.describe()}")
-    except MuxError as exc:
-        result.error = f"{scenario.file}: could not run: {exc}"
-    out(f"scenario {scenario.name!r}: {'passed' if result.passed else 'FAILED'}"
-        f" in {time.monotonic() - began:.1f}s; serial logs in {logs}")
-    if result.error:
-        out(result.error)
-    return result
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "scenario"
 
 
-class StepRunner:
-    """Runs steps against one controller; one method per step kind."""
+async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str], None] = print,
+                       snapshots: Path | None = None, directory: Path | None = None,
+                       missing: dict[str, str] | None = None) -> ScenarioResult:
+    """Boot (or restore) the scenario's personas, run its steps, stop everything.
 
-    def __init__(self, ctl: Controller) -> None:
+    Artifacts go to ``directory`` (default ``artifacts/<scenario name>``); snapshots to
+    and from ``snapshots`` (default :func:`mux.snapshot.default_dir`). ``missing`` maps
+    snapshot names that this run should have saved but did not to the reason.
+    """
+    logs = directory or artifacts / _slug(scenario.name)
+    logs.mkdir(parents=True, exist_ok=True)
+    result = ScenarioResult(scenario, artifacts=logs)
+
+    def say(line: str) -> None:
+        result.output.append(line)
+        out(line)
+
+    say(f"scenario {scenario.name!r} ({scenario.file})")
+    began = time.monotonic()
+    config = scenario.config
+    if scenario.from_snapshot:
+        config = dataclasses.replace(config, personas=tuple(
+            dataclasses.replace(p, autostart=False) for p in config.personas))
+    store = snapshots or snapshot.default_dir()
+    try:
+        async with Controller(config, logs_dir=logs, progress=lambda m: say(f"  {m}")) as ctl:
+            runner = StepRunner(ctl, logs, result=result, say=say, snapshots=store, scenario=scenario)
+            try:
+                if scenario.from_snapshot:
+                    name = scenario.from_snapshot
+                    if reason := (missing or {}).get(name):
+                        raise snapshot.SnapshotError(f"snapshot {name!r} was not saved: {reason}")
+                    await snapshot.restore(ctl, store, name, runner.timeout(SNAPSHOT_TIMEOUT_S))
+                    say(f"  restored snapshot {name!r} in {time.monotonic() - began:.2f}s")
+            except MuxError as exc:
+                result.error, result.could_not_run = f"{scenario.file}: could not start: {exc}", True
+            else:
+                result.startup_s = time.monotonic() - began
+                await runner.run_scenario_steps()
+            result.serial_tails = {name: p.serial.tail(40) for name, p in ctl.personas.items()}
+    except MuxError as exc:
+        result.error, result.could_not_run = f"{scenario.file}: could not run: {exc}", True
+    result.duration_s = time.monotonic() - began
+    say(f"scenario {scenario.name!r}: {'passed' if result.passed else 'FAILED'}"
+        f" in {result.duration_s:.1f}s; artifacts and serial logs in {logs}")
+    if result.error:
+        say(result.error)
+    return result
+
+
+class StepRunner(ScreenSteps):
+    """Runs steps against one controller; one ``step_*`` method per step kind.
+
+    ``StepRunner(ctl)`` alone is enough to call step methods directly (tests do); the
+    other arguments are for whole scenarios: where pictures go, the record to fill in,
+    where progress lines go, and where snapshots live.
+    """
+
+    def __init__(self, ctl: Controller, artifacts: Path | None = None, *,
+                 result: ScenarioResult | None = None, say: Callable[[str], None] | None = None,
+                 snapshots: Path | None = None, scenario: Scenario | None = None) -> None:
         self.ctl = ctl
         self.scale = timeout_scale()
+        self.artifacts = artifacts or ctl.runtime_dir
+        self.result = result
+        self.say = say or (lambda line: None)
+        self.snapshots = snapshots or snapshot.default_dir()
+        self.scenario = scenario
+        self.message = ""
+        self.pictures: list[Path] = []
+        self.reference: dict[str, Any] = {}
+        self.current = ""  # the number of the running step, for the summary's caption
+        self._began = time.monotonic()
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             name[len("step_"):]: getattr(self, name) for name in dir(self) if name.startswith("step_")
         }
 
     async def run(self, step: Step) -> None:
-        await self._handlers[step.kind](step.args)
+        """Run one step (with its ``if``, ``repeat`` and inner steps)."""
+        await self.run_step(step, "1")
 
     def timeout(self, seconds: float) -> float:
         return float(seconds) * self.scale
+
+    # --- whole scenarios and flow control -------------------------------------------
+
+    async def run_scenario_steps(self) -> None:
+        """The scenario's steps, then its ``snapshot``; a failure is recorded, not raised."""
+        assert self.scenario is not None and self.result is not None
+        recorder = SummaryRecorder(self.ctl.screenshot, lambda: self.ctl.active, lambda: self.current)
+        sampler = asyncio.create_task(recorder.run(), name="replay:summary")
+        try:
+            await self.run_steps(self.scenario.steps, "")
+            if self.scenario.snapshot:
+                where = await snapshot.save(self.ctl, self.snapshots, self.scenario.snapshot,
+                                            self.scenario.config_data, self.scenario.file,
+                                            self.timeout(SNAPSHOT_TIMEOUT_S))
+                self.say(f"  saved snapshot {self.scenario.snapshot!r} in {where}")
+        except FAILURES as exc:
+            failed = self.result.failed_step
+            message = str(exc) or type(exc).__name__
+            if failed is None:  # the scenario's own snapshot
+                self.result.error = f"{self.scenario.file}: snapshot {self.scenario.snapshot!r}: {message}"
+            else:
+                self.result.error = (f"{failed.step.location}: step {failed.number} {failed.step.kind}"
+                                     f" failed: {failed.message}")
+                await self._failure_pictures(failed, exc)
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            await recorder.capture()
+            self.result.summary = await asyncio.to_thread(recorder.save, self.artifacts / "summary.gif")
+
+    async def run_steps(self, steps: list[Step] | tuple[Step, ...], prefix: str) -> None:
+        for index, step in enumerate(steps):
+            if index + 1 < len(steps) and steps[index + 1].kind == "wait_screen_change":
+                await self._take_reference(steps[index + 1])
+            await self.run_step(step, f"{prefix}{index + 1}")
+
+    async def run_step(self, step: Step, number: str) -> None:
+        """One step with its flow control; records it and raises what made it fail."""
+        self.current = f"{number} {step.kind}"
+        began = time.monotonic()
+        times = step.repeat.times if step.repeat else 1
+        note = ""
+        try:
+            if step.when is not None and not await self.check(step.when.args):
+                self._record(number, step, "skipped", began, f"if: {self.message}")
+                return
+            for done in range(1, times + 1):
+                await self._once(step, number)
+                if step.repeat and step.repeat.until:
+                    if await self.check(step.repeat.until.args):
+                        note = f"until held after {done}"
+                        break
+                    if done == times:
+                        raise StepFailed(f"repeat: until did not hold after {times} times: {self.message}")
+        except FAILURES as exc:
+            self._record(number, step, "failed", began, str(exc) or type(exc).__name__)
+            raise
+        self._record(number, step, "passed", began, note or ("" if step.body else self.message))
+
+    async def _once(self, step: Step, number: str) -> None:
+        self.message = ""
+        if step.body:
+            await self.run_steps(step.body, f"{number}.")
+        else:
+            await self._handlers[step.kind](step.args)
+
+    def _record(self, number: str, step: Step, status: str, began: float, message: str) -> None:
+        elapsed = time.monotonic() - began
+        pictures, self.pictures = self.pictures, []
+        if self.result is not None:
+            if status == "failed" and any(s.status == "failed" for s in self.result.steps):
+                message = f"step {self.result.failed_step.number if self.result.failed_step else '?'} failed"
+            self.result.steps.append(StepResult(number, step, status, elapsed, message, pictures))
+        word = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}[status]
+        shown = status != "passed" or step.repeat is not None \
+            or step.kind in ("record_info", "check_screen", "screenshot", "snapshot")
+        detail = f": {message}" if message and shown else ""
+        self.say(f"  [{time.monotonic() - self._began:7.2f}s] {word} {number} {step.describe()}"
+                 f" ({elapsed:.2f}s){detail}")
+
+    async def _take_reference(self, step: Step) -> None:
+        name = step.args.get("persona") or self.ctl.active
+        if name and self.ctl.persona(name).state == RunState.RUNNING:
+            try:
+                self.reference[name] = await self.ctl.screenshot(name)
+            except MuxError:
+                self.reference.pop(name, None)
+
+    async def _failure_pictures(self, failed: StepResult, exc: BaseException) -> None:
+        """A screenshot of every running persona, and the difference for a screen mismatch."""
+        from mux.screen_steps import ScreenMismatch
+        from mux.screens import difference_picture
+
+        stem = f"fail-step{failed.number}"
+        for name, persona in self.ctl.personas.items():
+            if persona.state != RunState.RUNNING:
+                continue
+            try:
+                screen = await self.ctl.screenshot(name)
+            except MuxError:
+                continue
+            path = self.artifacts / f"{stem}-{name}.png"
+            await asyncio.to_thread(screen.save, path)
+            failed.screenshots.append(path)
+        if isinstance(exc, ScreenMismatch):
+            path = self.artifacts / f"{stem}-{exc.persona}-diff.png"
+            picture = await asyncio.to_thread(difference_picture, exc.screen, exc.match)
+            await asyncio.to_thread(picture.save, path)
+            failed.screenshots.append(path)
+        for path in failed.screenshots:
+            self.say(f"  picture: {path}")
+
+    # --- the first cut's steps ------------------------------------------------------
 
     async def step_start(self, a: dict[str, Any]) -> None:
         persona = self.ctl.persona(a["persona"])
@@ -142,7 +301,10 @@ class StepRunner:
             await self._keys([(code, 1) for code in chord] + [(code, 0) for code in reversed(chord)])
 
     async def step_press(self, a: dict[str, Any]) -> None:
-        chord = scenario_chord(a["keys"])
+        await self.press_keys(a["keys"])
+
+    async def press_keys(self, chord_spec: str) -> None:
+        chord = scenario_chord(chord_spec)
         await self._keys([(code, 1) for code in chord] + [(code, 0) for code in reversed(chord)])
 
     async def step_hold(self, a: dict[str, Any]) -> None:
@@ -206,7 +368,28 @@ class StepRunner:
     async def step_sleep(self, a: dict[str, Any]) -> None:
         await asyncio.sleep(float(a["seconds"]))
 
+    async def step_attach(self, a: dict[str, Any]) -> None:
+        await self.ctl.attach(a["device"], a["persona"])
+
+    async def step_detach(self, a: dict[str, Any]) -> None:
+        await self.ctl.detach(a["device"])
+
+    # --- reporting and snapshots ----------------------------------------------------
+
+    async def step_record_info(self, a: dict[str, Any]) -> None:
+        text = f"{a['title']}: {a['text']}" if a["title"] else a["text"]
+        if self.result is not None:
+            self.result.info.append(text)
+        self.message = text
+
+    async def step_snapshot(self, a: dict[str, Any]) -> None:
+        scenario = self.scenario
+        where = await snapshot.save(self.ctl, self.snapshots, a["name"],
+                                    scenario.config_data if scenario else None,
+                                    scenario.file if scenario else Path("<scenario>"),
+                                    self.timeout(SNAPSHOT_TIMEOUT_S))
+        self.message = f"saved in {where}"
+
 
 def _pattern(regex: str) -> re.Pattern[str]:
     return re.compile(regex, re.MULTILINE)
-

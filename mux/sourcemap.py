@@ -5,7 +5,9 @@ line a user has to edit. Each loader therefore returns the data together with a
 ``SourceMap``: a function from a key path such as ``("persona", 1, "memory_mb")`` to a
 :class:`~mux.errors.Location`. YAML keeps exact positions (PyYAML's node marks).
 ``tomllib`` keeps none, so the TOML map scans the text for table headers and
-``key =`` lines; a path it cannot place falls back to its nearest placed parent.
+``key =`` lines, and places the inline tables of an array that spans lines
+(``devices = [`` then one ``{ id = ... }`` a line); a path it cannot place falls back
+to its nearest placed parent.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def _construct(node: yaml.Node, path: Path_, marks: dict[Path_, Location], file:
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+_INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
 
 
 def load_toml_text(text: str, file: Path | str) -> tuple[dict[str, Any], SourceMap]:
@@ -94,8 +97,13 @@ def load_toml_text(text: str, file: Path | str) -> tuple[dict[str, Any], SourceM
     marks: dict[Path_, Location] = {}
     table: Path_ = ()
     counts: dict[Path_, int] = {}
+    array: _InlineArray | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
+        if array is not None and not header:  # a header means the scan lost track: stop
+            array = array.scan(line, 0, number)
+            continue
+        array = None
         if header:
             names = tuple(part.strip().strip("\"'") for part in header[2].split("."))
             if header[1] == "[[":
@@ -109,7 +117,53 @@ def load_toml_text(text: str, file: Path | str) -> tuple[dict[str, Any], SourceM
         key = _KEY.match(line)
         if key:
             marks.setdefault((*table, key[1].strip('"')), Location(file, number, line.index(key[1]) + 1))
+            value = line[key.end():].lstrip()
+            if value.startswith("["):
+                array = _InlineArray((*table, key[1].strip('"')), marks, file)
+                array = array.scan(line, len(line) - len(value), number)
     return data, locate_in(marks, file)
+
+
+class _InlineArray:
+    """Places the inline tables (and their keys) of one array value, line by line."""
+
+    def __init__(self, path: Path_, marks: dict[Path_, Location], file: Path | str) -> None:
+        self.path, self.marks, self.file = path, marks, file
+        self.depth = 0  # [ ] and { } nesting inside the array
+        self.index = 0
+        self.element: Path_ | None = None
+
+    def scan(self, line: str, start: int, number: int) -> _InlineArray | None:
+        """Read ``line`` from ``start``; returns None once the array is closed."""
+        i, quote = start, ""
+        while i < len(line):
+            ch = line[i]
+            if quote:
+                if ch == "\\" and quote == '"':
+                    i += 1
+                elif ch == quote:
+                    quote = ""
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                break
+            elif ch in "[{":
+                if ch == "{" and self.depth == 1:
+                    self.element = (*self.path, self.index)
+                    self.index += 1
+                    self.marks.setdefault(self.element, Location(self.file, number, i + 1))
+                self.depth += 1
+            elif ch in "]}":
+                self.depth -= 1
+                if self.depth == 0:
+                    return None
+            elif self.depth == 2 and self.element is not None and line[:i].rstrip()[-1:] in ("{", ","):
+                key = _INLINE_KEY.match(line, i)
+                if key:
+                    self.marks.setdefault((*self.element, key[1]), Location(self.file, number, i + 1))
+                    i = key.end() - 1
+            i += 1
+        return self
 
 
 def load_file(path: Path) -> tuple[Any, SourceMap]:

@@ -1,0 +1,296 @@
+"""The window output: layout, banner, overview and keys under SDL's dummy driver; then a
+real window on Xvfb with real guests (TCG), screenshotted from the X server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mux.backbuffer import BackBuffer, Frame
+from mux.config import DisplaySection, PersonaConfig
+from mux.router import EV_KEY, EV_SYN, InputEvent
+from tests.conftest import READY_S
+
+pygame = pytest.importorskip("pygame")
+from mux import window as window_module  # noqa: E402 - after pygame is known to be there
+from mux.window import BANNER_H, WindowOutput, fit, linux_key, overview_tiles, parse_color  # noqa: E402
+
+COLORS = {"work": "c03030", "home": "3060c0"}
+WORK, HOME = parse_color("c03030"), parse_color("3060c0")
+SYN = InputEvent(EV_SYN, 0, 0)
+
+
+def solid(color: tuple[int, int, int], size: tuple[int, int] = (1024, 768)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def near(pixel: Any, color: tuple[int, int, int], tolerance: int = 12) -> bool:
+    return all(abs(int(p) - c) <= tolerance for p, c in zip(pixel[:3], color, strict=True))
+
+
+@pytest.fixture
+def dummy_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WindowOutput, list[Any], list[str]]]:
+    """A window under SDL's dummy driver, with recorded input and switches."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    typed: list[Any] = []
+    picked: list[str] = []
+
+    async def on_input(events: list[InputEvent]) -> None:
+        typed.append(events)
+
+    async def on_switch(name: str) -> None:
+        picked.append(name)
+
+    window = WindowOutput(COLORS, BackBuffer(list(COLORS)), on_input=on_input, on_switch=on_switch,
+                          on_close=lambda: None)
+    window.open()
+    try:
+        yield window, typed, picked
+    finally:
+        window.close()
+
+
+def pixel(x: int, y: int) -> tuple[int, int, int]:
+    color = pygame.display.get_surface().get_at((x, y))
+    return color.r, color.g, color.b
+
+
+# --- pure layout -----------------------------------------------------------------------
+
+
+def test_fit_keeps_the_aspect_ratio_and_centres() -> None:
+    area = pygame.Rect(0, 32, 800, 800)
+    rect = fit((1024, 768), area)
+    assert rect.size == (800, 600) and rect.center == area.center
+    assert fit((1024, 768), pygame.Rect(0, 0, 1024, 768)).size == (1024, 768)
+    tiles = overview_tiles(3, pygame.Rect(0, 32, 1000, 700))
+    assert len(tiles) == 3 and len({t.size for t in tiles}) == 1
+    assert not any(a.colliderect(b) for i, a in enumerate(tiles) for b in tiles[i + 1:])
+
+
+def test_sdl_scancodes_are_usb_usages_mapped_to_linux_codes() -> None:
+    assert linux_key(4) == 30  # A
+    assert linux_key(57) == 58  # Caps Lock
+    assert linux_key(225) == 42  # left shift
+    assert linux_key(pygame.KSCAN_RETURN) == 28
+    assert linux_key(0) is None
+
+
+# --- the window under SDL's dummy driver -----------------------------------------------
+
+
+def test_banner_is_drawn_outside_the_guest_area_and_guests_cannot_cover_it(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, _, _ = dummy_window
+    # a guest that paints itself white, with a fake "home" banner at its own top
+    fake = solid((255, 255, 255))
+    fake.paste(HOME, (0, 0, 1024, 40))
+    window.present("work", Frame(fake, 1.0, "vnc"))
+    assert pixel(2, 2) == WORK and pixel(2, BANNER_H - 8) == WORK  # the real banner: work's colour
+    assert pixel(2, BANNER_H + 5) == HOME  # the fake one lands below it, in the guest area
+    assert pixel(500, 500) == (255, 255, 255)
+    assert pygame.display.get_caption()[0] == "mux: work"
+    name, image, captured = window.current_frame() or ("", None, 0.0)
+    assert name == "work" and captured == 1.0
+    window.present("home", None)  # no picture yet: black, under home's banner, nothing of work
+    assert pixel(2, 2) == HOME and pixel(500, 500) == (0, 0, 0)
+    assert window.current_frame() is None
+
+
+def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, _, _ = dummy_window
+    window.present("work", Frame(solid((10, 200, 10), (720, 400)), 1.0, "vnc"))
+    width, height = pygame.display.get_surface().get_size()
+    assert pixel(width // 2, BANNER_H + (height - BANNER_H) // 2) == (10, 200, 10)
+    assert pixel(2, 2) == WORK
+
+
+def test_overview_shows_every_back_buffer_and_a_digit_switches(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, typed, picked = dummy_window
+    window.backbuffer.put("work", Frame(solid((200, 200, 0)), 1.0, "screendump"))
+    window.backbuffer.put("home", Frame(solid((0, 200, 200)), 1.0, "screendump"))
+    window.present("work", window.backbuffer.get("work"))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(window.run())
+        try:
+            for key, scancode in ((pygame.K_PAUSE, pygame.KSCAN_PAUSE),):
+                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, scancode=scancode, mod=0))
+            await asyncio.sleep(0.1)
+            assert window.overview
+            width, height = pygame.display.get_surface().get_size()
+            tiles = overview_tiles(2, pygame.Rect(0, BANNER_H, width, height - BANNER_H))
+            assert near(pixel(*tiles[0].center), (200, 200, 0))
+            assert near(pixel(*tiles[1].center), (0, 200, 200))
+            assert pixel(2, 2) == WORK  # the banner stays
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a, scancode=4, mod=0))
+            await asyncio.sleep(0.1)
+            assert typed == []  # in the overview no key reaches a guest
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_2, scancode=31, mod=0))
+            await asyncio.sleep(0.1)
+            assert picked == ["home"] and not window.overview
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+
+
+def test_keys_typed_into_the_window_are_routed_and_released_on_focus_loss(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, typed, _ = dummy_window
+
+    async def scenario() -> None:
+        task = asyncio.create_task(window.run())
+        try:
+            post = pygame.event.post
+            post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_LSHIFT, scancode=225, mod=0))
+            post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a, scancode=4, mod=0))
+            post(pygame.event.Event(pygame.KEYUP, key=pygame.K_a, scancode=4, mod=0))
+            post(pygame.event.Event(pygame.WINDOWFOCUSLOST))
+            post(pygame.event.Event(pygame.KEYUP, key=pygame.K_LSHIFT, scancode=225, mod=0))
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    assert typed == [
+        [InputEvent(EV_KEY, 42, 1), SYN], [InputEvent(EV_KEY, 30, 1), SYN], [InputEvent(EV_KEY, 30, 0), SYN],
+        [InputEvent(EV_KEY, 42, 0), SYN],  # focus lost: shift released once, its later key-up ignored
+    ]
+
+
+def test_window_without_a_display_is_a_display_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mux.errors import DisplayError
+    from mux.output import open_output
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
+
+    async def switch(name: str) -> None:
+        pass
+
+    with pytest.raises(DisplayError):
+        open_output(DisplaySection(output="window"), COLORS, BackBuffer(list(COLORS)),
+                    on_input=None, on_switch=switch)
+    auto = open_output(DisplaySection(output="auto"), COLORS, BackBuffer(list(COLORS)),
+                       on_input=None, on_switch=switch)
+    assert auto.kind == "headless"
+
+
+# --- a real window on Xvfb -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """An Xvfb server on a free display number (it picks one and tells us: -displayfd)."""
+    if shutil.which("Xvfb") is None:
+        pytest.fail("Xvfb is missing: run ./bootstrap test (it installs Debian's xvfb)")
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24",
+                             "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            number = pipe.readline().strip()
+        if not number:
+            raise AssertionError(f"Xvfb did not start (exit code {proc.poll()})")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def x_screenshot(display_name: str) -> Image.Image:
+    """The whole X screen, read back from the server (GetImage on the root window)."""
+    from Xlib import X
+    from Xlib.display import Display
+
+    display = Display(display_name)
+    try:
+        root = display.screen().root
+        geometry = root.get_geometry()
+        raw = root.get_image(0, 0, geometry.width, geometry.height, X.ZPixmap, 0xFFFFFFFF)
+        return Image.frombytes("RGB", (geometry.width, geometry.height), raw.data, "raw", "BGRX")
+    finally:
+        display.close()
+
+
+def x_window_origin_and_type(display_name: str, window_id: int, keycodes: list[int]) -> tuple[int, int]:
+    """Where the SDL window is on the screen; then focus it and type ``keycodes`` (XTEST)."""
+    from Xlib import X
+    from Xlib.display import Display
+    from Xlib.ext import xtest
+
+    display = Display(display_name)
+    try:
+        window = display.create_resource_object("window", window_id)
+        origin = window.translate_coords(display.screen().root, 0, 0)
+        window.set_input_focus(X.RevertToParent, X.CurrentTime)
+        display.sync()
+        for keycode in keycodes:
+            xtest.fake_input(display, X.KeyPress, keycode)
+            xtest.fake_input(display, X.KeyRelease, keycode)
+        display.sync()
+        return -origin.x, -origin.y
+    finally:
+        display.close()
+
+
+@pytest.fixture
+async def x_display(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    pytest.importorskip("Xlib")
+    with xvfb() as name:
+        monkeypatch.setenv("DISPLAY", name)
+        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+        yield name
+
+
+@pytest.mark.slow
+async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
+        controller: Any, x_display: str) -> None:
+    async with controller(PersonaConfig("work", color="c03030"), PersonaConfig("home", color="3060c0"),
+                          display=DisplaySection(output="window")) as ctl:
+        assert ctl.output.kind == "window" and ctl.status()["output"] == "window"
+        await asyncio.gather(*(ctl.persona(n).serial.wait_for(re.compile(f"MUX-READY {n}"), READY_S)
+                               for n in ("work", "home")))
+        window_id = pygame.display.get_wm_info()["window"]
+
+        async def screen_shows(color: tuple[int, int, int], timeout: float) -> Image.Image:
+            deadline = time.monotonic() + timeout
+            while True:
+                x, y = x_window_origin_and_type(x_display, window_id, [])
+                shot = x_screenshot(x_display)
+                banner, guest = shot.getpixel((x + 3, y + 3)), shot.getpixel((x + 1000, y + BANNER_H + 740))
+                if near(banner, color, 0) and near(guest, color):
+                    return shot
+                if time.monotonic() > deadline:
+                    shot.save(f"/tmp/mux-window-{os.getpid()}.png")
+                    raise AssertionError(f"the X screen shows banner {banner} and guest {guest}, not {color}")
+                await asyncio.sleep(0.2)
+
+        await screen_shows(WORK, 20)
+        await ctl.switch("home", "test")
+        shot = await screen_shows(HOME, 5)
+        x, y = x_window_origin_and_type(x_display, window_id, [])
+        banner = shot.crop((x, y, x + 300, y + BANNER_H - 2))
+        assert (255, 255, 255) in {c for _, c in banner.getcolors(10000) or []}  # the name, in white
+        # keys typed into the window reach the active persona (X keycode 38 is 'a')
+        x_window_origin_and_type(x_display, window_id, [38])
+        await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 1"), 10)
+        await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 0"), 10)
+        assert "MUX-KEY 30" not in ctl.persona("work").serial.text
+    assert window_module.pygame.display.get_surface() is None  # closed with the controller

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Generate ``mux/scancodes.py`` (SDL scancode -> Linux key code) from keycodemapdb's keymaps.csv.
+
+Run from the repository root::
+
+    .venv/bin/python tools/gen_scancodes.py            # rewrite mux/scancodes.py
+    .venv/bin/python tools/gen_scancodes.py --check    # exit 1 if mux/scancodes.py is stale
+
+SDL2's scancodes 4..231 are, by definition, the USB HID keyboard usage IDs (page 0x07;
+see SDL_scancode.h: "The values in this enumeration are based on the USB usage page
+standard"). Above 231 SDL numbers its own keys (media keys from 258 on), which are not
+USB usages, so only 4..231 are taken from the CSV's ``USB Keycodes`` column. Where
+several Linux names share a usage (``KEY_SHIFT`` and ``KEY_LEFTSHIFT``) they share the
+code too, so the table is unambiguous.
+
+Raises ``SystemExit`` with a message if the CSV is missing or malformed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CSV = REPO.parent / "shared" / "data" / "keycodemapdb" / "keymaps.csv"
+DEFAULT_OUT = REPO / "mux" / "scancodes.py"
+COMMAND = ".venv/bin/python tools/gen_scancodes.py"
+SDL_USB_RANGE = range(4, 232)
+
+
+def build_table(rows: list[dict[str, str]]) -> dict[int, tuple[int, str]]:
+    """USB usage (= SDL scancode) -> (Linux code, Linux name).
+
+    Raises ValueError if one usage maps to two different Linux codes.
+    """
+    table: dict[int, tuple[int, str]] = {}
+    for row in rows:
+        usb, code, name = row["USB Keycodes"].strip(), row["Linux Keycode"].strip(), row["Linux Name"].strip()
+        if not (usb and code and name):
+            continue
+        usage = int(usb, 0)
+        if usage not in SDL_USB_RANGE:
+            continue
+        linux = int(code, 0)
+        if usage in table and table[usage][0] != linux:
+            raise ValueError(f"USB usage {usage:#x} maps to Linux codes {table[usage][0]} and {linux}")
+        table[usage] = (linux, name)  # last row wins, like keymap-gen
+    return table
+
+
+def render(csv_path: Path, digest: str, rows: list[dict[str, str]]) -> str:
+    """The text of ``mux/scancodes.py``."""
+    table = build_table(rows)
+    return "\n".join([
+        '"""SDL scancodes (USB HID keyboard usages 4..231) to Linux key codes. GENERATED: do not edit.',
+        "",
+        f"Regenerate with ``{COMMAND}`` from the repository root.",
+        f"Source: keycodemapdb {csv_path.name} (sha256 {digest[:16]}...).",
+        "See tools/gen_scancodes.py for why only 4..231 are mapped.",
+        '"""',
+        "",
+        "# fmt: off",
+        "LINUX_BY_SDL_SCANCODE: dict[int, int] = {",
+        *(f"    {usage}: {linux},  # {name}" for usage, (linux, name) in sorted(table.items())),
+        "}",
+        "# fmt: on",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or with ``--check`` compare) the generated module; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--check", action="store_true", help="fail if --out is out of date")
+    args = parser.parse_args(argv)
+    try:
+        data = args.csv.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"cannot read {args.csv}: {exc}") from exc
+    try:
+        rows = list(csv.DictReader(data.decode("utf-8").splitlines()))
+        text = render(args.csv, hashlib.sha256(data).hexdigest(), rows)
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"{args.csv}: malformed key-code database: {exc}") from exc
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date; run {COMMAND}", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
