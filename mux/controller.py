@@ -118,6 +118,7 @@ class Controller:
 
             self.mqtt = MqttBridge(self, self.config.mqtt)
             self.switcher.listeners.append(self.mqtt.notify)
+            self.device_listeners.append(self.mqtt.notify)
             for persona in self.personas.values():
                 persona.listeners.append(self.mqtt.notify)
             self._loops.append(group.create_task(self.mqtt.run(), name="mqtt"))

@@ -171,14 +171,10 @@ class MqttBridge:
                 await self.ctl.switch(command.persona, "mqtt")
             elif command.kind == "persona":
                 await self._persona_action(command.persona, command.action)
+            elif command.action == "attach":
+                await self.ctl.attach(command.device, command.persona)
             else:
-                move = getattr(self.ctl, command.action, None)  # attach / detach
-                if move is None:
-                    raise MuxError("device moves are not supported by this controller")
-                if command.action == "attach":
-                    await move(command.device, command.persona)
-                else:
-                    await move(command.device)
+                await self.ctl.detach(command.device, command.persona)
         except (MuxError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             await self._refuse(client, CommandError(topic, payload.decode(errors="replace"), message))
@@ -204,10 +200,10 @@ class MqttBridge:
         ctl = self.ctl
         leds: dict[str, dict[str, bool] | None] = {}
         for name in ctl.config.names:
-            state = ctl.leds(name) if hasattr(ctl, "leds") else None
+            state = ctl.leds(name)
             leds[name] = None if state is None else {
                 "caps": state.caps, "num": state.num, "scroll": state.scroll}
-        devices = ({n: ctl.devices(n) for n in ctl.config.names} if hasattr(ctl, "devices") else None)
+        devices = {n: ctl.devices(n) for n in ctl.config.names}
         return state_messages(self.base, ctl.active,
                               {n: str(p.state) for n, p in ctl.personas.items()}, leds, devices)
 

@@ -264,3 +264,24 @@ def _dominant_close(jpeg: bytes, rgb: tuple[int, int, int]) -> bool:
     colors = image.getcolors(64 * 48) or []
     _, dominant = max(colors)
     return all(abs(a - b) < 24 for a, b in zip(dominant, rgb, strict=True))
+
+
+async def test_device_topics_move_a_device_and_publish_the_lists(tmp_path: Path, broker: Broker,
+                                                                 console_image: Any) -> None:
+    from mux.devices import DeviceConfig
+
+    stick = tmp_path / "stick.img"
+    stick.write_bytes(b"\0" * 1024 * 1024)
+    work = PersonaConfig("work", autostart=False,
+                         devices=(DeviceConfig("stick", "usb-storage", "work", file=stick),))
+    async with Panel(broker).connected() as panel, \
+            controller_with_mqtt(tmp_path, broker, work, *idle("home")):
+        listed = f"{BASE}/persona/work/devices"
+        assert "stick" in (await panel.wait_for(listed)).decode()
+        await panel.publish(f"{BASE}/persona/home/devices/set", "attach stick")
+        home = await panel.wait_for(f"{BASE}/persona/home/devices", lambda p: b"stick" in p)
+        assert json.loads(home)[0]["id"] == "stick"
+        await panel.wait_for(listed, lambda p: json.loads(p) == [])
+        await panel.publish(f"{BASE}/persona/home/devices/set", "attach nothing-here")
+        error = json.loads(await panel.wait_for(f"{BASE}/error"))
+        assert error["topic"] == f"{BASE}/persona/home/devices/set" and "nothing-here" in error["error"]
