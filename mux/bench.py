@@ -1,5 +1,8 @@
 """``mux bench``: performance figures as ratios against a baseline from the same run.
 
+The display's figures (``switch_latency_ms``, ``live_fps``, ``controller_cpu_percent``,
+``idle_cpu_percent``, ``controller_rss_mb``) are measured in :mod:`mux.displaybench`.
+
 The machine is shared and noisy, so every figure is measured next to its baseline,
 interleaved sample by sample, and reported both raw (milliseconds) and as a ratio:
 
@@ -170,6 +173,9 @@ async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any
     results.update(await bench_mqtt())
     print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
     results.update(await bench_snapshot())
+    from mux.displaybench import bench_display
+
+    results.update(await bench_display())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:

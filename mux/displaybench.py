@@ -164,7 +164,8 @@ def _vm_rss_kb() -> int:
 
 async def bench_rss(personas: int = 8) -> dict[str, Any]:
     """:func:`measure_rss` in a fresh Python process. Raises RuntimeError if it fails."""
-    code = f"import asyncio, json, mux.displaybench as b; print(json.dumps(asyncio.run(b.measure_rss({personas}))))"
+    code = ("import asyncio, json, mux.displaybench as b; "
+            f"print(json.dumps(asyncio.run(b.measure_rss({personas}))))")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     if proc.returncode != 0:

@@ -189,12 +189,20 @@ class StepRunner(ScreenSteps):
             else:
                 self.result.error = (f"{failed.step.location}: step {failed.number} {failed.step.kind}"
                                      f" failed: {failed.message}")
-                await self._failure_pictures(failed, exc)
+                try:
+                    failed.screenshots += await self.failure_pictures(f"fail-step{failed.number}", exc)
+                    for path in failed.screenshots:
+                        self.say(f"  picture: {path}")
+                except OSError as error:
+                    self.say(f"  could not save the failure's pictures: {error}")
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             await recorder.capture()
-            self.result.summary = await asyncio.to_thread(recorder.save, self.artifacts / "summary.gif")
+            try:
+                self.result.summary = await asyncio.to_thread(recorder.save, self.artifacts / "summary.gif")
+            except OSError as error:
+                self.say(f"  could not save the summary: {error}")
 
     async def run_steps(self, steps: list[Step] | tuple[Step, ...], prefix: str) -> None:
         for index, step in enumerate(steps):
@@ -253,30 +261,6 @@ class StepRunner(ScreenSteps):
                 self.reference[name] = await self.ctl.screenshot(name)
             except MuxError:
                 self.reference.pop(name, None)
-
-    async def _failure_pictures(self, failed: StepResult, exc: BaseException) -> None:
-        """A screenshot of every running persona, and the difference for a screen mismatch."""
-        from mux.screen_steps import ScreenMismatch
-        from mux.screens import difference_picture
-
-        stem = f"fail-step{failed.number}"
-        for name, persona in self.ctl.personas.items():
-            if persona.state != RunState.RUNNING:
-                continue
-            try:
-                screen = await self.ctl.screenshot(name)
-            except MuxError:
-                continue
-            path = self.artifacts / f"{stem}-{name}.png"
-            await asyncio.to_thread(screen.save, path)
-            failed.screenshots.append(path)
-        if isinstance(exc, ScreenMismatch):
-            path = self.artifacts / f"{stem}-{exc.persona}-diff.png"
-            picture = await asyncio.to_thread(difference_picture, exc.screen, exc.match)
-            await asyncio.to_thread(picture.save, path)
-            failed.screenshots.append(path)
-        for path in failed.screenshots:
-            self.say(f"  picture: {path}")
 
     # --- the first cut's steps ------------------------------------------------------
 

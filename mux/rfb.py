@@ -11,7 +11,7 @@ and the controller keeps one :class:`RfbClient` on it for two things QMP cannot 
   unsolicited, so they flow whether or not frames are requested.
 - **The live picture.** RFB is pull-based: one FramebufferUpdateRequest gets at most one
   FramebufferUpdate, sent once something is dirty. With :attr:`RfbClient.live` on, the
-  client asks again (incrementally) after every update, so only changed rectangles
+  client asks again (incrementally) as each update begins to arrive, so only changed rectangles
   travel. Pixels come raw in a 32-bit little-endian true-colour format equal to QEMU's
   own surface format (x8r8g8b8, bytes B G R X), so QEMU copies rows without converting
   and Pillow decodes each rectangle with its ``BGRX`` raw mode straight onto one
@@ -250,6 +250,13 @@ class RfbClient:
     async def _read_update(self, reader: asyncio.StreamReader) -> None:
         began = time.monotonic()
         (count,) = struct.unpack(">xH", await reader.readexactly(3))
+        if self._live:
+            # Ask for the next update before reading this one's pixels: QEMU sends only
+            # on its refresh timer (30 ms at best) and only if a request is pending then,
+            # and a tick with none pending also slows the timer down. Asking after the
+            # whole update was read and decoded missed ticks (measured: 16 -> 25 fps on
+            # a guest repainting its whole 1024x768 screen, on a loaded 2-core machine).
+            self._request(incremental=True)
         pixels = 0
         for _ in range(count):
             x, y, width, height, encoding = _RECT.unpack(await reader.readexactly(_RECT.size))
@@ -271,8 +278,6 @@ class RfbClient:
                     self._resize(width, height)
             else:
                 raise RfbError(self.path, f"unexpected encoding {encoding} in a framebuffer update")
-        if self._live:
-            self._request(incremental=True)
         if not pixels:
             return
         frame = self._image.copy()

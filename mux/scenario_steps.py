@@ -216,6 +216,12 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
         _check_keys(kind, args, lambda m: fail(where, m))
     if kind == "send_key_until_needlematch" and args.get("key"):
         _check_keys("press", {"keys": args["key"]}, lambda m: fail((*where, "key"), m))
+    if kind == "send_key_until_needlematch" and isinstance(args.get("tries"), int) and args["tries"] < 0:
+        fail((*where, "tries"), "send_key_until_needlematch: tries must be >= 0")
+    for key in ("timeout", "within", "stilltime", "similarity"):
+        value = args.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            fail((*where, key), f"{kind}: {key} must be >= 0")
     if kind == "mouse_move" and args.get("delta") is not None and not (
             len(args["delta"]) == 2 and all(type(v) is int for v in args["delta"])):
         fail((*where, "delta"), "mouse_move takes [dx, dy], two integers")

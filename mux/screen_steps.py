@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from mux.controller import Controller
-from mux.errors import StepFailed
+from mux.errors import MuxError, StepFailed
 from mux.needles import Needle, NeedleMatch, best_match
 from mux.rfb import Leds
 from mux.screens import psnr, similar, unchanged_fraction
@@ -175,6 +175,32 @@ class ScreenSteps:
                 expected = " ".join(f"{k}={int(v)}" for k, v in wanted.items())
                 raise StepFailed(f"{target} LEDs are {shown}; expected {expected} (waited {timeout:g}s)")
             await asyncio.sleep(LED_POLL_S)
+
+    async def failure_pictures(self, stem: str, exc: BaseException) -> list[Path]:
+        """Save a screenshot of every persona that has a picture (``STEM-PERSONA.png``; a
+        persona that is down gives its last back-buffered frame, if any) and, for a screen
+        mismatch, the picture of the difference (``STEM-PERSONA-diff.png``).
+
+        Raises:
+            OSError: a picture could not be written.
+        """
+        from mux.screens import difference_picture
+
+        saved = []
+        for name in self.ctl.personas:
+            try:
+                screen = await self.ctl.screenshot(name)
+            except MuxError:
+                continue
+            path = self.artifacts / f"{stem}-{name}.png"
+            await asyncio.to_thread(screen.save, path)
+            saved.append(path)
+        if isinstance(exc, ScreenMismatch):
+            path = self.artifacts / f"{stem}-{exc.persona}-diff.png"
+            picture = await asyncio.to_thread(difference_picture, exc.screen, exc.match)
+            await asyncio.to_thread(picture.save, path)
+            saved.append(path)
+        return saved
 
     def _leds(self, target: str) -> Leds | None:
         if target == "physical":

@@ -123,12 +123,18 @@ async def save(ctl: Controller, base: Path, name: str, config_data: Any, source:
     """Save every running persona as snapshot ``name`` under ``base``; returns its directory.
 
     Raises:
-        SnapshotError: no persona is running, or QEMU could not write a state.
+        SnapshotError: no persona is running, one has a disk (its contents are not part of
+            the migration stream, so a restore would pair old RAM with a newer disk), or
+            QEMU could not write a state.
         PersonaError: QMP failed.
     """
     running = [p for p in ctl.personas.values() if p.state == RunState.RUNNING]
     if not running:
         raise SnapshotError(f"snapshot {name!r}: no persona is running")
+    with_disk = [p.name for p in running if p.config.disk]
+    if with_disk:
+        raise SnapshotError(f"snapshot {name!r}: {', '.join(with_disk)} has a disk, which a snapshot"
+                            " cannot hold (only RAM and device state)")
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
     try:

@@ -22,16 +22,20 @@ physical keyboard is configured) are translated from SDL scancodes, which are US
 usages, to Linux key codes (:mod:`mux.scancodes`) and routed like a physical keyboard's,
 hotkeys included. Keys held when the window loses focus are released in the guest.
 
-The event loop (:meth:`WindowOutput.run`) polls SDL every 10 ms on the asyncio thread;
-drawing happens when a frame is presented, not on a timer. Closing the window asks mux
-to stop as Ctrl-C does.
+The event loop (:meth:`WindowOutput.run`) reads SDL's events on the asyncio thread. It
+wakes when the X server's connection has data (SDL's x11 driver), else polls: every
+10 ms for two seconds after an event, every 40 ms when idle, which keeps an idle window
+cheap. Drawing happens when a frame is presented, not on a timer. Closing the window
+asks mux to stop as Ctrl-C does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import logging
-import math
 import os
 import signal
 import time
@@ -43,6 +47,7 @@ from PIL import Image
 
 from mux.backbuffer import BackBuffer, Frame
 from mux.errors import DisplayError
+from mux.layout import fit, overview_tiles, parse_color, text_color
 from mux.output import InputHandler, SwitchHandler
 from mux.rfb import Leds
 from mux.router import EV_KEY, EV_SYN, SYN_REPORT, InputEvent
@@ -52,50 +57,13 @@ log = logging.getLogger(__name__)
 
 BANNER_H = 32
 DEFAULT_SIZE = (1024, 768 + BANNER_H)
-EVENT_POLL_S = 0.01
+EVENT_POLL_S = 0.01  # while keys or clicks are coming
+IDLE_POLL_S = 0.04  # otherwise (a bare asyncio wake-up at 100 Hz costs ~1.5% of a core here)
+BUSY_S = 2.0  # how long after an event polling stays fast
 OVERVIEW_REFRESH_S = 1.0
 OVERVIEW_KEY = pygame.K_PAUSE
 LABEL_H = 26
-RGB = tuple[int, int, int]
 _SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
-
-
-def parse_color(hex_color: str) -> RGB:
-    """``"c03030"`` (or ``"#c03030"``) -> (192, 48, 48). Raises ValueError for a bad one."""
-    value = hex_color.lstrip("#")
-    if len(value) != 6:
-        raise ValueError(f"not an RGB colour: {hex_color!r}")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
-def text_color(background: RGB) -> RGB:
-    """Black or white, whichever reads better on ``background``."""
-    r, g, b = background
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
-
-
-def fit(size: tuple[int, int], area: pygame.Rect) -> pygame.Rect:
-    """The largest rectangle of ``size``'s aspect ratio inside ``area``, centred."""
-    width, height = size
-    if width <= 0 or height <= 0 or area.width <= 0 or area.height <= 0:
-        return pygame.Rect(area.x, area.y, 0, 0)
-    scale = min(area.width / width, area.height / height)
-    rect = pygame.Rect(0, 0, max(1, round(width * scale)), max(1, round(height * scale)))
-    rect.center = area.center
-    return rect
-
-
-def overview_tiles(count: int, area: pygame.Rect, gap: int = 8) -> list[pygame.Rect]:
-    """``count`` equal tiles in a near-square grid filling ``area``, row by row."""
-    if count <= 0:
-        return []
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    width = (area.width - gap * (cols + 1)) // cols
-    height = (area.height - gap * (rows + 1)) // rows
-    return [pygame.Rect(area.x + gap + (i % cols) * (width + gap),
-                        area.y + gap + (i // cols) * (height + gap), max(width, 0), max(height, 0))
-            for i in range(count)]
 
 
 def linux_key(scancode: int) -> int | None:
@@ -292,17 +260,32 @@ class WindowOutput:
 
     async def run(self) -> None:
         """Handle window events until cancelled; never raises for a bad event."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        fd = _x11_fd()
+        if fd is not None:
+            loop.add_reader(fd, wake.set)
+        busy_until = 0.0
         try:
             while True:
-                for event in pygame.event.get():
+                wake.clear()
+                events = pygame.event.get()
+                if events:
+                    busy_until = time.monotonic() + BUSY_S
+                for event in events:
                     try:
                         await self._handle(event)
                     except Exception:
                         log.exception("window: handling %s failed", pygame.event.event_name(event.type))
                 if self.overview and time.monotonic() - self._overview_drawn > OVERVIEW_REFRESH_S:
                     self._redraw()
-                await asyncio.sleep(EVENT_POLL_S)
+                fast = fd is None and time.monotonic() < busy_until
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(EVENT_POLL_S if fast else IDLE_POLL_S):
+                        await wake.wait()
         finally:
+            if fd is not None:
+                loop.remove_reader(fd)
             await self._release_held()
 
     async def _handle(self, event: pygame.event.Event) -> None:
@@ -369,6 +352,25 @@ class WindowOutput:
         held, self._pressed = self._pressed, set()
         if held and self.on_input is not None:
             await self.on_input([*(InputEvent(EV_KEY, code, 0) for code in sorted(held)), _SYN])
+
+
+def _x11_fd() -> int | None:
+    """The file descriptor of SDL's X server connection; None on other drivers or failure."""
+    if pygame.display.get_driver() != "x11":
+        return None
+    try:
+        capsule = pygame.display.get_wm_info()["display"]
+        get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+        get_pointer.restype = ctypes.c_void_p
+        get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        libx11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+        libx11.XConnectionNumber.argtypes = [ctypes.c_void_p]
+        libx11.XConnectionNumber.restype = ctypes.c_int
+        fd = int(libx11.XConnectionNumber(get_pointer(capsule, b"display")))
+    except (KeyError, OSError, ValueError, AttributeError) as exc:
+        log.debug("window: no X connection to wait on (%s); polling", exc)
+        return None
+    return fd if fd >= 0 else None
 
 
 def _to_surface(image: Image.Image) -> pygame.Surface:

@@ -18,12 +18,10 @@ from PIL import Image
 
 from mux.backbuffer import BackBuffer, Frame
 from mux.config import DisplaySection, PersonaConfig
+from mux.layout import fit, overview_tiles, parse_color
 from mux.router import EV_KEY, EV_SYN, InputEvent
+from mux.window import BANNER_H, WindowOutput, linux_key, pygame
 from tests.conftest import READY_S
-
-pygame = pytest.importorskip("pygame")
-from mux import window as window_module  # noqa: E402 - after pygame is known to be there
-from mux.window import BANNER_H, WindowOutput, fit, linux_key, overview_tiles, parse_color  # noqa: E402
 
 COLORS = {"work": "c03030", "home": "3060c0"}
 WORK, HOME = parse_color("c03030"), parse_color("3060c0")
@@ -100,7 +98,7 @@ def test_banner_is_drawn_outside_the_guest_area_and_guests_cannot_cover_it(
     assert pixel(2, BANNER_H + 5) == HOME  # the fake one lands below it, in the guest area
     assert pixel(500, 500) == (255, 255, 255)
     assert pygame.display.get_caption()[0] == "mux: work"
-    name, image, captured = window.current_frame() or ("", None, 0.0)
+    name, _, captured = window.current_frame() or ("", None, 0.0)
     assert name == "work" and captured == 1.0
     window.present("home", None)  # no picture yet: black, under home's banner, nothing of work
     assert pixel(2, 2) == HOME and pixel(500, 500) == (0, 0, 0)
@@ -252,7 +250,6 @@ def x_window_origin_and_type(display_name: str, window_id: int, keycodes: list[i
 
 @pytest.fixture
 async def x_display(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    pytest.importorskip("Xlib")
     with xvfb() as name:
         monkeypatch.setenv("DISPLAY", name)
         monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
@@ -293,4 +290,4 @@ async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
         await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 1"), 10)
         await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 0"), 10)
         assert "MUX-KEY 30" not in ctl.persona("work").serial.text
-    assert window_module.pygame.display.get_surface() is None  # closed with the controller
+    assert pygame.display.get_surface() is None  # closed with the controller
