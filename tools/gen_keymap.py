@@ -44,6 +44,7 @@ import argparse
 import csv
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,11 +173,18 @@ def render(csv_path: Path, digest: str, rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check`` compare) the generated module; return the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+Render = Callable[[Path, str, list[dict[str, str]]], str]
+
+
+def generate(render: Render, default_out: Path, command: str, argv: list[str] | None = None) -> int:
+    """Write (or with ``--check`` compare) a module generated from keymaps.csv.
+
+    Shared by the generators in this folder. Returns the exit code; raises SystemExit
+    with a message when the CSV is missing or malformed.
+    """
+    parser = argparse.ArgumentParser(description=f"generate {default_out.name} from keymaps.csv")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--check", action="store_true", help="fail if --out is out of date")
     args = parser.parse_args(argv)
     try:
@@ -191,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:
-            print(f"{args.out} is out of date; run {COMMAND}", file=sys.stderr)
+            print(f"{args.out} is out of date; run {command}", file=sys.stderr)
             return 1
         return 0
     args.out.write_text(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generate(render, DEFAULT_OUT, COMMAND, argv)
 
 
 if __name__ == "__main__":

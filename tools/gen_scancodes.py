@@ -18,14 +18,12 @@ Raises ``SystemExit`` with a message if the CSV is missing or malformed.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
 import sys
 from pathlib import Path
 
+from gen_keymap import generate  # this folder is sys.path[0] when run as a script
+
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CSV = REPO.parent / "shared" / "data" / "keycodemapdb" / "keymaps.csv"
 DEFAULT_OUT = REPO / "mux" / "scancodes.py"
 COMMAND = ".venv/bin/python tools/gen_scancodes.py"
 SDL_USB_RANGE = range(4, 232)
@@ -72,29 +70,7 @@ def render(csv_path: Path, digest: str, rows: list[dict[str, str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check`` compare) the generated module; return the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="fail if --out is out of date")
-    args = parser.parse_args(argv)
-    try:
-        data = args.csv.read_bytes()
-    except OSError as exc:
-        raise SystemExit(f"cannot read {args.csv}: {exc}") from exc
-    try:
-        rows = list(csv.DictReader(data.decode("utf-8").splitlines()))
-        text = render(args.csv, hashlib.sha256(data).hexdigest(), rows)
-    except (KeyError, ValueError) as exc:
-        raise SystemExit(f"{args.csv}: malformed key-code database: {exc}") from exc
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is out of date; run {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    return generate(render, DEFAULT_OUT, COMMAND, argv)
 
 
 if __name__ == "__main__":
