@@ -30,14 +30,14 @@ from mux.hotplug import DeviceListener, Hotplug
 from mux.inputs import EvdevSource, InputSource, discover
 from mux.leds import LedSink, leds_dict
 from mux.output import Output, open_output
-
-if TYPE_CHECKING:
-    from mux.mqtt import MqttBridge
 from mux.persona import Persona, RunState
 from mux.rfb import Leds
 from mux.router import InputEvent, Router, Send, SwitchRequest, Unmapped
 from mux.runtime import private_runtime_dir
 from mux.switcher import Switcher
+
+if TYPE_CHECKING:
+    from mux.mqtt import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class Controller:
             self.mqtt = MqttBridge(self, self.config.mqtt)
             self.switcher.listeners.append(self.mqtt.notify)
             self.device_listeners.append(self.mqtt.notify)
+            self.display.leds.listeners.append(self.mqtt.notify)
             for persona in self.personas.values():
                 persona.listeners.append(self.mqtt.notify)
             self._loops.append(group.create_task(self.mqtt.run(), name="mqtt"))
