@@ -10,7 +10,9 @@ or the persona restarts, with a short back-off. The link carries:
   to it, or a reconnect) its first frames may be built on a stale picture (an update
   QEMU still owed from an earlier request), so nothing is used until a whole-screen
   update has arrived (:meth:`RfbClient.frame`); frames that came meanwhile are kept
-  aside and the newest of them from that full frame on is taken.
+  aside and the newest of them from that full frame on is taken. A live link that has
+  sent nothing for an interval asks for a whole frame again (see
+  :meth:`DisplayLink.keep_fresh`).
 
 :class:`Display` puts it together:
 
@@ -63,6 +65,8 @@ class DisplayLink:
         self.connected = False
         self.connections = 0  # how many times the link came up
         self.synced = False  # live frames are whole pictures
+        self.last_live = 0.0  # time.monotonic() of the last live frame (or resync asked)
+        self.resyncs = 0
         self._aside: list[tuple[Image.Image, float]] = []
         self._resync_task: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
@@ -119,9 +123,22 @@ class DisplayLink:
             self.synced = False
             self._cancel_resync()
 
+    def keep_fresh(self, interval: float) -> None:
+        """Ask for a whole frame if the live link has sent nothing for ``interval`` seconds.
+
+        QEMU's VNC server has been seen (QEMU 7.2, after the guest's mode change at boot)
+        to stop sending a region's changes as incremental updates while a whole-frame
+        request gets them at once; silence is the symptom. One full frame per quiet
+        interval heals that and costs little (a static screen only).
+        """
+        if self._resync_task is None and time.monotonic() - self.last_live > interval:
+            self._resync()
+
     def _resync(self) -> None:
         self._cancel_resync()
         self.synced = False
+        self.resyncs += 1
+        self.last_live = time.monotonic()
         self._aside.clear()
         self._resync_task = asyncio.get_running_loop().create_task(
             self._await_full_frame(), name=f"display-resync:{self.name}")
@@ -146,6 +163,7 @@ class DisplayLink:
             log.debug("%s: full frame not found among %d set aside", self.name, len(aside))
             return
         image, captured = aside[-1]
+        self.last_live = time.monotonic()
         self._display.live_frame(self.name, Frame(image, captured, "vnc"))
 
     def _on_leds(self, leds: Leds) -> None:
@@ -155,6 +173,7 @@ class DisplayLink:
         if not self.rfb.live:
             return  # an answer to a request made while live: built on a picture now stale
         if self.synced:
+            self.last_live = time.monotonic()
             self._display.live_frame(self.name, Frame(image, captured, "vnc"))
         elif len(self._aside) < _MAX_ASIDE:
             self._aside.append((image, captured))
@@ -207,9 +226,9 @@ class Display:
     async def switch(self, old: str | None, new: str) -> None:
         """The ``after_switch`` hook: the new persona's last picture and LEDs, now; then live."""
         self.active = new
-        self.output.present(new, self.backbuffer.get(new))
+        self._present(new, self.backbuffer.get(new))
         self.leds.switch(new)
-        self.output.show_leds(new, self.leds.persona(new))
+        self._leds_changed(new, self.leds.persona(new))
         if old is not None and old in self.links:
             self.links[old].set_live(False)
         if new in self.links:
@@ -221,11 +240,21 @@ class Display:
 
     def _kept(self, name: str, frame: Frame) -> None:
         if name == self.active:
-            self.output.present(name, frame)
+            self._present(name, frame)
 
-    def _leds_changed(self, name: str, leds: Leds) -> None:
-        if name == self.active:
+    def _present(self, name: str, frame: Frame | None) -> None:
+        try:
+            self.output.present(name, frame)
+        except Exception:  # a broken output must not break switching or the links
+            log.exception("output %s: presenting %s failed", self.output.kind, name)
+
+    def _leds_changed(self, name: str, leds: Leds | None) -> None:
+        if name != self.active:
+            return
+        try:
             self.output.show_leds(name, leds)
+        except Exception:
+            log.exception("output %s: showing %s's LEDs failed", self.output.kind, name)
 
     # --- screendumps ------------------------------------------------------------------
 
@@ -256,6 +285,7 @@ class Display:
                 if persona.state != RunState.RUNNING:
                     continue
                 if name == self.active and self.links[name].synced:
+                    self.links[name].keep_fresh(self.interval)
                     continue  # follows its live frames
                 try:
                     await self.refresh(name)

@@ -71,6 +71,20 @@ def linux_key(scancode: int) -> int | None:
     return LINUX_BY_SDL_SCANCODE.get(scancode)
 
 
+def _window_size() -> tuple[int, int]:
+    """:data:`DEFAULT_SIZE`, shrunk (aspect kept) to 90% of a smaller desktop."""
+    if pygame.display.get_driver() in ("dummy", "offscreen"):
+        return DEFAULT_SIZE  # no desktop to fit
+    try:
+        desktop = pygame.display.get_desktop_sizes()[0]
+    except (pygame.error, IndexError):
+        return DEFAULT_SIZE
+    scale = min(1.0, 0.9 * desktop[0] / DEFAULT_SIZE[0], 0.9 * desktop[1] / DEFAULT_SIZE[1])
+    if scale <= 0:
+        return DEFAULT_SIZE
+    return round(DEFAULT_SIZE[0] * scale), round(DEFAULT_SIZE[1] * scale)
+
+
 def _interrupt() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
@@ -99,6 +113,7 @@ class WindowOutput:
         self._leds: Leds | None = None
         self._pressed: set[int] = set()  # Linux codes sent down, not yet up
         self._overview_drawn = 0.0
+        self._banner_drawn: tuple[object, ...] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -114,7 +129,7 @@ class WindowOutput:
             if self.fullscreen:
                 screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
             else:
-                screen = pygame.display.set_mode(DEFAULT_SIZE, pygame.RESIZABLE)
+                screen = pygame.display.set_mode(_window_size(), pygame.RESIZABLE)
         except pygame.error as exc:
             pygame.display.quit()
             driver = os.environ.get("SDL_VIDEODRIVER", "SDL's default driver")
@@ -145,14 +160,18 @@ class WindowOutput:
             return
         self.overview = False
         self._draw_guest()
-        self._draw_banner()
-        pygame.display.flip()
+        if self._draw_banner(force=False) is None:
+            pygame.display.update(self._guest_area())  # the banner is as it was
+        else:
+            pygame.display.flip()
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
         if name != self._name or self._screen is None:
             return
         self._leds = leds
-        pygame.display.update(self._draw_banner())
+        rect = self._draw_banner(force=False)
+        if rect is not None:
+            pygame.display.update(rect)
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._name is None or self._frame is None:
@@ -202,10 +221,15 @@ class WindowOutput:
             picture = pygame.transform.smoothscale(picture, target.size)
         guest.blit(picture, target)
 
-    def _draw_banner(self) -> pygame.Rect:
-        """Draw the banner (never covered by guest pixels); returns its rectangle."""
+    def _draw_banner(self, force: bool = True) -> pygame.Rect | None:
+        """Draw the banner (never covered by guest pixels); returns its rectangle, or None
+        when it is unchanged and not ``force``d (guest frames never touch it)."""
         screen = self._surface()
         rect = pygame.Rect(0, 0, screen.get_width(), BANNER_H)
+        key = (self._name, self._leds, self.overview, rect.width)
+        if not force and key == self._banner_drawn:
+            return None
+        self._banner_drawn = key
         color = self.colors.get(self._name or "", (64, 64, 64))
         ink = text_color(color)
         screen.fill(color, rect)

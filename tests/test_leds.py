@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mux import control
 from mux.config import PersonaConfig
 from mux.leds import LedRouter, leds_dict
 from mux.rfb import Leds
@@ -128,7 +129,8 @@ async def test_physical_leds_follow_the_active_persona_only(controller: Any) -> 
         await asyncio.sleep(0.5)
         assert all(not leds.num for leds in sink.writes[switched:]), sink.writes[switched:]
         assert ctl.physical_leds == OFF
-        status = ctl.status()
+        reply = await asyncio.to_thread(control.request, ctl.control_path, {"cmd": "status"})
+        status = reply["status"]  # what `mux ctl status` prints
         assert {p["name"]: p["leds"] for p in status["personas"]} == {
             "a": {"caps": False, "num": True, "scroll": False},
             "b": {"caps": False, "num": False, "scroll": False}}
