@@ -7,7 +7,6 @@ import io
 import logging
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from mux.backbuffer import BackBuffer, Frame, decode_image
 from mux.config import DisplaySection, PersonaConfig
 from mux.output import HeadlessOutput, display_available
 from mux.persona import RunState
-from tests.conftest import READY_S
+from tests.conftest import READY_S, wait_until
 
 WORK, HOME, GREEN = (0xC0, 0x30, 0x30), (0x30, 0x60, 0xC0), (0x30, 0xC0, 0x30)
 CORNER = (1010, 750)  # background, away from the prompt and the cursor
@@ -76,14 +75,6 @@ def test_headless_output_and_auto() -> None:
 
 
 # --- real guests -----------------------------------------------------------------------
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def backbuffer_shows(ctl: Any, name: str, color: tuple[int, int, int]) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from mux import control
 from mux.config import PersonaConfig
 from mux.leds import LedRouter, leds_dict
 from mux.rfb import Leds
-from tests.conftest import READY_S
+from tests.conftest import READY_S, wait_until
 
 OFF = Leds(False, False, False)
 CAPS = Leds(True, False, False)
@@ -82,14 +80,6 @@ def test_unknown_persona_is_a_key_error_and_status_form() -> None:
 
 
 # --- real guests -----------------------------------------------------------------------
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.slow

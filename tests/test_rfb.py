@@ -28,17 +28,9 @@ from mux.rfb import (
     RfbClient,
     RfbError,
 )
-from tests.conftest import READY_S
+from tests.conftest import READY_S, wait_until
 
 OFF = Leds(caps=False, num=False, scroll=False)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def equal_fraction(a: Image.Image, b: Image.Image) -> float:
