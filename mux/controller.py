@@ -136,6 +136,9 @@ class Controller:
                              on_input=None if self.config.input.devices else self.input,
                              on_switch=lambda name: self.switch(name, "overview"))
         self._stack.callback(output.close)
+        if output.kind == "window" and not self.config.input.devices:
+            for persona in self.personas.values():
+                persona.tablet = True  # the window's mouse is an absolute pointer
         self.display.attach(self.personas, self.runtime_dir, output)
         self.after_switch.append(self.display.switch)
 

@@ -71,6 +71,7 @@ class Persona:
         self.runtime_dir = runtime_dir
         self.accel = accel
         self.boot = boot
+        self.tablet = False  # an absolute pointer, for a window that routes its mouse
         self.extra_args: list[str] = []  # appended to the next launch's argv (snapshot restore)
         self.state = RunState.STOPPED
         self.serial = SerialLog(runtime_dir / f"{self.name}.serial.log")
@@ -128,8 +129,9 @@ class Persona:
     # --- lifecycle ------------------------------------------------------------------
 
     def argv(self) -> list[str]:
+        pointer = ["-device", "usb-tablet,bus=xhci.0,id=tablet"] if self.tablet else []
         return qemu_argv(self.config, self.runtime_dir, self.accel, self.boot,
-                         self.devices.values()) + self.extra_args
+                         self.devices.values()) + pointer + self.extra_args
 
     async def start(self) -> None:
         """Launch QEMU and connect QMP; returns once the persona is running.

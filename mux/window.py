@@ -50,7 +50,18 @@ from mux.errors import DisplayError
 from mux.layout import fit, overview_tiles, parse_color, text_color
 from mux.output import InputHandler, SwitchHandler
 from mux.rfb import Leds
-from mux.router import EV_KEY, EV_SYN, SYN_REPORT, InputEvent
+from mux.router import (
+    ABS_X,
+    ABS_Y,
+    EV_ABS,
+    EV_KEY,
+    EV_REL,
+    EV_SYN,
+    QEMU_ABS_MAX,
+    REL_WHEEL,
+    SYN_REPORT,
+    InputEvent,
+)
 from mux.scancodes import LINUX_BY_SDL_SCANCODE
 
 log = logging.getLogger(__name__)
@@ -64,6 +75,7 @@ OVERVIEW_REFRESH_S = 1.0
 OVERVIEW_KEY = pygame.K_PAUSE
 LABEL_H = 26
 _SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
+_BUTTONS = {1: 0x110, 2: 0x112, 3: 0x111}  # SDL's left, middle, right -> BTN_LEFT, _MIDDLE, _RIGHT
 
 
 def linux_key(scancode: int) -> int | None:
@@ -320,12 +332,46 @@ class WindowOutput:
             self._redraw()
         elif event.type == pygame.WINDOWFOCUSLOST:
             await self._release_held()
-        elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
-            await self._click(event.pos)
+        elif event.type == pygame.MOUSEBUTTONDOWN and (event.pos[1] < BANNER_H or self.overview):
+            if event.button == 1:
+                await self._click(event.pos)
+        elif event.type in (pygame.MOUSEMOTION, pygame.MOUSEBUTTONDOWN, pygame.MOUSEBUTTONUP,
+                            pygame.MOUSEWHEEL):
+            await self._mouse(event)
         elif event.type == pygame.KEYDOWN:
             await self._key_down(event)
         elif event.type == pygame.KEYUP:
             await self._key_up(event)
+
+    def _guest_picture(self) -> pygame.Rect | None:
+        """Where the guest's picture is drawn in the window (letterboxed), if anywhere."""
+        if self._frame is None:
+            return None
+        area = self._guest_area()
+        return fit(self._frame.image.size, pygame.Rect((0, 0), area.size)).move(area.topleft)
+
+    async def _mouse(self, event: pygame.event.Event) -> None:
+        """The window's mouse as an absolute pointer (QEMU's 0..0x7fff) in the active guest."""
+        picture = self._guest_picture()
+        if self.on_input is None or self.overview or picture is None:
+            return
+        if event.type == pygame.MOUSEWHEEL:
+            if event.y:
+                await self.on_input([InputEvent(EV_REL, REL_WHEEL, int(event.y)), _SYN])
+            return
+        x, y = event.pos
+        if not picture.collidepoint(x, y):
+            return
+        events = [InputEvent(EV_ABS, ABS_X, (x - picture.x) * QEMU_ABS_MAX // max(picture.w - 1, 1)),
+                  InputEvent(EV_ABS, ABS_Y, (y - picture.y) * QEMU_ABS_MAX // max(picture.h - 1, 1))]
+        button = _BUTTONS.get(getattr(event, "button", 0))
+        if event.type != pygame.MOUSEMOTION and button is not None:
+            down = event.type == pygame.MOUSEBUTTONDOWN
+            if down == (button in self._pressed):
+                return
+            (self._pressed.add if down else self._pressed.discard)(button)
+            events.append(InputEvent(EV_KEY, button, int(down)))
+        await self.on_input([*events, _SYN])
 
     async def _click(self, pos: tuple[int, int]) -> None:
         if pos[1] < BANNER_H:

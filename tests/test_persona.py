@@ -158,3 +158,20 @@ def test_auto_accel_refuses_kvm_that_cannot_work(tmp_path: Path) -> None:
     (root / "proc/cpuinfo").write_text("flags\t\t: fpu vme sse\n")
     assert "no vmx or svm" in choose_accel("auto", root).reason
     assert choose_accel("tcg", root).accel == "tcg"
+
+
+async def test_a_window_persona_gets_an_absolute_pointer_that_takes_abs_events(tmp_path: Path) -> None:
+    from mux.router import ABS_X, ABS_Y, EV_ABS, EV_SYN, InputEvent, Router
+
+    async with Persona(PersonaConfig("p", image=None), tmp_path, TCG) as p:
+        p.tablet = True
+        await p.start()
+        mice = await p.execute("query-mice")
+        assert any(m["absolute"] for m in mice), mice
+        router = Router(["p"], active="p")
+        actions = [a for e in (InputEvent(EV_ABS, ABS_X, 100), InputEvent(EV_ABS, ABS_Y, 200),
+                               InputEvent(EV_SYN, 0, 0)) for a in router.feed(e)]
+        (send,) = actions
+        assert send.events == [{"type": "abs", "data": {"axis": "x", "value": 100}},  # type: ignore[attr-defined]
+                               {"type": "abs", "data": {"axis": "y", "value": 200}}]
+        await p.send_input(send.events)  # type: ignore[attr-defined]

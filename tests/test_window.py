@@ -19,7 +19,7 @@ from PIL import Image
 from mux.backbuffer import BackBuffer, Frame
 from mux.config import DisplaySection, PersonaConfig
 from mux.layout import fit, overview_tiles, parse_color
-from mux.router import EV_KEY, EV_SYN, InputEvent
+from mux.router import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_REL, EV_SYN, QEMU_ABS_MAX, REL_WHEEL, InputEvent
 from mux.window import BANNER_H, WindowOutput, linux_key, pygame
 from tests.conftest import READY_S
 
@@ -170,6 +170,37 @@ def test_keys_typed_into_the_window_are_routed_and_released_on_focus_loss(
         [InputEvent(EV_KEY, 42, 1), SYN], [InputEvent(EV_KEY, 30, 1), SYN], [InputEvent(EV_KEY, 30, 0), SYN],
         [InputEvent(EV_KEY, 42, 0), SYN],  # focus lost: shift released once, its later key-up ignored
     ]
+
+
+def test_the_mouse_in_the_window_is_an_absolute_pointer_in_the_guest(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, typed, _ = dummy_window
+    window.present("work", Frame(Image.new("RGB", (1024, 768), "red"), time.monotonic(), "test"))
+    picture = window._guest_picture()
+    assert picture is not None
+
+    async def scenario() -> None:
+        task = asyncio.create_task(window.run())
+        try:
+            post = pygame.event.post
+            post(pygame.event.Event(pygame.MOUSEMOTION, pos=picture.topleft, rel=(0, 0), buttons=(0, 0, 0)))
+            corner = (picture.right - 1, picture.bottom - 1)
+            post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=corner, button=3))
+            post(pygame.event.Event(pygame.MOUSEBUTTONUP, pos=corner, button=3))
+            post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=-1))
+            post(pygame.event.Event(pygame.MOUSEMOTION, pos=(5, 5), rel=(0, 0), buttons=(0, 0, 0)))  # banner
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    top_left = [InputEvent(EV_ABS, ABS_X, 0), InputEvent(EV_ABS, ABS_Y, 0), SYN]
+    bottom_right = [InputEvent(EV_ABS, ABS_X, QEMU_ABS_MAX), InputEvent(EV_ABS, ABS_Y, QEMU_ABS_MAX)]
+    assert typed == [top_left, [*bottom_right, InputEvent(EV_KEY, 0x111, 1), SYN],
+                     [*bottom_right, InputEvent(EV_KEY, 0x111, 0), SYN],
+                     [InputEvent(EV_REL, REL_WHEEL, -1), SYN]]
 
 
 def test_fullscreen_takes_the_whole_screen_under_the_banner(monkeypatch: pytest.MonkeyPatch) -> None:
