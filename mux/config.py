@@ -251,7 +251,8 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
         p = (*path, index)
         t = c.table(item, p, known)
         name = c.get(t, p, "name", str, "",
-                     lambda v: None if NAME_PATTERN.match(v) else
+                     lambda v: "is reserved for hotkeys (next, previous, overview)"
+                     if v in ("next", "previous", "overview") else None if NAME_PATTERN.match(v) else
                      "must be 1-32 lower-case letters, digits, '-' or '_'")
         if "name" not in t:
             c.fail(p, "a persona needs a name")
@@ -380,10 +381,10 @@ def _file_key(path: Path) -> str:
 def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[str]) -> None:
     if not input_.hotkeys:
         return
-    from mux.hotkeys import parse_hotkeys
+    from mux.hotkeys import TARGETS, parse_hotkeys
 
     for chord, target in input_.hotkeys.items():
-        if isinstance(target, str) and target not in ("next", "previous", *names):
+        if isinstance(target, str) and target not in (*TARGETS, *names):
             c.fail((*path, chord), f"hotkey {chord!r} targets unknown persona {target!r}")
     try:
         parse_hotkeys(input_.hotkeys)

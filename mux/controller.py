@@ -26,6 +26,7 @@ from mux.accel import choose_accel
 from mux.config import Config
 from mux.display import Display
 from mux.errors import MuxError, PersonaError
+from mux.hotkeys import OVERVIEW
 from mux.hotplug import DeviceListener, Hotplug
 from mux.inputs import EvdevSource, InputSource, discover
 from mux.leds import LedSink, leds_dict
@@ -222,7 +223,9 @@ class Controller:
                 actions = self.router.feed(event)
                 await self._dispatch(actions)
             for action in actions:
-                if isinstance(action, SwitchRequest):
+                if isinstance(action, SwitchRequest) and action.target == OVERVIEW:
+                    self.output.toggle_overview()
+                elif isinstance(action, SwitchRequest):
                     try:
                         await self.switch(action.target, "hotkey")
                     except (ValueError, MuxError) as exc:  # MuxError: a device kept the switch back

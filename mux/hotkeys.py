@@ -32,11 +32,13 @@ from mux.keymap import parse_chord
 
 NEXT = "next"
 PREVIOUS = "previous"
+OVERVIEW = "overview"  # not a switch: the window shows every back-buffer side by side
+TARGETS = (NEXT, PREVIOUS, OVERVIEW)
 
 # Free of common guest shortcuts: ctrl+alt+Fn switches VTs, ctrl+alt+arrows switches
 # GNOME workspaces, ctrl+arrows moves by word. Scroll Lock does nothing in most guests.
 DEFAULT_HOTKEYS: Mapping[str, str] = MappingProxyType(
-    {"scrolllock+right": NEXT, "scrolllock+left": PREVIOUS}
+    {"scrolllock+right": NEXT, "scrolllock+left": PREVIOUS, "scrolllock+down": OVERVIEW}
 )
 
 
@@ -126,10 +128,10 @@ def parse_hotkeys(
         except ValueError as exc:
             problems.append(str(exc))
             continue
-        if personas is not None and target not in {*personas, NEXT, PREVIOUS}:
+        if personas is not None and target not in {*personas, *TARGETS}:
             problems.append(
                 f"hotkey {spec!r}: unknown target {target!r} (expected a persona name "
-                f"({', '.join(sorted(personas))}), {NEXT!r} or {PREVIOUS!r})"
+                f"({', '.join(sorted(personas))}), {NEXT!r}, {PREVIOUS!r} or {OVERVIEW!r})"
             )
         problems.extend(msg for other in parsed if (msg := _conflict(other, hotkey)) is not None)
         parsed.append(hotkey)

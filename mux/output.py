@@ -55,6 +55,10 @@ class Output(Protocol):
         """The output's own loop (window events); returns at once if it has none."""
         ...
 
+    def toggle_overview(self) -> None:
+        """Show every persona's back-buffer side by side, or go back (the overview hotkey)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -82,6 +86,9 @@ class HeadlessOutput:
 
     async def run(self) -> None:
         return
+
+    def toggle_overview(self) -> None:
+        self.overview = not getattr(self, "overview", False)  # nothing to draw it on
 
     def close(self) -> None:
         pass

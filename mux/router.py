@@ -41,7 +41,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from mux.hotkeys import DEFAULT_HOTKEYS, NEXT, PREVIOUS, HotkeyMatcher
+from mux.hotkeys import DEFAULT_HOTKEYS, NEXT, PREVIOUS, TARGETS, HotkeyMatcher
 from mux.keymap import qmp_key
 
 # Linux input-event-codes.h numbers (evdev is deliberately not imported here).
@@ -130,14 +130,14 @@ class Router:
     ) -> None:
         """``abs_ranges`` maps ABS_X/ABS_Y to the device's (min, max), for scaling.
 
-        Raises ValueError for no personas, an empty, duplicate or reserved (``next``,
+        Raises ValueError for no personas, an empty, duplicate or reserved (``next``, ``overview``,
         ``previous``) persona name, an unknown ``active`` or ``autorepeat``, an empty
         abs range, or bad hotkeys (see :class:`mux.hotkeys.HotkeyMatcher`).
         """
         if not personas:
             raise ValueError("the router needs at least one persona")
         for name in personas:
-            if not name or name in (NEXT, PREVIOUS) or list(personas).count(name) > 1:
+            if not name or name in TARGETS or list(personas).count(name) > 1:
                 raise ValueError(f"bad persona name {name!r}: empty, reserved or duplicated")
         if active is not None and active not in personas:
             raise ValueError(f"active persona {active!r} is not one of {list(personas)}")

@@ -26,7 +26,8 @@ def test_defaults_avoid_common_guest_shortcuts() -> None:
     for prefix in ([LCTRL, LALT], [LCTRL]):
         for final in (F1, RIGHT, LEFT):
             assert matcher.completes(prefix, final) is None
-    assert set(DEFAULT_HOTKEYS.values()) == {"next", "previous"}
+    assert matcher.completes([SCROLL], key_code("down")) == "overview"
+    assert set(DEFAULT_HOTKEYS.values()) == {"next", "previous", "overview"}
 
 
 def test_generic_modifiers_match_either_side() -> None:

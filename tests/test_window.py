@@ -358,3 +358,26 @@ async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
         await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 0"), 10)
         assert "MUX-KEY 30" not in ctl.persona("work").serial.text
     assert pygame.display.get_surface() is None  # closed with the controller
+
+
+async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               console_image: Any) -> None:
+    """A grabbed keyboard's keys never reach the window, so the overview has a hotkey too."""
+    from mux.controller import Controller
+    from mux.router import SYN_REPORT
+    from tests.conftest import make_config
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    config = make_config(tmp_path, PersonaConfig("work", autostart=False),
+                         PersonaConfig("home", autostart=False), display=DisplaySection(output="window"))
+    syn = InputEvent(EV_SYN, SYN_REPORT, 0)
+    chord = [InputEvent(EV_KEY, 70, 1), syn, InputEvent(EV_KEY, 108, 1), syn,  # scrolllock+down
+             InputEvent(EV_KEY, 108, 0), syn, InputEvent(EV_KEY, 70, 0), syn]
+    async with Controller(config, progress=lambda m: None) as ctl:
+        assert ctl.output.kind == "window" and not ctl.output.overview  # type: ignore[attr-defined]
+        await ctl.input(chord)
+        assert ctl.output.overview  # type: ignore[attr-defined]
+        assert ctl.router.held("work") == frozenset() and ctl.active is None
+        await ctl.input(chord)
+        assert not ctl.output.overview  # type: ignore[attr-defined]
