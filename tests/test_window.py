@@ -58,6 +58,23 @@ def dummy_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WindowOutput
         window.close()
 
 
+def feed(window: WindowOutput, events: list[pygame.event.Event]) -> None:
+    """Run the window's loop while these events arrive, then stop it."""
+
+    async def scenario() -> None:
+        task = asyncio.create_task(window.run())
+        try:
+            for event in events:
+                pygame.event.post(event)
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+
+
 def pixel(x: int, y: int) -> tuple[int, int, int]:
     color = pygame.display.get_surface().get_at((x, y))
     return color.r, color.g, color.b
@@ -150,22 +167,13 @@ def test_keys_typed_into_the_window_are_routed_and_released_on_focus_loss(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, typed, _ = dummy_window
 
-    async def scenario() -> None:
-        task = asyncio.create_task(window.run())
-        try:
-            post = pygame.event.post
-            post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_LSHIFT, scancode=225, mod=0))
-            post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a, scancode=4, mod=0))
-            post(pygame.event.Event(pygame.KEYUP, key=pygame.K_a, scancode=4, mod=0))
-            post(pygame.event.Event(pygame.WINDOWFOCUSLOST))
-            post(pygame.event.Event(pygame.KEYUP, key=pygame.K_LSHIFT, scancode=225, mod=0))
-            await asyncio.sleep(0.1)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    asyncio.run(scenario())
+    feed(window, [
+        pygame.event.Event(pygame.KEYDOWN, key=pygame.K_LSHIFT, scancode=225, mod=0),
+        pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a, scancode=4, mod=0),
+        pygame.event.Event(pygame.KEYUP, key=pygame.K_a, scancode=4, mod=0),
+        pygame.event.Event(pygame.WINDOWFOCUSLOST),
+        pygame.event.Event(pygame.KEYUP, key=pygame.K_LSHIFT, scancode=225, mod=0),
+    ])
     assert typed == [
         [InputEvent(EV_KEY, 42, 1), SYN], [InputEvent(EV_KEY, 30, 1), SYN], [InputEvent(EV_KEY, 30, 0), SYN],
         [InputEvent(EV_KEY, 42, 0), SYN],  # focus lost: shift released once, its later key-up ignored
@@ -179,23 +187,14 @@ def test_the_mouse_in_the_window_is_an_absolute_pointer_in_the_guest(
     picture = window._guest_picture()
     assert picture is not None
 
-    async def scenario() -> None:
-        task = asyncio.create_task(window.run())
-        try:
-            post = pygame.event.post
-            post(pygame.event.Event(pygame.MOUSEMOTION, pos=picture.topleft, rel=(0, 0), buttons=(0, 0, 0)))
-            corner = (picture.right - 1, picture.bottom - 1)
-            post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=corner, button=3))
-            post(pygame.event.Event(pygame.MOUSEBUTTONUP, pos=corner, button=3))
-            post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=-1))
-            post(pygame.event.Event(pygame.MOUSEMOTION, pos=(5, 5), rel=(0, 0), buttons=(0, 0, 0)))  # banner
-            await asyncio.sleep(0.1)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    asyncio.run(scenario())
+    corner = (picture.right - 1, picture.bottom - 1)
+    feed(window, [
+        pygame.event.Event(pygame.MOUSEMOTION, pos=picture.topleft, rel=(0, 0), buttons=(0, 0, 0)),
+        pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=corner, button=3),
+        pygame.event.Event(pygame.MOUSEBUTTONUP, pos=corner, button=3),
+        pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=-1),
+        pygame.event.Event(pygame.MOUSEMOTION, pos=(5, 5), rel=(0, 0), buttons=(0, 0, 0)),  # banner
+    ])
     top_left = [InputEvent(EV_ABS, ABS_X, 0), InputEvent(EV_ABS, ABS_Y, 0), SYN]
     bottom_right = [InputEvent(EV_ABS, ABS_X, QEMU_ABS_MAX), InputEvent(EV_ABS, ABS_Y, QEMU_ABS_MAX)]
     assert typed == [top_left, [*bottom_right, InputEvent(EV_KEY, 0x111, 1), SYN],
