@@ -49,8 +49,11 @@ def test_shipped_scenarios_pass(tmp_path: Path, console_image: Any) -> None:
     by_name = {s["name"]: s for s in data["scenarios"]}
     resumed, cold = by_name["two personas resumed from a snapshot"], by_name["two personas stay apart"]
     assert resumed["from_snapshot"] == "two-consoles"
-    # from the snapshot, the first step runs long before a cold boot's first wait is over
-    assert resumed["startup_s"] * 5 < cold["startup_s"] + cold["steps"][0]["duration_s"]
+    # restored, not booted: the guests answer keys, yet never printed MUX-READY in this run
+    # (how much sooner is a figure of `mux bench`: snapshot_speedup)
+    work_log = (out / resumed["serial_logs"]["work"]).read_text()
+    assert "resumed" in work_log and "MUX-READY" not in work_log
+    assert "MUX-READY" in (out / cold["serial_logs"]["work"]).read_text()
     assert (out / resumed["artifacts"] / "screenshots" / "home-after-resume.png").is_file()
 
 
