@@ -4,7 +4,8 @@ The guest's first serial port is QEMU's stdout. :class:`SerialLog` appends every
 to one growing string (so a pattern may span lines and chunk borders) and to the log
 file, and wakes whoever waits. Waits follow openQA's ``wait_serial``: each search starts
 where the previous match on that log ended, so the same line is not matched twice.
-Output survives restarts of the guest; each boot appends to the same log.
+Output survives restarts of the guest; each boot appends to the same log. Carriage
+returns are dropped, so ``^hi$`` matches a line the guest printed as ``hi\r\n``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class SerialLog:
         self._changed = asyncio.Condition()
 
     async def append(self, chunk: str) -> None:
+        # A tty ends lines in "\r\n"; without the "\r" a regex's "$" means end of line.
+        chunk = chunk.replace("\r", "")
         self.text += chunk
         self._file.write(chunk)
         self._file.flush()
