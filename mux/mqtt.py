@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import aiomqtt
+from PIL import Image
 
 from mux.config import MqttSection
 from mux.errors import MuxError
@@ -41,6 +42,7 @@ from mux.mqtt_topics import (
     discovery_messages,
     is_own_discovery,
     parse_command,
+    safe_node_id,
     state_messages,
 )
 from mux.persona import RunState
@@ -120,7 +122,7 @@ class MqttBridge:
         prefix = self.config.discovery_prefix
         await client.subscribe(f"{self.base}/#", qos=1)
         await client.subscribe(f"{prefix}/status", qos=1)
-        await client.subscribe(f"{prefix}/+/{_node(self.config)}/+/config", qos=1)
+        await client.subscribe(f"{prefix}/+/{safe_node_id(self.config.node_id)}/+/config", qos=1)
         await self._publish_discovery(client)
         await self._publish_changes(client)
         await client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
@@ -238,16 +240,10 @@ class MqttBridge:
             await asyncio.sleep(self.config.screenshot_interval_s)
 
 
-def _jpeg(image: Any) -> bytes:
+def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=80)
     return buffer.getvalue()
-
-
-def _node(config: MqttSection) -> str:
-    from mux.mqtt_topics import safe_node_id
-
-    return safe_node_id(config.node_id)
 
 
 async def _say_offline(client: aiomqtt.Client, base: str) -> None:
