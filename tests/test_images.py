@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 from qemu.qmp import QMPClient
 
-from mux import images, initramfs
+from mux.images import builder as images
+from mux.images import initramfs
 from mux.errors import ImageError
 
 READY_S = 120.0
@@ -51,8 +52,8 @@ def test_cache_root_follows_mux_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 @pytest.fixture
 def recipes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A private copy of guest_images/ that the module reads instead."""
-    copy = tmp_path / "guest_images"
+    """A private copy of recipes/ that the module reads instead."""
+    copy = tmp_path / "recipes"
     shutil.copytree(images.RECIPE_DIR, copy)
     monkeypatch.setattr(images, "RECIPE_DIR", copy)
     return copy

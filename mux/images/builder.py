@@ -1,6 +1,6 @@
 """The built-in guest images: a stock Debian kernel plus a busybox initramfs.
 
-Theory: a recipe is a directory ``guest_images/<name>/`` holding ``recipe.toml``
+Theory: a recipe is a directory ``mux/images/recipes/<name>/`` holding ``recipe.toml``
 (kernel package pattern, extra packages, kernel modules, shared directories to
 include, the kernel command line) and an ``init`` script. Building one means:
 resolve the packages to exact versions with ``apt-cache``, fetch them with
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mux.errors import ImageError
-from mux.initramfs import Cpio, module_closure
+from mux.images.initramfs import Cpio, module_closure
 
 #: Bump when the image layout made here or in mux.initramfs changes, to invalidate caches.
 BUILD_FORMAT = 1
 #: Where the recipes live; a module attribute so tests can point it elsewhere.
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest_images"
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
 Progress = Callable[[str], None]
 
@@ -90,7 +90,7 @@ def cache_root() -> Path:
 
 
 def load_recipe(name: str) -> Recipe:
-    """Read ``guest_images/<name>``. Raises ImageError for an unknown or broken recipe."""
+    """Read ``recipes/<name>``. Raises ImageError for an unknown or broken recipe."""
     directory = RECIPE_DIR / name
     toml_path = directory / "recipe.toml"
     if "/" in name or not toml_path.is_file():
