@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -34,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mux.errors import ImageError
-from mux.images.initramfs import Cpio, module_closure
+from mux.images.initramfs import Cpio, module_bytes, module_closure
 
 #: Bump when the image layout made here or in mux.initramfs changes, to invalidate caches.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 #: Where the recipes live; a module attribute so tests can point it elsewhere.
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -169,25 +168,43 @@ def resolve_packages(recipe: Recipe) -> dict[str, str]:
     return dict(resolved)
 
 
-def _resolve(kernel_pattern: str, packages: tuple[str, ...]) -> dict[str, str]:
-    head, sep, tail = kernel_pattern.partition("*")
-    if sep:
-        pattern = re.compile(re.escape(head) + r"([0-9]+)" + re.escape(tail) + "$")
-        names = _run(["apt-cache", "pkgnames", head], "apt-cache pkgnames").split()
-        matches = sorted(((int(m.group(1)), n) for n in names if (m := pattern.match(n))), reverse=True)
-        kernels = [n for _, n in matches]
-    else:
-        kernels = [kernel_pattern]
-    versions = _candidates([*kernels, *packages]) if kernels else {}
-    kernel = next((k for k in kernels if k in versions), None)
-    if kernel is None:
-        raise ImageError(f"no installable kernel package matches {kernel_pattern!r}")
-    resolved = {kernel: versions[kernel]}
+def _resolve(kernel: str, packages: tuple[str, ...]) -> dict[str, str]:
+    kernel_package = _kernel_package(kernel)
+    versions = _candidates([kernel_package, *packages])
+    if kernel_package not in versions:
+        raise ImageError(f"apt knows no installable kernel package {kernel_package!r}{_NEEDS}")
+    resolved = {kernel_package: versions[kernel_package]}
     for package in packages:
         if package not in versions:
-            raise ImageError(f"apt knows no installable package {package!r}")
+            raise ImageError(f"apt knows no installable package {package!r}{_NEEDS}")
         resolved[package] = versions[package]
     return resolved
+
+
+_NEEDS = (
+    " (the built-in images are built from Debian 12 or 13 packages: the host needs apt with"
+    " Debian's main archive in its sources and an up-to-date package list, `apt-get update`)"
+)
+
+
+def _kernel_package(kernel: str) -> str:
+    """The real kernel package behind ``kernel``.
+
+    A metapackage such as ``linux-image-amd64`` is followed to the ABI-versioned
+    package its candidate depends on (``linux-image-6.1.0-57-amd64`` on Debian 12,
+    ``linux-image-6.12.57+deb13-amd64`` on Debian 13), so a recipe names no release.
+    A name that depends on no other ``linux-image-*`` is used as it is.
+    """
+    try:
+        out = _run(["apt-cache", "depends", "--important", kernel], "apt-cache depends")
+    except ImageError as exc:
+        raise ImageError(f"apt knows no kernel package {kernel!r}{_NEEDS}: {exc}") from exc
+    for line in out.splitlines():
+        key, _, value = line.strip().partition(":")
+        target = value.strip()
+        if key.lstrip("|") == "Depends" and target.startswith("linux-image-") and target != kernel:
+            return target
+    return kernel
 
 
 def cache_key(recipe: Recipe, versions: dict[str, str]) -> str:
@@ -337,11 +354,17 @@ def _build_into(
         _run(["dpkg", "-x", str(deb), str(tree)], "dpkg -x")
 
     kernels = sorted((tree / "boot").glob("vmlinuz-*"))
-    busybox = tree / "bin" / "busybox"
-    if not kernels or not busybox.is_file():
-        raise ImageError(f"{recipe.name}: packages gave no kernel or no /bin/busybox")
+    # Debian 12 ships /bin/busybox; Debian 13 (merged /usr) ships /usr/bin/busybox.
+    busybox = next((p for p in (tree / "bin" / "busybox", tree / "usr" / "bin" / "busybox")
+                    if p.is_file()), None)
+    if not kernels or busybox is None:
+        found = sorted(p.relative_to(tree).as_posix() for p in (*kernels, *tree.rglob("busybox")))
+        raise ImageError(f"{recipe.name}: packages {', '.join(versions)} gave no /boot/vmlinuz-* "
+                         f"or no busybox in /bin or /usr/bin (found: {', '.join(found) or 'nothing'})")
     release = kernels[-1].name.removeprefix("vmlinuz-")
-    modules = module_closure(tree / "lib" / "modules" / release, recipe.modules)
+    module_dirs = [tree / "lib" / "modules" / release, tree / "usr" / "lib" / "modules" / release]
+    module_dir = next((d for d in module_dirs if d.is_dir()), module_dirs[0])
+    modules = module_closure(module_dir, recipe.modules)
 
     progress(f"{recipe.name}: packing initramfs ({len(modules)} modules)")
     archive = _initramfs(recipe, busybox, release, modules)
@@ -376,8 +399,8 @@ def _initramfs(recipe: Recipe, busybox: Path, release: str, modules: list[tuple[
         cpio.add_file(target, data, 0o755 if executable else 0o644)
     order = []
     for module, path in modules:
-        target = f"lib/modules/{release}/{path.name}"
-        cpio.add_file(target, path.read_bytes())
+        target = f"lib/modules/{release}/{path.name.removesuffix('.xz')}"
+        cpio.add_file(target, module_bytes(path))
         order.append(f"{module} /{target}\n")
     cpio.add_file("etc/mux/modules", "".join(order).encode())
     return cpio.finish()

@@ -15,11 +15,14 @@ reads the dependencies from each module's own ELF ``.modinfo`` section instead:
 ``depends=`` (required) and the ``pre:`` part of ``softdep=`` (loaded when
 present). Modules listed in ``modules.builtin`` are in the kernel already and are
 skipped. Names are normalised as the kernel does (``usb-storage`` is
-``usb_storage``).
+``usb_storage``). Debian 13 ships its modules xz-compressed (``*.ko.xz``) under
+``/usr/lib/modules``; :func:`module_bytes` unpacks them, so the initramfs holds plain
+``.ko`` files that busybox's ``insmod`` loads on either release.
 """
 
 from __future__ import annotations
 
+import lzma
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,9 +32,20 @@ from mux.errors import ImageError
 # --- kernel modules ---------------------------------------------------------------
 
 
+def module_bytes(path: Path) -> bytes:
+    """A module file's ELF bytes, unpacked if it is ``*.ko.xz``. Raises ImageError."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        try:
+            return lzma.decompress(data)
+        except lzma.LZMAError as exc:
+            raise ImageError(f"{path}: broken xz-compressed module: {exc}") from exc
+    return data
+
+
 def modinfo(path: Path) -> dict[str, list[str]]:
     """The ``key=value`` strings of a module's ``.modinfo`` ELF section."""
-    data = path.read_bytes()
+    data = module_bytes(path)
     if data[:4] != b"\x7fELF" or data[4] != 2:
         raise ImageError(f"{path} is not a 64-bit ELF kernel module")
     try:
@@ -68,7 +82,7 @@ def module_closure(moddir: Path, wanted: Iterable[str]) -> list[tuple[str, Path]
     wanted = list(wanted)
     if not wanted:
         return []
-    files = {_modname(p.name): p for p in moddir.rglob("*.ko")}
+    files = {_modname(p.name): p for pattern in ("*.ko", "*.ko.xz") for p in moddir.rglob(pattern)}
     builtin_list = moddir / "modules.builtin"
     builtin: set[str] = set()
     if builtin_list.is_file():
@@ -101,8 +115,8 @@ def module_closure(moddir: Path, wanted: Iterable[str]) -> list[tuple[str, Path]
 
 
 def _modname(file_or_name: str) -> str:
-    """``kernel/drivers/usb/storage/usb-storage.ko`` -> ``usb_storage``."""
-    return file_or_name.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+    """``kernel/drivers/usb/storage/usb-storage.ko[.xz]`` -> ``usb_storage``."""
+    return file_or_name.rsplit("/", 1)[-1].removesuffix(".xz").removesuffix(".ko").replace("-", "_")
 
 
 # --- the cpio writer ------------------------------------------------------------------
