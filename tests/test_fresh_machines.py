@@ -1,0 +1,192 @@
+"""A new user's first commands, on machines that have nothing this one was given.
+
+The development machines came with gcc, kernel headers and many packages, so a green
+run here proves nothing about a fresh Debian. These tests make one: a minimal Debian 13
+and Debian 12 root file system from ``mmdebstrap --variant=minbase`` plus git and
+python3 (cached in ``~/.cache/mux/fresh/``, rebuilt weekly), clone this checkout into it
+and run the README's demo command there, in ``chroot``, until both personas' guests
+report ``MUX-READY``.
+
+The chroot runs in its own mount and PID namespaces (``unshare``): /proc, /sys and /dev
+are bound inside the namespace only, and when the demo's shell exits the kernel ends
+every process left in it and drops every mount, so nothing can leak onto the host. The
+host's CA bundle, pip settings (and the local package directories they name) and proxy
+variables go in, so downloads work as they do here.
+
+A test that cannot run here (not root, no mmdebstrap, no unshare, no network to the
+Debian archive) is skipped with the reason, never silently.
+
+Also here: mux installed the way ``pipx install`` does it (not editable) into a fresh
+venv works from a directory outside the checkout.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mux.images import cache_root
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+FRESH_CACHE = cache_root().parent / "fresh"
+MAX_TARBALL_AGE_S = 7 * 24 * 3600
+MIRROR = "http://deb.debian.org/debian"
+DEMO_SECONDS = 60
+
+pytestmark = pytest.mark.slow
+
+
+def _missing_tools() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (chroot, mounts)"
+    for tool in ("mmdebstrap", "unshare", "chroot", "git"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (./bootstrap test installs mmdebstrap)"
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return f"unshare cannot make mount/PID namespaces here: {probe.stderr.decode().strip()}"
+    return None
+
+
+def minbase_tarball(suite: str) -> Path:
+    """``~/.cache/mux/fresh/<suite>-minbase.tar``, made by mmdebstrap when missing or old."""
+    tarball = FRESH_CACHE / f"{suite}-minbase.tar"
+    if tarball.is_file() and time.time() - tarball.stat().st_mtime < MAX_TARBALL_AGE_S:
+        return tarball
+    FRESH_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = tarball.with_suffix(".partial.tar")
+    proc = subprocess.run(
+        ["mmdebstrap", "--quiet", "--variant=minbase", "--include=git,python3", suite, str(partial), MIRROR],
+        capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        pytest.skip(f"mmdebstrap could not make a {suite} root file system "
+                    f"(no route to {MIRROR}?): {proc.stderr.strip()[-500:]}")
+    partial.rename(tarball)
+    return tarball
+
+
+def _pip_paths() -> list[Path]:
+    """pip's config files on the host, and the local directories their values name."""
+    files = [Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), Path.home() / ".config/pip/pip.conf",
+             Path.home() / ".pip/pip.conf"]
+    found = [f for f in files if f.is_file()]
+    values = [v for k, v in os.environ.items() if k.startswith("PIP_")]
+    for f in found:
+        parser = configparser.ConfigParser()
+        parser.read(f)
+        values += [v for section in parser.sections() for v in parser[section].values()]
+    for value in values:
+        for word in value.split():
+            path = Path(word.removeprefix("file://"))
+            if path.is_absolute() and path.exists():
+                found.append(path)
+    return found
+
+
+def _copy_in(root: Path, path: Path) -> None:
+    target = root / path.relative_to("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        shutil.copytree(path, target, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy2(path, target)
+
+
+@pytest.fixture
+def fresh_root() -> Iterator[Path]:
+    """An empty directory for a root file system; removed afterwards (no mounts can be
+    left in it: they live only in the test's mount namespace)."""
+    if reason := _missing_tools():
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="mux-fresh-", dir="/var/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_in_chroot(root: Path, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``command`` as root in ``root``, in private mount and PID namespaces."""
+    keep = {k: v for k, v in os.environ.items()
+            if k.startswith("PIP_") or k.lower() in ("http_proxy", "https_proxy", "no_proxy")}
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in keep.items())
+    script = f"""
+set -e
+mount -t proc proc {root}/proc
+mount --rbind /sys {root}/sys
+mount --rbind /dev {root}/dev
+exec chroot {root} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \\
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin {env} \\
+    /bin/sh -c {shlex.quote(command)}
+"""
+    return subprocess.run(["unshare", "--mount", "--pid", "--fork", "--propagation", "private",
+                           "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def prepare(root: Path, suite: str) -> None:
+    subprocess.run(["tar", "-xf", str(minbase_tarball(suite)), "-C", str(root)], check=True)
+    for path in [Path("/etc/resolv.conf"), Path("/etc/ssl/certs/ca-certificates.crt"), *_pip_paths()]:
+        if path.exists():
+            _copy_in(root, path)
+    subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(root / "root" / "mux")], check=True)
+
+
+@pytest.mark.parametrize("suite", ["trixie", "bookworm"])
+def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
+    """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas."""
+    prepare(fresh_root, suite)
+    for tool in ("gcc", "cc", "qemu-system-x86_64"):  # really fresh: nothing to lean on
+        assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
+    started = time.monotonic()
+    proc = run_in_chroot(fresh_root, f"cd /root/mux && ./bootstrap demo --for {DEMO_SECONDS}",
+                         timeout=1800)
+    took = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    print(f"{suite}: ./bootstrap demo took {took:.0f} s\n{output[-3000:]}")
+    assert proc.returncode == 0, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    logs = sorted((fresh_root / "root/.local/state/mux/logs").glob("*/"))
+    assert logs, f"no serial logs were kept:\n{output[-3000:]}"
+    for persona in ("work", "home"):
+        log = next(logs[-1].glob(f"{persona}*"), None)
+        assert log is not None, f"no serial log for {persona} in {logs[-1]}"
+        text = log.read_text(errors="replace")
+        assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
+
+
+def test_non_editable_install_works_outside_the_checkout(tmp_path: Path) -> None:
+    """``pip install .`` (what pipx does) into a fresh venv: the recipes come with the
+    package, so ``mux images list`` and ``mux run --dry-run`` work from anywhere."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", str(CHECKOUT)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    assert "deprecat" not in pip.stderr.lower(), pip.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mux = str(venv / "bin/mux")
+    listing = subprocess.run([mux, "images", "list"], capture_output=True, text=True, cwd=elsewhere)
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^console\b", listing.stdout, re.M) and re.search(r"^palette\b", listing.stdout, re.M), \
+        listing.stdout
+    (elsewhere / "demo.toml").write_text(
+        '[mux]\naccel = "tcg"\n\n[[persona]]\nname = "work"\nimage = "console"\ncolor = "c03030"\n\n'
+        '[[persona]]\nname = "home"\nimage = "console"\ncolor = "3060c0"\n')
+    dry = subprocess.run([mux, "run", "demo.toml", "--dry-run"], capture_output=True, text=True, cwd=elsewhere)
+    assert dry.returncode == 0, dry.stderr
+    for persona in ("work", "home"):
+        assert re.search(rf"^{persona}: \S*qemu-system-x86_64 .*-kernel ", dry.stdout, re.M), dry.stdout
+    assert str(CHECKOUT) not in dry.stdout  # nothing is read from the checkout
