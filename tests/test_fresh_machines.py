@@ -143,6 +143,7 @@ def prepare(root: Path, suite: str) -> None:
     subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(root / "root" / "mux")], check=True)
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("suite", ["trixie", "bookworm"])
 def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
     """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas."""
@@ -166,6 +167,7 @@ def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
         assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
 
 
+@pytest.mark.timeout(900)
 def test_non_editable_install_works_outside_the_checkout(tmp_path: Path) -> None:
     """``pip install .`` (what pipx does) into a fresh venv: the recipes come with the
     package, so ``mux images list`` and ``mux run --dry-run`` work from anywhere."""
