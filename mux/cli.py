@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from mux import control, images
+from mux import images
 from mux.config import Config, default_control_socket, demo_config, load_config
 from mux.errors import ConfigError, ControlError, MuxError
+from mux.frontends import control
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -131,8 +132,8 @@ def _dry_run(config: Config) -> int:
     Devices that follow the active persona are on no command line: the first switch
     plugs them in; a comment line says so.
     """
-    from mux.accel import choose_accel
-    from mux.persona import qemu_argv
+    from mux.guest.accel import choose_accel
+    from mux.guest.persona import qemu_argv
 
     accel = choose_accel(config.mux.accel)
     runtime = config.mux.runtime_dir / "mux-DRYRUN"
@@ -156,7 +157,7 @@ def _logs_dir() -> Path:
 
 
 async def _run(config: Config, duration: float | None) -> int:
-    from mux.controller import Controller
+    from mux.app.controller import Controller
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -173,7 +174,7 @@ async def _run(config: Config, duration: float | None) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mux.bench import run_bench
+    from mux.bench.runner import run_bench
 
     asyncio.run(run_bench(args.json, events=args.events))
     return 0
@@ -200,9 +201,9 @@ def cmd_images_list(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Check every file, run the scenarios, write results.json (and the JUnit file)."""
-    from mux import snapshot
-    from mux.replay import load_all, run_scenario
-    from mux.report import ScenarioResult, write_junit, write_results
+    from mux.scenario import snapshot
+    from mux.scenario.report import ScenarioResult, write_junit, write_results
+    from mux.scenario.runner import load_all, run_scenario
 
     store = args.snapshots or snapshot.default_dir()
     scenarios = load_all(args.scenarios, store)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from mux.devices import (
+from mux.devices.model import (
     DEVICE_TYPES,
     ID_PATTERN,
     RELEASE_TIMEOUT_S,
@@ -297,7 +297,7 @@ _DEVICE_KEYS = {"id", "type", "file", "format", "readonly", "vendor", "product",
 
 def _parse_devices(c: _Checker, persona: dict[str, Any], path: Path_, source: Path | str,
                    name: str) -> tuple[DeviceConfig, ...]:
-    """A persona's ``devices``: a list of tables (see :mod:`mux.devices`)."""
+    """A persona's ``devices``: a list of tables (see :mod:`mux.devices.model`)."""
     items = c.get(persona, path, "devices", list, [])
     devices: list[DeviceConfig] = []
     for index, item in enumerate(items):
@@ -381,7 +381,7 @@ def _file_key(path: Path) -> str:
 def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[str]) -> None:
     if not input_.hotkeys:
         return
-    from mux.hotkeys import TARGETS, parse_hotkeys
+    from mux.input.hotkeys import TARGETS, parse_hotkeys
 
     for chord, target in input_.hotkeys.items():
         if isinstance(target, str) and target not in (*TARGETS, *names):

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from mux import images
+from mux.app.controller import Controller
 from mux.config import Config, MuxSection, PersonaConfig
-from mux.controller import Controller
 from tests.mqtt_helpers import MOSQUITTO, Broker
 
 READY_S = 120.0

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from mux import cli
-from mux.accel import AccelChoice
 from mux.config import PersonaConfig, load_config
-from mux.devices import (
+from mux.devices.hotplug import DeviceEvent, Hotplug
+from mux.devices.model import (
     Assignment,
     DeviceConfig,
     attach_commands,
@@ -28,9 +28,10 @@ from mux.devices import (
     unplug_command,
 )
 from mux.errors import ConfigError, DeviceError, DeviceTimeout, ScenarioError
-from mux.hotplug import DeviceEvent, Hotplug
-from mux.persona import RunState, qemu_argv
-from mux.scenario import load_scenario
+from mux.guest.accel import AccelChoice
+from mux.guest.persona import qemu_argv
+from mux.guest.state import RunState
+from mux.scenario.model import load_scenario
 
 TCG = AccelChoice("tcg", "test", proven=True)
 DISK = DeviceConfig("workdisk", "disk", "work", file=Path("/srv/work.qcow2"), format="qcow2")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from mux.backbuffer import BackBuffer, Frame, decode_image
 from mux.config import DisplaySection, PersonaConfig
-from mux.output import HeadlessOutput, display_available
-from mux.persona import RunState
+from mux.display.backbuffer import BackBuffer, Frame, decode_image
+from mux.display.output import HeadlessOutput, display_available
+from mux.guest.state import RunState
 from tests.conftest import READY_S, wait_until
 
 WORK, HOME, GREEN = (0xC0, 0x30, 0x30), (0x30, 0x60, 0xC0), (0x30, 0xC0, 0x30)
@@ -124,7 +124,7 @@ async def test_switch_presents_the_back_buffered_frame_before_any_live_one(contr
 
 @pytest.mark.slow
 async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(controller: Any) -> None:
-    from mux.replay import StepRunner
+    from mux.scenario.runner import StepRunner
 
     interval = 1.0
     async with controller(PersonaConfig("work", color="c03030"), PersonaConfig("home", color="3060c0"),
@@ -161,7 +161,7 @@ async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(
 
 @pytest.mark.slow
 async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) -> None:
-    from mux.replay import StepRunner
+    from mux.scenario.runner import StepRunner
 
     async with controller(PersonaConfig("work", restart="on-failure"), PersonaConfig("home", color="3060c0"),
                           display=DisplaySection(output="headless")) as ctl:
@@ -191,7 +191,7 @@ async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) ->
 @pytest.mark.slow
 async def test_guest_resolution_change_keeps_the_link(controller: Any, caplog: pytest.LogCaptureFixture
                                                       ) -> None:
-    caplog.set_level(logging.DEBUG, logger="mux.rfb")
+    caplog.set_level(logging.DEBUG, logger="mux.guest.rfb")
     async with controller(PersonaConfig("work"), display=DisplaySection(output="headless")) as ctl:
         await ready(ctl, "work")
         link = ctl.display.links["work"]

@@ -1,4 +1,4 @@
-"""Tests for mux.evemu: parsing, framing and writing evemu-record recordings."""
+"""Tests for mux.input.evemu: parsing, framing and writing evemu-record recordings."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mux.errors import ConfigError
-from mux.evemu import Recorded, format_recording, frames, parse_recording, read_recording, write_recording
-from mux.router import EV_KEY, EV_REL, EV_SYN, InputEvent
+from mux.input.evemu import (
+    Recorded,
+    format_recording,
+    frames,
+    parse_recording,
+    read_recording,
+    write_recording,
+)
+from mux.input.events import EV_KEY, EV_REL, EV_SYN, InputEvent
 
 DATA = Path(__file__).parent / "data"
 EV_MSC, MSC_SCAN = 4, 4

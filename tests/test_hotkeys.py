@@ -1,11 +1,11 @@
-"""Tests for mux.hotkeys: parsing and matching chords."""
+"""Tests for mux.input.hotkeys: parsing and matching chords."""
 
 from __future__ import annotations
 
 import pytest
 
-from mux.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey, parse_hotkeys
-from mux.keymap import key_code
+from mux.input.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey, parse_hotkeys
+from mux.input.keymap import key_code
 
 LCTRL, RCTRL, LALT, RALT, LSHIFT = 29, 97, 56, 100, 42
 F1, F2, RIGHT, LEFT, SCROLL, A = 59, 60, 106, 105, 70, 30

@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from mux import control
+from mux.app.controller import Controller
 from mux.config import PersonaConfig
-from mux.controller import Controller
-from mux.devices import DeviceConfig
+from mux.devices.hotplug import DeviceEvent
+from mux.devices.model import DeviceConfig
 from mux.errors import DeviceError, DeviceTimeout
-from mux.hotplug import DeviceEvent
-from mux.persona import Persona
-from mux.replay import StepRunner
+from mux.frontends import control
+from mux.guest.persona import Persona
+from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S, make_config
 
 pytestmark = pytest.mark.slow

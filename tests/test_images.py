@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from qemu.qmp import QMPClient
 
+from mux.errors import ImageError
 from mux.images import builder as images
 from mux.images import initramfs
-from mux.errors import ImageError
 
 READY_S = 120.0
 HAVE_APT = shutil.which("apt-get") is not None and shutil.which("dpkg") is not None

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from mux.config import InputSection, PersonaConfig
-from mux.evemu import Recorded, read_recording, write_recording
-from mux.replay import StepRunner
-from mux.router import EV_KEY, EV_SYN, InputEvent
+from mux.input.evemu import Recorded, read_recording, write_recording
+from mux.input.events import EV_KEY, EV_SYN, InputEvent
+from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S
 
 pytestmark = pytest.mark.slow

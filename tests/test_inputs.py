@@ -1,4 +1,5 @@
-"""Tests for mux.inputs and mux.evdev_io: the evdev source through a fake device, recordings, discovery.
+"""Tests for mux.input.sources and mux.input.evdev_io: the evdev source through a fake device,
+recordings, discovery.
 
 The fake stands in for the kernel: ``press``/``release`` change the key state at once
 (as the kernel does when the event happens) and queue the chunk for reading; ``unplug``
@@ -20,12 +21,12 @@ from typing import cast
 import evdev
 import pytest
 
-from mux import evdev_io, inputs
 from mux.errors import ConfigError
-from mux.evdev_io import classify
-from mux.evemu import frames, read_recording
-from mux.inputs import EvdevSource, RecordingSource, discover
-from mux.router import EV_KEY, EV_REL, EV_SYN, InputEvent
+from mux.input import evdev_io, sources
+from mux.input.evdev_io import classify
+from mux.input.evemu import frames, read_recording
+from mux.input.events import EV_KEY, EV_REL, EV_SYN, InputEvent
+from mux.input.sources import EvdevSource, RecordingSource, discover
 
 DATA = Path(__file__).parent / "data"
 KEY_ENTER, KEY_LEFTSHIFT, KEY_A, KEY_B, KEY_POWER = 28, 42, 30, 48, 116
@@ -131,15 +132,15 @@ class FakeIO:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(inputs, "POLL_S", 0.01)
-    monkeypatch.setattr(inputs, "RETRY_S", 0.02)
-    caplog.set_level(logging.DEBUG, logger="mux.inputs")
+    monkeypatch.setattr(sources, "POLL_S", 0.01)
+    monkeypatch.setattr(sources, "RETRY_S", 0.02)
+    caplog.set_level(logging.DEBUG, logger="mux.input.sources")
 
 
 class Pump:
     """Runs ``source.batches()`` in a task, collecting frames in a queue."""
 
-    def __init__(self, source: inputs.InputSource) -> None:
+    def __init__(self, source: sources.InputSource) -> None:
         self.frames: asyncio.Queue[list[InputEvent]] = asyncio.Queue()
         self.task = asyncio.create_task(self._run(source.batches()), name="pump")
 
@@ -157,7 +158,7 @@ class Pump:
 
 
 @contextlib.asynccontextmanager
-async def pumping(source: inputs.InputSource) -> AsyncIterator[Pump]:
+async def pumping(source: sources.InputSource) -> AsyncIterator[Pump]:
     pump = Pump(source)
     try:
         yield pump
@@ -173,7 +174,8 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "mux.inputs" and r.levelno >= logging.INFO]
+    return [r.getMessage() for r in caplog.records
+            if r.name == "mux.input.sources" and r.levelno >= logging.INFO]
 
 
 # --- classify and discover ---------------------------------------------------------------

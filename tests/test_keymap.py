@@ -1,4 +1,4 @@
-"""Tests for the generated key tables and mux.keymap."""
+"""Tests for the generated key tables and mux.input.keymap."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mux import keycodes
-from mux.keymap import (
+from mux.input import keycodes
+from mux.input.keymap import (
     GENERIC_MODIFIERS,
     UnknownKeyError,
     key_code,

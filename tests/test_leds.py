@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from mux import control
 from mux.config import PersonaConfig
-from mux.leds import LedRouter, leds_dict
-from mux.rfb import Leds
+from mux.display.leds import LedRouter, Leds, leds_dict
+from mux.frontends import control
 from tests.conftest import READY_S, wait_until
 
 OFF = Leds(False, False, False)
@@ -84,7 +83,7 @@ def test_unknown_persona_is_a_key_error_and_status_form() -> None:
 
 @pytest.mark.slow
 async def test_physical_leds_follow_the_active_persona_only(controller: Any) -> None:
-    from mux.replay import StepRunner
+    from mux.scenario.runner import StepRunner
 
     sink = RecordingSink()
     async with controller(PersonaConfig("a"), PersonaConfig("b", color="3060c0")) as ctl:

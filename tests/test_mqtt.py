@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from mux.app.controller import Controller
 from mux.config import MqttSection, PersonaConfig
-from mux.controller import Controller
-from mux.mqtt_topics import parse_command
+from mux.frontends.mqtt_topics import parse_command
 from tests.conftest import make_config
 from tests.mqtt_helpers import Broker, Panel
 
@@ -268,7 +268,7 @@ def _dominant_close(jpeg: bytes, rgb: tuple[int, int, int]) -> bool:
 
 async def test_device_topics_move_a_device_and_publish_the_lists(tmp_path: Path, broker: Broker,
                                                                  console_image: Any) -> None:
-    from mux.devices import DeviceConfig
+    from mux.devices.model import DeviceConfig
 
     stick = tmp_path / "stick.img"
     stick.write_bytes(b"\0" * 1024 * 1024)

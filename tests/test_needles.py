@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mux.errors import ConfigError
-from mux.needles import NeedleLibrary, best_match, load_needle, match_needle
-from mux.screens import difference_picture, psnr, similar
+from mux.needles.needles import NeedleLibrary, best_match, load_needle, match_needle
+from mux.scenario.screens import difference_picture, psnr, similar
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from mux import persona as persona_module
-from mux.accel import AccelChoice
 from mux.config import PersonaConfig
 from mux.errors import LaunchError, StateError
-from mux.persona import Persona, RunState
+from mux.guest import persona as persona_module
+from mux.guest.accel import AccelChoice
+from mux.guest.persona import Persona
+from mux.guest.state import RunState
 from tests.conftest import READY_S
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ async def test_two_personas_boot_and_typing_reaches_only_the_active_one(controll
         await asyncio.gather(work.serial.wait_for(re.compile("MUX-READY work"), READY_S),
                              home.serial.wait_for(re.compile("MUX-READY home"), READY_S))
         assert ctl.active == "work"
-        from mux.replay import StepRunner
+        from mux.scenario.runner import StepRunner
 
         await StepRunner(ctl).step_type({"text": "echo typed-at-work > /dev/ttyS0\n"})
         await work.serial.wait_for(re.compile("typed-at-work"), 30)
@@ -141,7 +142,7 @@ async def test_unproven_kvm_falls_back_to_tcg(tmp_path: Path, console_image: Any
 
 
 def test_auto_accel_refuses_kvm_that_cannot_work(tmp_path: Path) -> None:
-    from mux.accel import choose_accel
+    from mux.guest.accel import choose_accel
 
     root = tmp_path
     (root / "dev").mkdir()
@@ -161,7 +162,8 @@ def test_auto_accel_refuses_kvm_that_cannot_work(tmp_path: Path) -> None:
 
 
 async def test_a_window_persona_gets_an_absolute_pointer_that_takes_abs_events(tmp_path: Path) -> None:
-    from mux.router import ABS_X, ABS_Y, EV_ABS, EV_SYN, InputEvent, Router
+    from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_SYN, InputEvent
+    from mux.input.router import Router
 
     async with Persona(PersonaConfig("p", image=None), tmp_path, TCG) as p:
         p.tablet = True

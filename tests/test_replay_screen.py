@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from mux.config import PersonaConfig
-from mux.needles import load_needle, match_needle
+from mux.needles.needles import load_needle, match_needle
 from tests.conftest import READY_S
 
 pytestmark = pytest.mark.slow

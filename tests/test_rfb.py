@@ -18,13 +18,13 @@ from PIL import Image, ImageChops
 from qemu.qmp import QMPClient
 
 from mux import images
-from mux.rfb import (
+from mux.display.leds import Leds
+from mux.guest.rfb import (
     ENCODING_DESKTOP_SIZE,
     ENCODING_EXTENDED_DESKTOP_SIZE,
     ENCODING_LED_STATE,
     ENCODING_RAW,
     PIXEL_FORMAT,
-    Leds,
     RfbClient,
     RfbError,
 )

@@ -1,4 +1,4 @@
-"""Tests for mux.router: routing rules, hotkey swallowing, and a property test."""
+"""Tests for mux.input.router: routing rules, hotkey swallowing, and a property test."""
 
 from __future__ import annotations
 
@@ -9,22 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mux.hotkeys import HotkeyMatcher
-from mux.keymap import key_code, qmp_key
-from mux.router import (
-    EV_ABS,
-    EV_KEY,
-    EV_REL,
-    EV_SYN,
-    SYN_DROPPED,
-    SYN_REPORT,
-    Action,
-    InputEvent,
-    Router,
-    Send,
-    SwitchRequest,
-    Unmapped,
-)
+from mux.input.events import EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_DROPPED, SYN_REPORT, InputEvent
+from mux.input.hotkeys import HotkeyMatcher
+from mux.input.keymap import key_code, qmp_key
+from mux.input.router import Action, Router, Send, SwitchRequest, Unmapped
 
 LCTRL, RCTRL, LALT, LSHIFT = 29, 97, 56, 42
 A, B, X, F1, RIGHT, LEFT, SCROLL = 30, 48, 45, 59, 106, 105, 70

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mux.errors import ScenarioError
-from mux.scenario import load_scenario
+from mux.scenario.model import load_scenario
 
 GOOD = """\
 name: two personas stay apart
@@ -194,7 +194,7 @@ def test_flow_and_include_mistakes(tmp_path: Path) -> None:
 
 
 def test_from_snapshot_needs_a_snapshot_saved_before(tmp_path: Path) -> None:
-    from mux.replay import load_all
+    from mux.scenario.runner import load_all
 
     saver = write(tmp_path, GOOD + "snapshot: booted\n")
     user = tmp_path / "user.yaml"
@@ -210,7 +210,7 @@ def test_from_snapshot_needs_a_snapshot_saved_before(tmp_path: Path) -> None:
 
 
 def test_shipped_scenarios_load_together(tmp_path: Path) -> None:
-    from mux.replay import load_all
+    from mux.scenario.runner import load_all
 
     paths = sorted(Path(__file__).parent.parent.joinpath("scenarios").glob("*.yaml"))
     scenarios = load_all(paths, tmp_path)

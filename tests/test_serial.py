@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mux.serial import SerialLog
+from mux.guest.serial import SerialLog
 
 
 async def test_waits_start_after_the_previous_match_and_lines_end_without_cr(tmp_path: Path) -> None:

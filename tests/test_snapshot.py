@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mux.bench import bench_config
-from mux.snapshot import measure_speedup, read_manifest
+from mux.bench.runner import bench_config
+from mux.scenario.snapshot import measure_speedup, read_manifest
 
 pytestmark = pytest.mark.slow
 

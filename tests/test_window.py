@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from mux.backbuffer import BackBuffer, Frame
 from mux.config import DisplaySection, PersonaConfig
-from mux.layout import fit, overview_tiles, parse_color
-from mux.router import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_REL, EV_SYN, QEMU_ABS_MAX, REL_WHEEL, InputEvent
-from mux.window import BANNER_H, WindowOutput, linux_key, pygame
+from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.layout import fit, overview_tiles, parse_color
+from mux.display.window import BANNER_H, WindowOutput, linux_key, pygame
+from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_REL, EV_SYN, REL_WHEEL, InputEvent
+from mux.input.router import QEMU_ABS_MAX
 from tests.conftest import READY_S
 
 COLORS = {"work": "c03030", "home": "3060c0"}
@@ -239,8 +240,8 @@ def test_closing_the_window_asks_mux_to_stop(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_window_without_a_display_is_a_display_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mux.display.output import open_output
     from mux.errors import DisplayError
-    from mux.output import open_output
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-driver")
 
@@ -363,8 +364,8 @@ async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                console_image: Any) -> None:
     """A grabbed keyboard's keys never reach the window, so the overview has a hotkey too."""
-    from mux.controller import Controller
-    from mux.router import SYN_REPORT
+    from mux.app.controller import Controller
+    from mux.input.events import SYN_REPORT
     from tests.conftest import make_config
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")

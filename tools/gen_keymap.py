@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Generate ``mux/keycodes.py`` from QEMU's key-code database (keycodemapdb's keymaps.csv).
+"""Generate ``mux/input/keycodes.py`` from QEMU's key-code database (keycodemapdb's keymaps.csv).
 
 Run from the repository root::
 
-    .venv/bin/python tools/gen_keymap.py            # rewrite mux/keycodes.py
-    .venv/bin/python tools/gen_keymap.py --check    # exit 1 if mux/keycodes.py is stale
+    .venv/bin/python tools/gen_keymap.py            # rewrite mux/input/keycodes.py
+    .venv/bin/python tools/gen_keymap.py --check    # exit 1 if mux/input/keycodes.py is stale
 
 The CSV has one row per (Linux key, other system's key) pairing, so a Linux code can
 appear on several rows. Like QEMU's own ``keymap-gen``, the last non-empty value of a
@@ -32,7 +32,7 @@ Three tables come out:
     only: QMP ``input-send-event`` turns a ``number`` key back into a qcode through
     QEMU's own qnum table before any device sees it, so a key without a qcode arrives
     as ``unmapped`` (seen on QEMU 7.2 with ``-trace input_event_key*``: numbers 0x5d,
-    0x76 and 0xd9 all became ``unmapped``). ``mux.keymap.qmp_key`` therefore never
+    0x76 and 0xd9 all became ``unmapped``). ``mux.input.keymap.qmp_key`` therefore never
     sends numbers.
 
 Raises ``SystemExit`` with a message if the CSV is missing or malformed.
@@ -49,7 +49,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "keycodemapdb" / "keymaps.csv"
-DEFAULT_OUT = REPO / "mux" / "keycodes.py"
+DEFAULT_OUT = REPO / "mux" / "input" / "keycodes.py"
 COMMAND = ".venv/bin/python tools/gen_keymap.py"
 
 # The QKeyCode enum of QEMU 7.2 (Debian 12), from ``query-qmp-schema``.
@@ -137,7 +137,7 @@ def build_tables(
 
 
 def render(csv_path: Path, digest: str, rows: list[dict[str, str]]) -> str:
-    """The text of ``mux/keycodes.py``."""
+    """The text of ``mux/input/keycodes.py``."""
     names, name_by_code, qcode, number = build_tables(rows)
     out = [
         '"""Linux key codes and their QEMU names. GENERATED: do not edit.',

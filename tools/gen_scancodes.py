@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Generate ``mux/scancodes.py`` (SDL scancode -> Linux key code) from keycodemapdb's keymaps.csv.
+"""Generate ``mux/input/scancodes.py`` (SDL scancode -> Linux key code) from keycodemapdb's keymaps.csv.
 
 Run from the repository root::
 
-    .venv/bin/python tools/gen_scancodes.py            # rewrite mux/scancodes.py
-    .venv/bin/python tools/gen_scancodes.py --check    # exit 1 if mux/scancodes.py is stale
+    .venv/bin/python tools/gen_scancodes.py            # rewrite mux/input/scancodes.py
+    .venv/bin/python tools/gen_scancodes.py --check    # exit 1 if mux/input/scancodes.py is stale
 
 SDL2's scancodes 4..231 are, by definition, the USB HID keyboard usage IDs (page 0x07;
 see SDL_scancode.h: "The values in this enumeration are based on the USB usage page
@@ -24,7 +24,7 @@ from pathlib import Path
 from gen_keymap import generate  # this folder is sys.path[0] when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "mux" / "scancodes.py"
+DEFAULT_OUT = REPO / "mux" / "input" / "scancodes.py"
 COMMAND = ".venv/bin/python tools/gen_scancodes.py"
 SDL_USB_RANGE = range(4, 232)
 
@@ -50,7 +50,7 @@ def build_table(rows: list[dict[str, str]]) -> dict[int, tuple[int, str]]:
 
 
 def render(csv_path: Path, digest: str, rows: list[dict[str, str]]) -> str:
-    """The text of ``mux/scancodes.py``."""
+    """The text of ``mux/input/scancodes.py``."""
     table = build_table(rows)
     return "\n".join([
         '"""SDL scancodes (USB HID keyboard usages 4..231) to Linux key codes. GENERATED: do not edit.',

@@ -1,0 +1,201 @@
+"""The display's figures for ``mux bench``: switch latency, live frame rate, CPU, memory.
+
+Every figure is taken with ``output = "window"`` under SDL's dummy video driver (the
+whole drawing path runs; nothing reaches a screen), on real TCG guests:
+
+- ``switch_latency_ms`` {p50, p99}: a switch request until it returns, by which time
+  the new persona's back-buffered frame has been presented on the window, its LEDs
+  written to the LED sinks and input routed to it (checked after every switch);
+- ``live_fps``: frames the window presented per second while the active persona
+  repaints its whole 1024x768 screen about 50 times a second (a ``console`` guest
+  running ``printf`` colour changes; the built-in ``palette`` guest changes colour only
+  twice a second, so it cannot show whether 30 fps are reached), and
+  ``controller_cpu_percent`` over the same seconds; with ``live_cpu_ms_per_frame`` and
+  how often the guest did repaint (``live_guest_repaints_per_s``). QEMU's VNC server
+  sends at most one update per 30 ms, so about 33 fps is the ceiling;
+- ``idle_cpu_percent``: 4 idle ``console`` personas, back-buffered every 1 s;
+- ``controller_rss_mb``: resident memory of a fresh controller process (the bench runs
+  it as a child, so nothing from the other figures counts) with 8 personas running.
+
+CPU is ``getrusage(RUSAGE_SELF)`` user + system time of the controller process (all its
+threads; the QEMU children are not counted) over wall time, in % of one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from mux.app.controller import Controller
+from mux.config import Config, DisplaySection, MuxSection, PersonaConfig
+from mux.scenario.runner import StepRunner
+
+NAMES = ("work", "home", "lab", "play", "shop", "bank", "game", "mail")
+READY_S = 300.0
+#: Repaints the whole screen in three colours, about 50 times a second under TCG here
+#: (``sleep 0.01`` between repaints: flat out, the guest's vCPU thread takes a whole core
+#: and starves QEMU's own display refresh on a 2-core machine), reporting every 60th
+#: repaint on ttyS0.
+REPAINT_LOOP = ("i=0; while :; do for c in 41 42 44; do printf '\\033['$c'm\\033[2J'; sleep 0.01; done; "
+                "i=$((i+1)); [ $((i%20)) = 0 ] && echo REPAINTS > /dev/ttyS0; done\n")
+REPAINTS_PER_LINE = 60
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(sorted(samples), n=100, method="inclusive")
+    return {"p50": round(q[49], 3), "p99": round(q[98], 3), "n": len(samples)}
+
+
+def display_config(personas: int, interval: float = 1.0) -> Config:
+    return Config(mux=MuxSection(accel="tcg"),
+                  personas=tuple(PersonaConfig(NAMES[i]) for i in range(personas)),
+                  display=DisplaySection(output="window", backbuffer_interval_s=interval))
+
+
+@contextlib.contextmanager
+def sdl_dummy() -> Iterator[None]:
+    """SDL's dummy video driver for the duration."""
+    old = os.environ.get("SDL_VIDEODRIVER")
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SDL_VIDEODRIVER", None)
+        else:
+            os.environ["SDL_VIDEODRIVER"] = old
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def ready(ctl: Controller, timeout: float = READY_S) -> None:
+    """Wait until every persona's shell is up. Raises TimeoutError."""
+    await asyncio.gather(*(p.serial.wait_for(re.compile(f"MUX-READY {p.name}"), timeout, start=0)
+                           for p in ctl.personas.values()))
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def set_leds(self, caps: bool, num: bool, scroll: bool) -> None:
+        self.writes += 1
+
+
+async def bench_switch(switches: int = 300) -> dict[str, Any]:
+    """Switch back and forth between two personas; the time each request takes.
+
+    Raises AssertionError if a switch returned before the output, LEDs and router moved.
+    """
+    async with Controller(display_config(2), progress=lambda m: None) as ctl:
+        await ready(ctl)
+        sink = _Sink()
+        ctl.add_led_sink(sink)
+        await asyncio.sleep(2)  # every persona back-buffered and LED-reported
+        samples: list[float] = []
+        for i in range(switches):
+            target = ctl.config.names[(i + 1) % 2]
+            writes = sink.writes
+            t0 = time.perf_counter()
+            await ctl.switch(target, "bench")
+            samples.append((time.perf_counter() - t0) * 1000)
+            current = ctl.output.current_frame()
+            assert current is not None and current[0] == target, current
+            assert sink.writes == writes + 1 and ctl.router.active == target
+            await asyncio.sleep(0.02)
+    return {"switch_latency_ms": percentiles(samples)}
+
+
+async def bench_live(seconds: float = 10.0) -> dict[str, Any]:
+    """Frames presented per second, and CPU, while the active guest repaints in a loop."""
+    async with Controller(display_config(1), progress=lambda m: None) as ctl:
+        await ready(ctl)
+        await StepRunner(ctl).step_type({"text": REPAINT_LOOP})
+        await asyncio.sleep(3)  # the loop is running; QEMU's VNC refresh has sped up
+        output: Any = ctl.output
+        serial = ctl.persona(NAMES[0]).serial
+        repaints = serial.text.count("REPAINTS")
+        frames, cpu, t0 = output.presented, cpu_seconds(), time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - t0
+        frames, cpu = output.presented - frames, cpu_seconds() - cpu
+        repaints = (serial.text.count("REPAINTS") - repaints) * REPAINTS_PER_LINE
+        size = ctl.display.backbuffer.get(NAMES[0])
+    return {"live_fps": round(frames / wall, 1), "controller_cpu_percent": round(100 * cpu / wall, 1),
+            "live_cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 2),
+            "live_guest_repaints_per_s": round(repaints / wall, 1),
+            "live_frame_size": list(size.image.size) if size else None}
+
+
+async def bench_idle(seconds: float = 20.0) -> dict[str, Any]:
+    """CPU with 4 idle personas back-buffered every second."""
+    async with Controller(display_config(4, 1.0), progress=lambda m: None) as ctl:
+        await ready(ctl)
+        await asyncio.sleep(3)
+        dumps, cpu, t0 = ctl.display.screendumps, cpu_seconds(), time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - t0
+        cpu, dumps = cpu_seconds() - cpu, ctl.display.screendumps - dumps
+    return {"idle_cpu_percent": round(100 * cpu / wall, 2), "idle_screendumps_per_s": round(dumps / wall, 2)}
+
+
+async def measure_rss(personas: int = 8) -> dict[str, Any]:
+    """VmRSS of this process with ``personas`` running and back-buffered (run it fresh)."""
+    with sdl_dummy():
+        async with Controller(display_config(personas), progress=lambda m: None) as ctl:
+            try:
+                await ready(ctl)
+                all_ready = True
+            except TimeoutError:
+                all_ready = False
+            await asyncio.sleep(3)
+            rss_kb = _vm_rss_kb()
+    return {"controller_rss_mb": round(rss_kb / 1024, 1), "controller_rss_personas": personas,
+            "controller_rss_all_ready": all_ready}
+
+
+def _vm_rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def bench_rss(personas: int = 8) -> dict[str, Any]:
+    """:func:`measure_rss` in a fresh Python process. Raises RuntimeError if it fails."""
+    code = ("import asyncio, json, mux.bench.display as b; "
+            f"print(json.dumps(asyncio.run(b.measure_rss({personas}))))")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the memory bench failed (exit code {proc.returncode})")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def bench_display() -> dict[str, Any]:
+    """All of the display's figures (see the module docstring)."""
+    results: dict[str, Any] = {}
+    with sdl_dummy():
+        print("bench: display switch latency (2 personas, window output, SDL dummy driver)")
+        results.update(await bench_switch())
+        print("bench: live frame rate and CPU (a guest repainting its whole screen)")
+        results.update(await bench_live())
+        print("bench: idle CPU (4 personas back-buffered at 1 s)")
+        results.update(await bench_idle())
+    print("bench: controller memory with 8 personas (fresh process)")
+    results.update(await bench_rss())
+    return results

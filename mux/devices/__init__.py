@@ -1,0 +1,1 @@
+"""Devices: the device model and hot-plugging devices between personas."""

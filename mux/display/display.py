@@ -1,0 +1,315 @@
+"""The display: per-persona VNC links, the back-buffer, the output and the LEDs, together.
+
+Theory. Each persona's QEMU serves VNC on a unix socket in the private runtime
+directory; :class:`DisplayLink` keeps one :class:`~mux.guest.rfb.RfbClient` on it while the
+persona is running (told by ``Persona.listeners``), and reconnects when the link drops
+or the persona restarts, with a short back-off. The link carries:
+
+- the guest's **LED state**, always, to the :class:`~mux.display.leds.LedRouter`;
+- **live frames**, only while the persona is active. After a link goes live (a switch
+  to it, or a reconnect) its first frames may be built on a stale picture (an update
+  QEMU still owed from an earlier request), so nothing is used until a whole-screen
+  update has arrived (:meth:`RfbClient.frame`); frames that came meanwhile are kept
+  aside and the newest of them from that full frame on is taken. A live link that has
+  sent nothing for an interval asks for a whole frame again (see
+  :meth:`DisplayLink.keep_fresh`).
+
+:class:`Display` puts it together:
+
+- the active persona's back-buffer follows its live frames; the others are refreshed
+  with QMP ``screendump`` every ``backbuffer_interval_s`` (running personas only, and
+  the active one too while its link has no synced live picture);
+- every frame kept for the active persona is presented on the output, and only those:
+  an inactive persona's frames go to the back-buffer, never to the output;
+- :meth:`Display.switch` (an ``after_switch`` hook) presents the new persona's
+  back-buffered frame at once, writes its LEDs, then turns its link live.
+
+Nothing here raises into the controller's loops: a link or a screendump that fails is
+logged and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+
+from PIL import Image
+
+from mux.config import DisplaySection
+from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.leds import LedRouter, Leds
+from mux.display.output import HeadlessOutput, Output
+from mux.errors import PersonaError
+from mux.guest.persona import Persona
+from mux.guest.rfb import RfbClient, RfbError
+from mux.guest.state import RunState
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
+FULL_FRAME_S = 10.0
+_MAX_ASIDE = 32
+
+
+class DisplayLink:
+    """One persona's VNC link, kept up while the persona is running."""
+
+    def __init__(self, persona: Persona, display: Display) -> None:
+        self.persona = persona
+        self.name = persona.name
+        self._display = display
+        self.rfb = RfbClient(persona.vnc_path, on_leds=self._on_leds, on_frame=self._on_frame)
+        self.connected = False
+        self.connections = 0  # how many times the link came up
+        self.synced = False  # live frames are whole pictures
+        self.last_live = 0.0  # time.monotonic() of the last live frame (or resync asked)
+        self.resyncs = 0
+        self._aside: list[tuple[Image.Image, float]] = []
+        self._resync_task: asyncio.Task[None] | None = None
+        self._running = asyncio.Event()
+        self._not_running = asyncio.Event()
+        persona.listeners.append(self._state_changed)
+        self._state_changed(persona)
+
+    @property
+    def live(self) -> bool:
+        return self.rfb.live
+
+    def _state_changed(self, persona: Persona) -> None:
+        running = persona.state == RunState.RUNNING
+        (self._running.set if running else self._running.clear)()
+        (self._not_running.clear if running else self._not_running.set)()
+
+    async def run(self) -> None:
+        """Connect whenever the persona runs; reconnect on a drop. Runs until cancelled."""
+        backoff = RECONNECT_MIN_S
+        failures = 0
+        while True:
+            await self._running.wait()
+            try:
+                async with self.rfb:
+                    self.connected = True
+                    self.connections += 1
+                    backoff, failures = RECONNECT_MIN_S, 0
+                    log.debug("%s: VNC link up (connection %d)", self.name, self.connections)
+                    if self.rfb.live:
+                        self._resync()
+                    await _first((self.rfb.closed(), self._not_running.wait()))
+            except RfbError as exc:
+                failures += 1
+                if failures == 5 and self.persona.state == RunState.RUNNING:  # once per outage
+                    log.warning("%s: no VNC link (%s); retrying", self.name, exc)
+            finally:
+                self.connected = False
+                self.synced = False
+                self._cancel_resync()
+            if self.persona.state == RunState.RUNNING and not failures:
+                log.info("%s: VNC link dropped; reconnecting", self.name)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    def set_live(self, on: bool) -> None:
+        """Stream frames (active persona) or not; LEDs flow either way."""
+        if on == self.rfb.live:
+            return
+        self.rfb.live = on
+        if on:
+            if self.connected:
+                self._resync()
+        else:
+            self.synced = False
+            self._cancel_resync()
+
+    def keep_fresh(self, interval: float) -> None:
+        """Ask for a whole frame if the live link has sent nothing for ``interval`` seconds.
+
+        QEMU's VNC server has been seen (QEMU 7.2, after the guest's mode change at boot)
+        to stop sending a region's changes as incremental updates while a whole-frame
+        request gets them at once; silence is the symptom. One full frame per quiet
+        interval heals that and costs little (a static screen only).
+        """
+        if self._resync_task is None and time.monotonic() - self.last_live > interval:
+            self._resync()
+
+    def _resync(self) -> None:
+        self._cancel_resync()
+        self.synced = False
+        self.resyncs += 1
+        self.last_live = time.monotonic()
+        self._aside.clear()
+        self._resync_task = asyncio.get_running_loop().create_task(
+            self._await_full_frame(), name=f"display-resync:{self.name}")
+
+    def _cancel_resync(self) -> None:
+        task, self._resync_task = self._resync_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._aside.clear()
+
+    async def _await_full_frame(self) -> None:
+        try:
+            full = await self.rfb.frame(FULL_FRAME_S)
+        except RfbError as exc:
+            log.debug("%s: no full frame (%s); the next connection retries", self.name, exc)
+            return
+        aside, self._aside = self._aside, []
+        self.synced = True
+        self._resync_task = None
+        index = next((i for i, (image, _) in enumerate(aside) if image is full), None)
+        if index is None:  # set aside and dropped (too many); the next update brings it
+            log.debug("%s: full frame not found among %d set aside", self.name, len(aside))
+            return
+        image, captured = aside[-1]
+        self.last_live = time.monotonic()
+        self._display.live_frame(self.name, Frame(image, captured, "vnc"))
+
+    def _on_leds(self, leds: Leds) -> None:
+        self._display.leds.guest_set(self.name, leds)
+
+    def _on_frame(self, image: Image.Image, captured: float) -> None:
+        if not self.rfb.live:
+            return  # an answer to a request made while live: built on a picture now stale
+        if self.synced:
+            self.last_live = time.monotonic()
+            self._display.live_frame(self.name, Frame(image, captured, "vnc"))
+        elif len(self._aside) < _MAX_ASIDE:
+            self._aside.append((image, captured))
+
+
+async def _first(waits: tuple[Awaitable[object], ...]) -> None:
+    """Wait until the first of these returns; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Display:
+    """Links, back-buffer, output and LEDs of a controller's personas."""
+
+    def __init__(self, names: list[str], config: DisplaySection) -> None:
+        self.config = config
+        self.interval = config.backbuffer_interval_s
+        self.backbuffer = BackBuffer(names)
+        self.leds = LedRouter(names)
+        self.output: Output = HeadlessOutput()
+        self.links: dict[str, DisplayLink] = {}
+        self.active: str | None = None
+        self.screendumps = 0
+        self._personas: Mapping[str, Persona] = {}
+        self._runtime_dir = Path()
+        self._dump_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in names}
+        self.backbuffer.listeners.append(self._kept)
+        self.leds.listeners.append(self._leds_changed)
+
+    def attach(self, personas: Mapping[str, Persona], runtime_dir: Path, output: Output) -> None:
+        """Connect to the personas (links follow their run state) and the output."""
+        self._personas = personas
+        self._runtime_dir = runtime_dir
+        self.output = output
+        self.links = {name: DisplayLink(persona, self) for name, persona in personas.items()}
+
+    async def run(self) -> None:
+        """The links, the back-buffer refresher and the output's loop; until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for name, link in self.links.items():
+                group.create_task(link.run(), name=f"display-link:{name}")
+            group.create_task(self._refresh_loop(), name="backbuffer-refresh")
+            group.create_task(self.output.run(), name=f"output:{self.output.kind}")
+
+    async def switch(self, old: str | None, new: str) -> None:
+        """The ``after_switch`` hook: the new persona's last picture and LEDs, now; then live."""
+        self.active = new
+        self._present(new, self.backbuffer.get(new))
+        self.leds.switch(new)
+        self._leds_changed(new, self.leds.persona(new))
+        if old is not None and old in self.links:
+            self.links[old].set_live(False)
+        if new in self.links:
+            self.links[new].set_live(True)
+
+    def live_frame(self, name: str, frame: Frame) -> None:
+        """A frame from ``name``'s live link (presented if kept and ``name`` is active)."""
+        self.backbuffer.put(name, frame)
+
+    def _kept(self, name: str, frame: Frame) -> None:
+        if name == self.active:
+            self._present(name, frame)
+
+    def _present(self, name: str, frame: Frame | None) -> None:
+        try:
+            self.output.present(name, frame)
+        except Exception:  # a broken output must not break switching or the links
+            log.exception("output %s: presenting %s failed", self.output.kind, name)
+
+    def _leds_changed(self, name: str, leds: Leds | None) -> None:
+        if name != self.active:
+            return
+        try:
+            self.output.show_leds(name, leds)
+        except Exception:
+            log.exception("output %s: showing %s's LEDs failed", self.output.kind, name)
+
+    # --- screendumps ------------------------------------------------------------------
+
+    async def refresh(self, name: str) -> Frame:
+        """Take a screendump of ``name`` into its back-buffer; returns the frame now kept.
+
+        Raises:
+            KeyError: no such persona.
+            StateError: it is not running.  PersonaError: QEMU failed the screendump,
+                or its file could not be read or decoded.
+        """
+        persona = self._personas[name]
+        path = self._runtime_dir / f"{name}.ppm"
+        async with self._dump_locks[name]:
+            captured = time.monotonic()
+            await persona.screendump(path)
+            self.screendumps += 1
+            try:
+                data = path.read_bytes()
+                return self.backbuffer.put_screendump(name, data, captured)
+            except (OSError, ValueError) as exc:
+                raise PersonaError(f"persona {name!r}: screendump {path}: {exc}") from exc
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            began = time.monotonic()
+            for name, persona in self._personas.items():
+                if persona.state != RunState.RUNNING:
+                    continue
+                if name == self.active and self.links[name].synced:
+                    self.links[name].keep_fresh(self.interval)
+                    continue  # follows its live frames
+                try:
+                    await self.refresh(name)
+                except PersonaError as exc:
+                    log.debug("back-buffer: %s", exc)
+            await asyncio.sleep(max(self.interval - (time.monotonic() - began), 0.05))
+
+    async def screenshot(self, name: str) -> Image.Image:
+        """``name``'s latest back-buffered frame, refreshed first if older than one interval.
+
+        If the refresh fails, an older frame is still returned when there is one.
+
+        Raises:
+            KeyError: no such persona.
+            StateError: it is not running and has no frame yet.  PersonaError: the
+                screendump failed and there is no frame yet.
+        """
+        frame = self.backbuffer.get(name)
+        if frame is None or frame.age(time.monotonic()) > self.interval:
+            try:
+                frame = await self.refresh(name)
+            except PersonaError:
+                frame = self.backbuffer.get(name)
+                if frame is None:
+                    raise
+        return frame.image.copy()

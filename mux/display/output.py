@@ -1,0 +1,127 @@
+"""Outputs: where the active persona's picture goes (``[display] output``).
+
+Theory: the display (:mod:`mux.display.display`) decides *what* is shown: at a switch, the new
+persona's back-buffered frame at once; after that, each of its live frames. An output
+only shows what it is given, and it is the only place that knows how:
+
+- :class:`HeadlessOutput` keeps the current frame in memory (for tests, CI, servers);
+- :class:`mux.display.window.WindowOutput` draws it with pygame-ce (SDL2) in a window, or full
+  screen (SDL's KMS/DRM driver on a kiosk), under a banner no guest can draw on.
+
+``output = "auto"`` picks the window when a display looks available (``DISPLAY``,
+``WAYLAND_DISPLAY`` or ``SDL_VIDEODRIVER`` set) and SDL opens one, else headless.
+pygame is imported only when a window is wanted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from PIL import Image
+
+from mux.config import DisplaySection
+from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.leds import Leds
+from mux.errors import DisplayError
+from mux.input.events import InputEvent
+
+log = logging.getLogger(__name__)
+
+InputHandler = Callable[[list[InputEvent]], Awaitable[None]]
+SwitchHandler = Callable[[str], Awaitable[object]]
+
+
+class Output(Protocol):
+    """What the display draws on."""
+
+    kind: str
+
+    def present(self, name: str, frame: Frame | None) -> None:
+        """Show ``name``'s frame now (None: it has none yet; show no other persona's)."""
+        ...
+
+    def show_leds(self, name: str, leds: Leds | None) -> None:
+        """The active persona's lock LEDs changed (the window's banner shows them)."""
+        ...
+
+    def current_frame(self) -> tuple[str, Image.Image, float] | None:
+        """(persona, image, capture time) last presented; None before any frame."""
+        ...
+
+    async def run(self) -> None:
+        """The output's own loop (window events); returns at once if it has none."""
+        ...
+
+    def toggle_overview(self) -> None:
+        """Show every persona's back-buffer side by side, or go back (the overview hotkey)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HeadlessOutput:
+    """Keeps the presented frame in memory; draws nothing."""
+
+    kind = "headless"
+
+    def __init__(self) -> None:
+        self._current: tuple[str, Frame | None] | None = None
+        self.presented = 0
+
+    def present(self, name: str, frame: Frame | None) -> None:
+        self._current = (name, frame)
+        self.presented += 1
+
+    def show_leds(self, name: str, leds: Leds | None) -> None:
+        pass
+
+    def current_frame(self) -> tuple[str, Image.Image, float] | None:
+        if self._current is None:
+            return None
+        name, frame = self._current
+        return None if frame is None else (name, frame.image, frame.captured)
+
+    async def run(self) -> None:
+        return
+
+    def toggle_overview(self) -> None:
+        self.overview = not getattr(self, "overview", False)  # nothing to draw it on
+
+    def close(self) -> None:
+        pass
+
+
+def display_available(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a window can be expected: an X or Wayland display, or an SDL driver chosen."""
+    return any(environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+
+
+def open_output(config: DisplaySection, colors: Mapping[str, str], backbuffer: BackBuffer, *,
+                on_input: InputHandler | None, on_switch: SwitchHandler) -> Output:
+    """The output the config asks for, opened.
+
+    ``on_input`` gets keys typed into the window (None: the window routes no keys, as
+    when physical keyboards are configured); ``on_switch`` is called with a persona name
+    picked in the overview.
+
+    Raises:
+        DisplayError: ``output = "window"`` and SDL cannot open a window. (With
+            ``"auto"`` that falls back to headless, with a warning.)
+    """
+    if config.output == "headless" or (config.output == "auto" and not display_available()):
+        return HeadlessOutput()
+    from mux.display.window import WindowOutput
+
+    window = WindowOutput(colors, backbuffer, fullscreen=config.fullscreen,
+                          on_input=on_input, on_switch=on_switch)
+    try:
+        window.open()
+    except DisplayError as exc:
+        if config.output == "window":
+            raise
+        log.warning("output auto: %s; running headless", exc)
+        return HeadlessOutput()
+    return window

@@ -1,0 +1,1 @@
+"""Front ends: the control socket and MQTT."""

@@ -1,0 +1,251 @@
+"""The MQTT bridge: a home-lab panel (Home Assistant) watches and steers mux.
+
+One long-lived loop, :meth:`MqttBridge.run`, keeps a connection to the broker: an
+``async with aiomqtt.Client`` inside a reconnect loop with capped exponential back-off
+(as aiomqtt's docs recommend), with ``<base>/availability = offline`` as the last will.
+Each connection runs three tasks in one TaskGroup:
+
+- commands: every message on a ``.../set`` topic goes through the pure
+  :func:`~mux.frontends.mqtt_topics.parse_command`; a refused one earns one ``error`` message, a
+  good one goes to the controller (switches through the same switcher as hotkeys);
+- state: retained topics derived from the controller (active persona, states, LEDs,
+  devices) are recomputed on every change notification (and every second as a safety
+  net) and only what changed is published; a new connection starts from nothing, so
+  everything is re-published after a broker restart;
+- screenshots: every ``screenshot_interval_s``, each running persona's latest
+  back-buffered frame as JPEG, published only when it changed.
+
+The bridge never stops the controller: broker trouble is logged and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import aiomqtt
+from PIL import Image
+
+from mux.config import MqttSection
+from mux.errors import MuxError
+from mux.frontends.mqtt_topics import (
+    Command,
+    CommandError,
+    discovery_messages,
+    is_own_discovery,
+    parse_command,
+    safe_node_id,
+    state_messages,
+)
+from mux.guest.state import RunState
+
+if TYPE_CHECKING:
+    from mux.app.controller import Controller
+
+log = logging.getLogger(__name__)
+BACKOFF_S = (0.5, 30.0)  # first and largest wait between reconnects
+SAFETY_REFRESH_S = 1.0
+
+
+class MqttBridge:
+    """Publishes the controller's state and takes commands; see the module docstring."""
+
+    def __init__(self, ctl: Controller, config: MqttSection) -> None:
+        self.ctl = ctl
+        self.config = config
+        self.base = config.base_topic.rstrip("/")
+        self.connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._published: dict[str, str] = {}
+        self._screens: dict[str, str] = {}
+        self._client: aiomqtt.Client | None = None
+        self._commands: set[asyncio.Task[None]] = set()
+
+    def notify(self, *_: object) -> None:
+        """Something in the controller changed: recompute the retained state soon."""
+        self._changed.set()
+
+    # --- connection -------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        url = urlparse(self.config.url)
+        secure = url.scheme == "mqtts"
+        options: dict[str, Any] = {
+            "hostname": url.hostname or "localhost",
+            "port": url.port or (8883 if secure else 1883),
+            "username": self.config.username, "password": self.config.password,
+            "identifier": f"mux-{self.config.node_id}", "keepalive": 30,
+            # commands are tiny and latency matters: no Nagle delay (40 ms on loopback)
+            "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            "will": aiomqtt.Will(f"{self.base}/availability", "offline", qos=1, retain=True),
+        }
+        if secure or self.config.tls_ca:
+            options["tls_params"] = aiomqtt.TLSParameters(
+                ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
+                certfile=str(self.config.tls_cert) if self.config.tls_cert else None,
+                keyfile=str(self.config.tls_key) if self.config.tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED)
+        return options
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; then say ``offline`` (retained) and leave."""
+        delay = BACKOFF_S[0]
+        while True:
+            try:
+                async with aiomqtt.Client(**self._client_options()) as client:
+                    self._client = client
+                    delay = BACKOFF_S[0]
+                    try:
+                        await self._session(client)
+                    finally:
+                        self._client = None
+                        self.connected.clear()
+                        if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                            await _say_offline(client, self.base)
+            except* aiomqtt.MqttError as group:  # the session's TaskGroup wraps it
+                log.warning("MQTT %s: %s; reconnecting in %.1fs", self.config.url,
+                            group.exceptions[0], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_S[1])
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self._published.clear()
+        self._screens.clear()
+        prefix = self.config.discovery_prefix
+        await client.subscribe(f"{self.base}/#", qos=1)
+        await client.subscribe(f"{prefix}/status", qos=1)
+        await client.subscribe(f"{prefix}/+/{safe_node_id(self.config.node_id)}/+/config", qos=1)
+        await self._publish_discovery(client)
+        await self._publish_changes(client)
+        await client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
+        log.info("MQTT connected to %s, topics under %s/", self.config.url, self.base)
+        self.connected.set()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._state_loop(client), name="mqtt:state")
+            group.create_task(self._screenshot_loop(client), name="mqtt:screenshots")
+            async for message in client.messages:
+                await self._on_message(client, message)
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        c = self.config
+        for topic, payload in discovery_messages(c.discovery_prefix, c.node_id, self.base,
+                                                 self.ctl.config.names).items():
+            await client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    # --- incoming ---------------------------------------------------------------------
+
+    async def _on_message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        prefix = self.config.discovery_prefix
+        if topic == f"{prefix}/status":
+            if payload == b"online":
+                await self._publish_discovery(client)
+            return
+        if is_own_discovery(topic, prefix, self.config.node_id):
+            current = discovery_messages(prefix, self.config.node_id, self.base, self.ctl.config.names)
+            if payload and topic not in current:  # an entity of a persona no longer configured
+                await client.publish(topic, b"", qos=1, retain=True)
+            return
+        if not topic.endswith("/set"):
+            return  # our own retained state, echoed back by the broker
+        command = parse_command(topic, payload, self.base, self.ctl.config.names)
+        if isinstance(command, CommandError):
+            await self._refuse(client, command)
+            return
+        task = asyncio.create_task(self._carry_out(client, command, topic, payload),
+                                   name=f"mqtt:{command.kind}:{command.persona}")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _carry_out(self, client: aiomqtt.Client, command: Command, topic: str,
+                         payload: bytes) -> None:
+        try:
+            if command.kind == "switch":
+                await self.ctl.switch(command.persona, "mqtt")
+            elif command.kind == "persona":
+                await self._persona_action(command.persona, command.action)
+            elif command.action == "attach":
+                await self.ctl.attach(command.device, command.persona)
+            else:
+                await self.ctl.detach(command.device, command.persona)
+        except (MuxError, ValueError, KeyError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            await self._refuse(client, CommandError(topic, payload.decode(errors="replace"), message))
+        self.notify()
+
+    async def _persona_action(self, name: str, action: str) -> None:
+        persona = self.ctl.persona(name)
+        if action in ("stop", "restart"):
+            await persona.stop()
+        if action in ("start", "restart"):
+            await self.ctl.start_personas([name])
+            if persona.state != RunState.RUNNING:
+                raise MuxError(f"persona {name!r} did not start (state {persona.state})")
+
+    async def _refuse(self, client: aiomqtt.Client, error: CommandError) -> None:
+        log.warning("MQTT %s: refused %r: %s", error.topic, error.payload[:60], error.error)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(f"{self.base}/error", error.to_json(), qos=1)
+
+    # --- outgoing ---------------------------------------------------------------------
+
+    def _state(self) -> dict[str, str]:
+        ctl = self.ctl
+        leds: dict[str, dict[str, bool] | None] = {}
+        for name in ctl.config.names:
+            state = ctl.leds(name)
+            leds[name] = None if state is None else {
+                "caps": state.caps, "num": state.num, "scroll": state.scroll}
+        devices = {n: ctl.devices(n) for n in ctl.config.names}
+        return state_messages(self.base, ctl.active,
+                              {n: str(p.state) for n, p in ctl.personas.items()}, leds, devices)
+
+    async def _publish_changes(self, client: aiomqtt.Client) -> None:
+        self._changed.clear()
+        for topic, payload in self._state().items():
+            if self._published.get(topic) != payload:
+                await client.publish(topic, payload, qos=1, retain=True)
+                self._published[topic] = payload
+
+    async def _state_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), SAFETY_REFRESH_S)
+            await self._publish_changes(client)
+
+    async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            for name, persona in self.ctl.personas.items():
+                if persona.state != RunState.RUNNING:
+                    continue
+                try:
+                    image = await self.ctl.screenshot(name)
+                except MuxError as exc:
+                    log.debug("MQTT: no screenshot of %s: %s", name, exc)
+                    continue
+                jpeg = await asyncio.to_thread(_jpeg, image)
+                digest = hashlib.sha1(jpeg).hexdigest()
+                if self._screens.get(name) != digest:
+                    await client.publish(f"{self.base}/persona/{name}/screenshot", jpeg, qos=0, retain=True)
+                    self._screens[name] = digest
+            await asyncio.sleep(self.config.screenshot_interval_s)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+async def _say_offline(client: aiomqtt.Client, base: str) -> None:
+    with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
+        await asyncio.shield(client.publish(f"{base}/availability", "offline", qos=1, retain=True))

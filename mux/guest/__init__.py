@@ -1,0 +1,1 @@
+"""Guests: one QEMU process per persona, its accelerator, serial log and VNC link."""

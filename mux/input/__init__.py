@@ -1,0 +1,1 @@
+"""Input: physical and recorded sources, event types, key maps, hotkeys and the router."""

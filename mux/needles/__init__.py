@@ -1,0 +1,1 @@
+"""openQA needles: loading and matching."""

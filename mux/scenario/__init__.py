@@ -1,0 +1,1 @@
+"""Scenarios: the file model, step checks, the runner, reports and snapshots."""

@@ -1,0 +1,284 @@
+"""Scenario files: the model and its checks (pure: no asyncio, QEMU or I/O but reading).
+
+A scenario is YAML: a ``name``, an inline ``config`` (the TOML schema), and ``steps``;
+optionally ``snapshot: NAME`` (save every persona when the steps have passed) and
+``from_snapshot: NAME`` (start from a saved state instead of booting; the config may
+then be left out and is the saving scenario's). Each step is a mapping with one step
+key, ``- wait_serial: {persona: work, match: READY}``, whose argument is either a
+mapping or, for steps with a main argument, that value alone (``- switch: home``).
+Beside the step key a step may carry ``if: <check_screen arguments>`` (the step runs
+only when the screen matches) and ``repeat: {times, until}`` (``until`` also takes
+check_screen arguments). Two steps hold other steps: ``include: other.yaml`` (a list of
+steps, or a mapping with ``steps``; relative to the including file) and ``repeat:
+{times, until, steps}``.
+
+The step vocabulary is the table :data:`STEPS`; everything that is wrong in a file
+(YAML syntax, unknown steps, argument types, unknown personas, regexes that do not
+compile, missing or broken needles, include cycles) is found before anything boots
+and reported at once, each with ``file:line:column``. Needles are resolved here too
+(:mod:`mux.needles.needles`): a step keeps them in its ``_needles`` argument.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mux.config import Config, PersonaConfig, parse_config
+from mux.errors import ConfigError, Location, ScenarioError
+from mux.needles.needles import NeedleLibrary
+from mux.sourcemap import SourceMap, load_yaml_text
+
+Number = (int, float)
+
+
+@dataclass(frozen=True)
+class Arg:
+    kind: type | tuple[type, ...]
+    default: Any = None
+    required: bool = False
+    persona: bool = False  # must name a configured persona
+    regex: bool = False  # must compile
+    needle: bool = False  # a needle path or tags, resolved when the file is loaded
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    args: dict[str, Arg]
+    main: str | None = None  # the argument a bare value stands for
+
+
+def _persona(required: bool = True, default: Any = None) -> Arg:
+    return Arg(str, default, required, persona=True)
+
+
+def _needle() -> Arg:
+    return Arg((str, list), required=True, needle=True)
+
+
+STEPS: dict[str, StepSpec] = {
+    "start": StepSpec({"persona": _persona(), "timeout": Arg(Number, 60)}, "persona"),
+    "stop": StepSpec({"persona": _persona()}, "persona"),
+    "kill": StepSpec({"persona": _persona()}, "persona"),
+    "switch": StepSpec({"persona": Arg(str, required=True)}, "persona"),
+    "type": StepSpec({"text": Arg(str, required=True)}, "text"),
+    "press": StepSpec({"keys": Arg(str, required=True)}, "keys"),
+    "hold": StepSpec({"key": Arg(str, required=True)}, "key"),
+    "release": StepSpec({"key": Arg(str, required=True)}, "key"),
+    "wait_serial": StepSpec({"persona": _persona(), "match": Arg(str, required=True, regex=True),
+                             "timeout": Arg(Number, 90)}),
+    "assert_no_serial": StepSpec({"persona": _persona(),
+                                  "match": Arg(str, required=True, regex=True),
+                                  "within": Arg(Number, 0)}),
+    "assert_active": StepSpec({"persona": _persona()}, "persona"),
+    "assert_state": StepSpec({"persona": _persona(), "state": Arg(str, required=True),
+                              "timeout": Arg(Number, 30)}),
+    "sleep": StepSpec({"seconds": Arg(Number, required=True)}, "seconds"),
+    "mouse_move": StepSpec({"delta": Arg(list, required=True)}, "delta"),
+    "mouse_click": StepSpec({"button": Arg(str, "left")}, "button"),
+    "evemu": StepSpec({"path": Arg(str, required=True), "realtime": Arg(bool, False)}, "path"),
+    "attach": StepSpec({"device": Arg(str, required=True), "persona": _persona()}),
+    "detach": StepSpec({"device": Arg(str, required=True)}, "device"),
+    # openQA's screen vocabulary; persona None means the active one.
+    "assert_screen": StepSpec({"persona": _persona(False), "needle": _needle(), "timeout": Arg(Number, 30)},
+                              "needle"),
+    "check_screen": StepSpec({"persona": _persona(False), "needle": _needle(), "timeout": Arg(Number, 0)},
+                             "needle"),
+    "wait_screen_change": StepSpec({"persona": _persona(False), "timeout": Arg(Number, 10),
+                                    "similarity": Arg(Number, 50)}, "persona"),
+    "wait_still_screen": StepSpec({"persona": _persona(False), "stilltime": Arg(Number, 7),
+                                   "timeout": Arg(Number, 30), "similarity": Arg(Number, 47)}, "persona"),
+    "send_key_until_needlematch": StepSpec({"persona": _persona(False), "needle": _needle(),
+                                            "key": Arg(str, required=True), "tries": Arg(int, 20),
+                                            "timeout": Arg(Number, 1)}),
+    "screenshot": StepSpec({"persona": _persona(False), "name": Arg(str)}, "persona"),
+    "assert_led": StepSpec({"persona": Arg(str), "caps": Arg(bool), "num": Arg(bool), "scroll": Arg(bool),
+                            "timeout": Arg(Number, 5)}, "persona"),
+    "record_info": StepSpec({"text": Arg(str, required=True), "title": Arg(str)}, "text"),
+    "snapshot": StepSpec({"name": Arg(str, required=True)}, "name"),
+}
+BLOCKS = ("include", "repeat")  # steps that hold steps (parsed apart from STEPS)
+MODIFIERS = ("if", "repeat")  # keys a step may carry beside its own
+MOUSE_BUTTONS = {"left": 0x110, "right": 0x111, "middle": 0x112}
+STATES = ("stopped", "starting", "running", "stopping", "crashed")
+TIMEOUT_ARGS = ("timeout", "within")
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+REPEAT_UNTIL_TIMES = 20  # repeat with until but no times: like send_key_until_needlematch
+
+
+@dataclass(frozen=True)
+class Repeat:
+    times: int
+    until: Step | None = None  # a check_screen step
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    args: dict[str, Any]
+    location: Location
+    when: Step | None = None  # ``if:``, a check_screen step
+    repeat: Repeat | None = None
+    body: tuple[Step, ...] = ()  # the steps of an include or a repeat block
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items()
+                          if v is not None and not k.startswith("_"))
+        return f"{self.kind}({shown})"
+
+    def walk(self) -> list[Step]:
+        """This step and every step inside it, in order."""
+        inner = [s for child in self.body for s in child.walk()]
+        return [self, *inner]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    file: Path
+    config: Config
+    steps: list[Step] = field(default_factory=list)
+    snapshot: str | None = None  # saved after the last step
+    from_snapshot: str | None = None
+    config_data: Any = None  # the config as written, kept with a snapshot
+    warnings: list[tuple[Location, str]] = field(default_factory=list)  # e.g. ocr needle areas
+
+    @property
+    def saves(self) -> list[str]:
+        """Every snapshot this scenario saves, in order."""
+        names = [s.args["name"] for top in self.steps for s in top.walk() if s.kind == "snapshot"]
+        return names + ([self.snapshot] if self.snapshot else [])
+
+
+SnapshotConfigs = Callable[[str], Config | None]
+
+
+def timeout_scale() -> float:
+    """``MUX_TIMEOUT_SCALE`` (default 1): every step timeout is multiplied by it."""
+    try:
+        return max(float(os.environ.get("MUX_TIMEOUT_SCALE", "1")), 0.01)
+    except ValueError:
+        return 1.0
+
+
+def load_scenario(path: Path, snapshots: SnapshotConfigs | None = None) -> Scenario:
+    """Read and check one scenario file (and the files it includes, and its needles).
+
+    ``snapshots`` says which snapshot names exist (and the config each was saved with);
+    without it ``from_snapshot`` is not checked and the scenario must have a config.
+
+    Raises:
+        ScenarioError: every problem in the file, each with file:line:column.
+    """
+    data, locate = read_yaml(path, Location(path))
+    return parse_scenario(data, locate, path, snapshots)
+
+
+def read_yaml(path: Path, where: Location) -> tuple[Any, SourceMap]:
+    """A YAML file as data and its source map; ``where`` is blamed if it cannot be read.
+
+    Raises:
+        ScenarioError: unreadable, or not YAML (with the parser's line and column).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([(where, f"cannot read {path}: {exc}")]) from exc
+    try:
+        return load_yaml_text(text, path)
+    except ConfigError as exc:
+        raise ScenarioError(exc.problems) from exc
+
+
+def parse_scenario(data: Any, locate: SourceMap, path: Path,
+                   snapshots: SnapshotConfigs | None = None) -> Scenario:
+    """Check plain scenario data; see :func:`load_scenario`."""
+    problems: list[tuple[Location, str]] = []
+    if not isinstance(data, dict):
+        raise ScenarioError([(locate(()), "a scenario is a mapping with name, config and steps")])
+    known = ("name", "config", "steps", "snapshot", "from_snapshot")
+    for key in data:
+        if key not in known:
+            problems.append((locate((key,)), f"unknown key {key!r} ({', '.join(known)})"))
+    name = data.get("name", path.stem)
+    if not isinstance(name, str):
+        problems.append((locate(("name",)), "name must be a string"))
+        name = path.stem
+    snapshot, start_from = (_snapshot_name(data, key, locate, problems)
+                            for key in ("snapshot", "from_snapshot"))
+    saved_config = snapshots(start_from) if snapshots and start_from else None
+    if start_from and snapshots and saved_config is None:
+        problems.append((locate(("from_snapshot",)), f"no snapshot {start_from!r}: no earlier scenario"
+                         " in this run saves it, and none is stored from an earlier run"))
+    config: Config | None = None
+    if "config" not in data:
+        config = saved_config
+        if config is None and not (start_from and snapshots):
+            problems.append((locate(()), "a scenario needs a config (with at least one persona)"))
+    else:
+        try:
+            config = parse_config(data["config"], locate, path, prefix=("config",))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if config and saved_config and _machines(config) != _machines(saved_config):
+            problems.append((locate(("config",)), f"the personas differ from those snapshot"
+                             f" {start_from!r} was saved with; leave config out to use theirs"))
+    from mux.scenario.steps import Context, parse_steps
+
+    names = config.names if config else _raw_persona_names(data.get("config"))
+    ctx = Context(locate, names, problems, NeedleLibrary(), path, (path.parent,), (path.resolve(),))
+    steps = parse_steps(data.get("steps"), ("steps",), ctx)
+    problems.extend(ctx.needles.problems)
+    if problems or config is None:
+        raise ScenarioError(_unique(problems))
+    return Scenario(name, path, config, steps, snapshot, start_from, data.get("config"),
+                    _unique(ctx.needles.warnings))
+
+
+def _snapshot_name(data: dict[str, Any], key: str, locate: SourceMap,
+                   problems: list[tuple[Location, str]]) -> str | None:
+    value = data.get(key)
+    if value is not None and not (isinstance(value, str) and SNAPSHOT_NAME.match(value)):
+        problems.append((locate((key,)), f"{key} must be a name of letters, digits, '.', '_' or '-'"))
+        return None
+    return value
+
+
+def _machines(config: Config) -> list[tuple[Any, ...]]:
+    """What a snapshot depends on: each persona's machine, not its policies."""
+    def machine(p: PersonaConfig) -> tuple[Any, ...]:
+        return (p.name, p.image, p.kernel, p.initrd, p.append, p.disk, p.memory_mb, p.color, p.autostart)
+    return [machine(p) for p in config.personas]
+
+
+def _unique(problems: list[tuple[Location, str]]) -> list[tuple[Location, str]]:
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for loc, message in problems:
+        if (str(loc), message) not in seen:
+            seen.add((str(loc), message))
+            kept.append((loc, message))
+    return kept
+
+
+def _raw_persona_names(config: Any) -> list[str] | None:
+    """Persona names from a config that failed its checks, so steps can still be checked."""
+    personas = config.get("persona") if isinstance(config, dict) else None
+    if not isinstance(personas, list):
+        return None
+    return [p["name"] for p in personas if isinstance(p, dict) and isinstance(p.get("name"), str)]
+
+
+def scenario_chord(spec: str) -> list[int]:
+    """``ctrl+alt+f2`` as Linux key codes; ``ctrl``/``alt``/``shift``/``meta`` mean the left key.
+
+    Raises:
+        ValueError: an unknown key name.
+    """
+    from mux.input import keymap
+
+    return [keymap.key_code(part.strip()) for part in spec.split("+")]

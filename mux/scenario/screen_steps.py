@@ -1,0 +1,224 @@
+"""The screen and LED steps of a scenario (openQA's vocabulary), mixed into the runner.
+
+Every screen step looks at :meth:`Controller.screenshot` (the persona's back-buffered
+frame) and polls until its timeout: ``assert_screen`` and ``check_screen`` match
+needles (:mod:`mux.needles.needles`; matching runs in a worker thread so the event loop keeps
+routing input), ``wait_screen_change`` and ``wait_still_screen`` compare whole screens
+by PSNR as os-autoinst does. A step whose ``persona`` is left out looks at the active
+persona. A failed screen assertion raises :class:`ScreenMismatch`, which carries the
+screen and the best match so the runner can save a picture of the difference.
+
+``wait_screen_change`` compares against the screen as it was *before the previous
+step* (the runner takes that reference when it sees a wait_screen_change coming), so a
+change that the previous step caused at once is not missed.
+
+``assert_led`` reads the LEDs the guest set (reported over VNC; when the controller has
+no report yet, the guest's own ``MUX-LED`` serial line), or ``physical``: what mux last
+wrote to the physical keyboards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mux.app.controller import Controller
+from mux.display.leds import Leds
+from mux.errors import MuxError, StepFailed
+from mux.needles.needles import Needle, NeedleMatch, best_match
+from mux.scenario.screens import psnr, similar, unchanged_fraction
+
+SCREEN_POLL_S = 0.25
+LED_POLL_S = 0.05
+_SERIAL_LEDS = re.compile(r"MUX-LED caps=([01]) num=([01]) scroll=([01])")
+
+
+class ScreenMismatch(StepFailed):
+    """A screen assertion failed; carries the screen and the best needle match."""
+
+    def __init__(self, message: str, persona: str, screen: Image.Image, match: NeedleMatch) -> None:
+        super().__init__(message)
+        self.persona = persona
+        self.screen = screen
+        self.match = match
+
+
+class ScreenSteps:
+    """``step_*`` methods for screens and LEDs; the runner provides what is declared here."""
+
+    ctl: Controller
+    artifacts: Path
+    message: str
+    pictures: list[Path]
+    reference: dict[str, Image.Image]
+
+    def timeout(self, seconds: float) -> float:
+        raise NotImplementedError
+
+    async def press_keys(self, chord: str) -> None:
+        raise NotImplementedError
+
+    def _persona(self, a: dict[str, Any]) -> str:
+        name = a.get("persona") or self.ctl.active
+        if name is None:
+            raise StepFailed("no persona is active, and the step names none")
+        return str(name)
+
+    async def look(self, name: str, needles: list[Needle], timeout: float) -> tuple[NeedleMatch, Image.Image]:
+        """Poll ``name``'s screen until one of ``needles`` matches or ``timeout`` passes;
+        returns the best match of the last look and that screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = await self.ctl.screenshot(name)
+            match = await asyncio.to_thread(best_match, screen, needles)
+            left = deadline - time.monotonic()
+            if match.ok or left <= 0:
+                return match, screen
+            await asyncio.sleep(min(SCREEN_POLL_S, left))
+
+    async def check(self, a: dict[str, Any]) -> bool:
+        """check_screen's arguments (also ``if`` and ``until``): whether the needle matches."""
+        name = self._persona(a)
+        match, _ = await self.look(name, a["_needles"], self.timeout(a["timeout"]))
+        self.message = f"{name}: {match.describe()}"
+        return match.ok
+
+    async def step_assert_screen(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        timeout = self.timeout(a["timeout"])
+        match, screen = await self.look(name, a["_needles"], timeout)
+        if not match.ok:
+            message = f"{name}: {match.describe()} (looked for {timeout:.0f}s)"
+            raise ScreenMismatch(message, name, screen, match)
+        self.message = f"{name}: {match.describe()}"
+
+    async def step_check_screen(self, a: dict[str, Any]) -> None:
+        await self.check(a)
+
+    async def step_wait_screen_change(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        before = self.reference.pop(name, None) or await self.ctl.screenshot(name)
+        timeout = self.timeout(a["timeout"])
+        deadline = time.monotonic() + timeout
+        while True:
+            now = await self.ctl.screenshot(name)
+            if not similar(before, now, a["similarity"]):
+                self.message = f"{name}: changed ({_measure(before, now, a['similarity'])})"
+                return
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"{name}'s screen did not change within {timeout:.0f}s "
+                                 f"({_measure(before, now, a['similarity'])})")
+            await asyncio.sleep(SCREEN_POLL_S)
+
+    async def step_wait_still_screen(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        timeout, stilltime = self.timeout(a["timeout"]), float(a["stilltime"])
+        began = time.monotonic()
+        last = await self.ctl.screenshot(name)
+        still_since = began
+        while True:
+            now = time.monotonic()
+            if now - still_since >= stilltime:
+                self.message = f"{name}: still for {stilltime:g}s"
+                return
+            if now - began >= timeout:
+                raise StepFailed(f"{name}'s screen did not stay still for {stilltime:g}s within "
+                                 f"{timeout:.0f}s")
+            await asyncio.sleep(SCREEN_POLL_S)
+            screen = await self.ctl.screenshot(name)
+            if not similar(last, screen, a["similarity"]):
+                last, still_since = screen, time.monotonic()
+
+    async def step_send_key_until_needlematch(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        timeout = self.timeout(a["timeout"])
+        for pressed in range(a["tries"] + 1):
+            match, screen = await self.look(name, a["_needles"], timeout)
+            if match.ok:
+                self.message = f"{name}: {match.describe()} after {pressed} x {a['key']}"
+                return
+            if pressed < a["tries"]:
+                await self.press_keys(a["key"])
+        message = f"{name}: {match.describe()} after {a['tries']} x {a['key']}"
+        raise ScreenMismatch(message, name, screen, match)
+
+    async def step_screenshot(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        screen = await self.ctl.screenshot(name)
+        path = self.artifacts / "screenshots" / f"{a['name'] or name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if a["name"] is None and path.exists():
+            path = path.with_name(f"{name}-{time.strftime('%H%M%S')}-{len(self.pictures)}.png")
+        await asyncio.to_thread(screen.save, path)
+        self.pictures.append(path)
+        self.message = str(path)
+
+    async def step_assert_led(self, a: dict[str, Any]) -> None:
+        target = a["persona"] or self.ctl.active
+        if target is None:
+            raise StepFailed("no persona is active, and the step names none")
+        wanted = {k: a[k] for k in ("caps", "num", "scroll") if a[k] is not None}
+        timeout = self.timeout(a["timeout"])
+        deadline = time.monotonic() + timeout
+        while True:
+            leds = self._leds(target)
+            if leds is not None and all(getattr(leds, k) == v for k, v in wanted.items()):
+                self.message = f"{target}: {_show(leds)}"
+                return
+            if time.monotonic() >= deadline:
+                shown = _show(leds) if leds else "not reported yet"
+                expected = " ".join(f"{k}={int(v)}" for k, v in wanted.items())
+                raise StepFailed(f"{target} LEDs are {shown}; expected {expected} (waited {timeout:g}s)")
+            await asyncio.sleep(LED_POLL_S)
+
+    async def failure_pictures(self, stem: str, exc: BaseException) -> list[Path]:
+        """Save a screenshot of every persona that has a picture (``STEM-PERSONA.png``; a
+        persona that is down gives its last back-buffered frame, if any) and, for a screen
+        mismatch, the picture of the difference (``STEM-PERSONA-diff.png``).
+
+        Raises:
+            OSError: a picture could not be written.
+        """
+        from mux.scenario.screens import difference_picture
+
+        saved = []
+        for name in self.ctl.personas:
+            try:
+                screen = await self.ctl.screenshot(name)
+            except MuxError:
+                continue
+            path = self.artifacts / f"{stem}-{name}.png"
+            await asyncio.to_thread(screen.save, path)
+            saved.append(path)
+        if isinstance(exc, ScreenMismatch):
+            path = self.artifacts / f"{stem}-{exc.persona}-diff.png"
+            picture = await asyncio.to_thread(difference_picture, exc.screen, exc.match)
+            await asyncio.to_thread(picture.save, path)
+            saved.append(path)
+        return saved
+
+    def _leds(self, target: str) -> Leds | None:
+        if target == "physical":
+            return self.ctl.physical_leds
+        leds = self.ctl.leds(target)
+        if leds is None:
+            reports = _SERIAL_LEDS.findall(self.ctl.persona(target).serial.text)
+            if reports:
+                caps, num, scroll = (v == "1" for v in reports[-1])
+                leds = Leds(caps=caps, num=num, scroll=scroll)
+        return leds
+
+
+def _show(leds: Leds) -> str:
+    return f"caps={int(leds.caps)} num={int(leds.num)} scroll={int(leds.scroll)}"
+
+
+def _measure(a: Image.Image, b: Image.Image, level: float) -> str:
+    if level > 1:
+        return f"PSNR {psnr(a, b):.1f} dB, changed below {level:g} dB"
+    return f"{unchanged_fraction(a, b) * 100:.2f}% of pixels unchanged, changed below {level * 100:g}%"
