@@ -77,31 +77,32 @@ def minbase_tarball(suite: str) -> Path:
     return tarball
 
 
-def _pip_paths() -> list[Path]:
-    """pip's config files on the host, and the local directories their values name."""
-    files = [Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), Path.home() / ".config/pip/pip.conf",
-             Path.home() / ".pip/pip.conf"]
-    found = [f for f in files if f.is_file()]
+def _pip_settings() -> tuple[list[Path], list[Path]]:
+    """pip's config files on the host, and the local package directories they name
+    (an index ``.../simple`` stands for its parent, which holds the files it links to)."""
+    files = [Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), Path("/etc/xdg/pip/constraints.txt"),
+             Path.home() / ".config/pip/pip.conf", Path.home() / ".pip/pip.conf"]
+    files = [f for f in files if f.is_file()]
     values = [v for k, v in os.environ.items() if k.startswith("PIP_")]
-    for f in found:
+    for f in files:
         parser = configparser.ConfigParser()
         parser.read(f)
         values += [v for section in parser.sections() for v in parser[section].values()]
+    directories: list[Path] = []
     for value in values:
         for word in value.split():
             path = Path(word.removeprefix("file://"))
-            if path.is_absolute() and path.exists():
-                found.append(path)
-    return found
+            if path.is_absolute() and path.is_dir():
+                directories.append(path.parent if path.name == "simple" else path)
+            elif path.is_absolute() and path.is_file() and path not in files:
+                files.append(path)
+    return files, sorted(set(directories))
 
 
-def _copy_in(root: Path, path: Path) -> None:
-    target = root / path.relative_to("/")
+def _copy_in(root: Path, path: Path, target: Path | None = None) -> None:
+    target = root / (target or path).relative_to("/")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        shutil.copytree(path, target, symlinks=True, dirs_exist_ok=True)
-    else:
-        shutil.copy2(path, target)
+    shutil.copy2(path, target)
 
 
 @pytest.fixture
@@ -117,16 +118,28 @@ def fresh_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_in_chroot(root: Path, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``command`` as root in ``root``, in private mount and PID namespaces."""
+#: The host's CA bundle, kept where Debian's ca-certificates (which bootstrap installs) won't
+#: rewrite it; pip is pointed at it.
+HOST_CA = Path("/etc/mux-fresh/host-ca.pem")
+
+
+def run_in_chroot(root: Path, command: str, binds: list[Path], timeout: float
+                  ) -> subprocess.CompletedProcess[str]:
+    """``command`` as root in ``root``, in private mount and PID namespaces; ``binds``
+    are host directories bound read-only at the same place."""
     keep = {k: v for k, v in os.environ.items()
             if k.startswith("PIP_") or k.lower() in ("http_proxy", "https_proxy", "no_proxy")}
+    keep["PIP_CERT"] = str(HOST_CA)
     env = " ".join(shlex.quote(f"{k}={v}") for k, v in keep.items())
+    mounts = "".join(
+        f"mount --bind -o ro {shlex.quote(str(d))} {shlex.quote(str(root / d.relative_to('/')))}\n"
+        for d in binds)
     script = f"""
 set -e
 mount -t proc proc {root}/proc
 mount --rbind /sys {root}/sys
 mount --rbind /dev {root}/dev
+{mounts}
 exec chroot {root} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \\
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin {env} \\
     /bin/sh -c {shlex.quote(command)}
@@ -135,24 +148,33 @@ exec chroot {root} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \\
                            "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
-def prepare(root: Path, suite: str) -> None:
+def prepare(root: Path, suite: str) -> list[Path]:
+    """Unpack the root file system, copy the host's network and pip settings in, clone
+    the checkout to /root/mux; returns the directories to bind."""
     subprocess.run(["tar", "-xf", str(minbase_tarball(suite)), "-C", str(root)], check=True)
-    for path in [Path("/etc/resolv.conf"), Path("/etc/ssl/certs/ca-certificates.crt"), *_pip_paths()]:
+    files, directories = _pip_settings()
+    for path in [Path("/etc/resolv.conf"), *files]:
         if path.exists():
             _copy_in(root, path)
+    ca = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
+    if ca.is_file():
+        _copy_in(root, ca, HOST_CA)
+    for directory in directories:
+        (root / directory.relative_to("/")).mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(root / "root" / "mux")], check=True)
+    return directories
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("suite", ["trixie", "bookworm"])
 def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
     """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas."""
-    prepare(fresh_root, suite)
+    binds = prepare(fresh_root, suite)
     for tool in ("gcc", "cc", "qemu-system-x86_64"):  # really fresh: nothing to lean on
         assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
     started = time.monotonic()
     proc = run_in_chroot(fresh_root, f"cd /root/mux && ./bootstrap demo --for {DEMO_SECONDS}",
-                         timeout=1800)
+                         binds, timeout=1800)
     took = time.monotonic() - started
     output = proc.stdout + proc.stderr
     print(f"{suite}: ./bootstrap demo took {took:.0f} s\n{output[-3000:]}")
@@ -180,7 +202,8 @@ def test_non_editable_install_works_outside_the_checkout(tmp_path: Path) -> None
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     mux = str(venv / "bin/mux")
-    listing = subprocess.run([mux, "images", "list"], capture_output=True, text=True, cwd=elsewhere)
+    listing = subprocess.run([mux, "images", "list"], capture_output=True, text=True,
+                             cwd=elsewhere)
     assert listing.returncode == 0, listing.stderr
     assert re.search(r"^console\b", listing.stdout, re.M) and re.search(r"^palette\b", listing.stdout, re.M), \
         listing.stdout
