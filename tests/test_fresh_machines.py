@@ -84,7 +84,7 @@ def _pip_settings() -> tuple[list[Path], list[Path]]:
              Path.home() / ".config/pip/pip.conf", Path.home() / ".pip/pip.conf"]
     files = [f for f in files if f.is_file()]
     values = [v for k, v in os.environ.items() if k.startswith("PIP_")]
-    for f in files:
+    for f in (f for f in files if f.suffix == ".conf"):
         parser = configparser.ConfigParser()
         parser.read(f)
         values += [v for section in parser.sections() for v in parser[section].values()]
@@ -205,10 +205,11 @@ def test_non_editable_install_works_outside_the_checkout(tmp_path: Path) -> None
     listing = subprocess.run([mux, "images", "list"], capture_output=True, text=True,
                              cwd=elsewhere)
     assert listing.returncode == 0, listing.stderr
-    assert re.search(r"^console\b", listing.stdout, re.M) and re.search(r"^palette\b", listing.stdout, re.M), \
-        listing.stdout
+    for image in ("console", "palette"):
+        assert re.search(rf"^{image}\b", listing.stdout, re.M), listing.stdout
     (elsewhere / "demo.toml").write_text(
-        '[mux]\naccel = "tcg"\n\n[[persona]]\nname = "work"\nimage = "console"\ncolor = "c03030"\n\n'
+        '[mux]\naccel = "tcg"\n\n'
+        '[[persona]]\nname = "work"\nimage = "console"\ncolor = "c03030"\n\n'
         '[[persona]]\nname = "home"\nimage = "console"\ncolor = "3060c0"\n')
     dry = subprocess.run([mux, "run", "demo.toml", "--dry-run"], capture_output=True, text=True, cwd=elsewhere)
     assert dry.returncode == 0, dry.stderr
