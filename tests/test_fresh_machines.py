@@ -211,7 +211,8 @@ def test_non_editable_install_works_outside_the_checkout(tmp_path: Path) -> None
         '[mux]\naccel = "tcg"\n\n'
         '[[persona]]\nname = "work"\nimage = "console"\ncolor = "c03030"\n\n'
         '[[persona]]\nname = "home"\nimage = "console"\ncolor = "3060c0"\n')
-    dry = subprocess.run([mux, "run", "demo.toml", "--dry-run"], capture_output=True, text=True, cwd=elsewhere)
+    dry = subprocess.run([mux, "run", "demo.toml", "--dry-run"], capture_output=True, text=True,
+                         cwd=elsewhere)
     assert dry.returncode == 0, dry.stderr
     for persona in ("work", "home"):
         assert re.search(rf"^{persona}: \S*qemu-system-x86_64 .*-kernel ", dry.stdout, re.M), dry.stdout
