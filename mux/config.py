@@ -28,7 +28,7 @@ from mux.devices.model import (
     DeviceConfig,
     file_conflicts,
 )
-from mux.errors import ConfigError, Location
+from mux.errors import ConfigError, InputError, Location, UnknownPersona
 from mux.sourcemap import Path_, SourceMap, load_file
 
 Accel = Literal["auto", "kvm", "tcg"]
@@ -109,11 +109,15 @@ class Config:
     source: Path | str = "<built-in>"
 
     def persona(self, name: str) -> PersonaConfig:
-        """Raises KeyError for a name that is not configured."""
+        """The persona called ``name``.
+
+        Raises:
+            UnknownPersona: no persona of that name is configured.
+        """
         for persona in self.personas:
             if persona.name == name:
                 return persona
-        raise KeyError(name)
+        raise UnknownPersona(name, self.names)
 
     @property
     def names(self) -> list[str]:
@@ -388,7 +392,7 @@ def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[s
             c.fail((*path, chord), f"hotkey {chord!r} targets unknown persona {target!r}")
     try:
         parse_hotkeys(input_.hotkeys)
-    except ValueError as exc:
+    except InputError as exc:
         c.fail(path, f"input.hotkeys: {exc}")
 
 

@@ -1,27 +1,36 @@
 """Every error mux raises on purpose derives from :class:`MuxError`.
 
-The tree, and whose fault each one is::
+The whole tree, and whose fault each one is::
 
     MuxError
      ├── ConfigError          the user's config or scenario file (file:line: message)
      │    └── ScenarioError   a scenario file specifically
+     ├── InputError           a key name, chord, hotkey table or text the input side cannot use
+     │    └── UnknownKeyError a name that is no Linux key name (suggests close ones)
+     ├── UnknownPersona       a request names a persona (or switch target) that is not configured
      ├── ImageError           building or finding a guest image
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
      │    └── StateError      a command against a persona in the wrong run state
+     ├── RfbError             a guest's VNC link: refused, broke the protocol, closed, too slow
      ├── DeviceError          a device move that was not made (the device stays where it was)
      │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time
      ├── ControlError         the control socket (no controller, bad request)
-     ├── DisplayError         the display output (SDL could not open a window)
+     ├── DisplayError         the display: an output that cannot open, a frame that cannot be read
+     ├── SnapshotError        a snapshot that could not be saved or restored
      └── StepFailed           a scenario step's assertion did not hold
+          └── ScreenMismatch  a screen assertion; carries the screen and the best needle match
+                              (defined in mux.scenario.screen_steps, next to those types)
 
-Errors from lower layers (``qemu.qmp``, ``OSError``) are translated at the seam that
-calls them and chained with ``raise ... from exc``. ``asyncio.CancelledError`` is never
-wrapped.
+Errors from lower layers (``qemu.qmp``, ``OSError``, Pillow) are translated at the seam
+that calls them and chained with ``raise ... from exc``. ``asyncio.CancelledError`` is
+never wrapped. A ``KeyError`` or ``ValueError`` that escapes a public method is a bug in
+mux, never a user's mistake: callers catch :class:`MuxError`, not those.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +76,35 @@ class ScenarioError(ConfigError):
     """A mistake in a scenario file."""
 
 
+class InputError(MuxError):
+    """A key name, chord, hotkey table or text that the input side cannot read or type,
+    or a router set up with no personas or with reserved names."""
+
+
+class UnknownKeyError(InputError):
+    """A key name that is not a Linux key name; the message suggests close matches."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = (), chord: str | None = None) -> None:
+        self.name = name
+        self.chord = chord
+        self.suggestions = list(suggestions)
+        where = f" in chord {chord!r}" if chord is not None else ""
+        hint = (
+            f"; did you mean {' or '.join(map(repr, self.suggestions))}?" if self.suggestions
+            else " (use Linux names without KEY_, e.g. 'leftshift')"
+        )
+        super().__init__(f"unknown key name {name!r}{where}{hint}")
+
+
+class UnknownPersona(MuxError):
+    """A request names a persona that is not configured (or a switch target that is none)."""
+
+    def __init__(self, name: str, personas: Iterable[str], *, what: str = "persona") -> None:
+        self.name = name
+        self.personas = tuple(personas)
+        super().__init__(f"unknown {what} {name!r} (personas: {', '.join(self.personas)})")
+
+
 class ImageError(MuxError):
     """A guest image could not be built or found."""
 
@@ -100,6 +138,14 @@ class StateError(PersonaError):
         super().__init__(f"persona {persona!r} is {state}, but this needs it {required}")
 
 
+class RfbError(MuxError):
+    """A guest's VNC server refused us, broke the protocol, went away or did not answer in time."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"VNC {path}: {message}")
+
+
 class DeviceError(MuxError):
     """A device could not be attached, detached or moved; the message says where it is now."""
 
@@ -113,8 +159,27 @@ class ControlError(MuxError):
 
 
 class DisplayError(MuxError):
-    """The display output could not be opened (no SDL video driver, no display)."""
+    """The display output could not be opened (no SDL video driver, no display), or a
+    guest's frame could not be read."""
+
+
+class SnapshotError(MuxError):
+    """A snapshot could not be saved or restored."""
 
 
 class StepFailed(MuxError):
     """A scenario step's check did not hold."""
+
+
+# --- switching (mux.app.switcher); added by the control-API work -------------------------
+
+
+class SwitchIncomplete(MuxError):
+    """A switch was made (the new persona is active everywhere), but a part of applying
+    it (the input routing, the display and LEDs) failed; the message names each part."""
+
+    def __init__(self, persona: str, failures: Sequence[tuple[str, str]]) -> None:
+        self.persona = persona
+        self.failures = list(failures)
+        parts = "; ".join(f"{part}: {message}" for part, message in self.failures)
+        super().__init__(f"switched to {persona!r}, but part of the switch failed ({parts})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mux.errors import InputError
 from mux.input.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey, parse_hotkeys
 from mux.input.keymap import key_code
 
@@ -68,7 +69,7 @@ def test_single_key_hotkey() -> None:
 
 def test_targets_are_checked_against_personas() -> None:
     HotkeyMatcher({"scrolllock+1": "work"}, personas=["work"])
-    with pytest.raises(ValueError, match=r"unknown target 'wrok'.*work"):
+    with pytest.raises(InputError, match=r"unknown target 'wrok'.*work"):
         HotkeyMatcher({"scrolllock+1": "wrok"}, personas=["work"])
 
 
@@ -88,12 +89,12 @@ def test_targets_are_checked_against_personas() -> None:
     ],
 )
 def test_bad_hotkeys(hotkeys: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         HotkeyMatcher(hotkeys)
 
 
 def test_every_problem_is_reported() -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(InputError) as info:
         HotkeyMatcher({"ctrl+nope": "next", "": "next", "a": ""})
     text = str(info.value)
     assert "nope" in text and "empty chord" in text and "empty target" in text

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mux.errors import InputError, MuxError, UnknownKeyError
 from mux.input import keycodes
 from mux.input.keymap import (
     GENERIC_MODIFIERS,
-    UnknownKeyError,
     key_code,
     key_name,
     parse_chord,
@@ -139,7 +139,7 @@ def test_every_printable_ascii_character_is_typeable() -> None:
 @pytest.mark.parametrize("text", ["héllo", "a\rb", "€"])
 def test_untypeable_text_names_the_character(text: str) -> None:
     bad = next(ch for ch in text if ord(ch) > 0x7E or ch == "\r")
-    with pytest.raises(ValueError, match=repr(bad).replace("\\", "\\\\")):
+    with pytest.raises(InputError, match=repr(bad).replace("\\", "\\\\")):
         text_to_chords(text)
 
 
@@ -148,10 +148,11 @@ def test_unknown_name_suggests_close_matches() -> None:
         key_code("lefshift")
     assert "leftshift" in str(info.value)
     assert "leftshift" in info.value.suggestions
-    assert isinstance(info.value, ValueError) and isinstance(info.value, KeyError)
-    with pytest.raises(ValueError, match="did you mean 'esc'"):
+    assert isinstance(info.value, InputError) and isinstance(info.value, MuxError)
+    assert not isinstance(info.value, (KeyError, ValueError))  # a user's mistake, not a bug
+    with pytest.raises(UnknownKeyError, match="did you mean 'esc'"):
         key_code("escp")
-    with pytest.raises(ValueError, match=r"unknown key name 'qqqqqq' .*use Linux names"):
+    with pytest.raises(UnknownKeyError, match=r"unknown key name 'qqqqqq' .*use Linux names"):
         key_code("qqqqqq")
 
 
@@ -183,5 +184,5 @@ def test_parse_chord_for_matching() -> None:
     ],
 )
 def test_bad_chords(spec: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         parse_chord(spec, generic_modifiers=True)

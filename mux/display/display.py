@@ -42,9 +42,9 @@ from mux.config import DisplaySection
 from mux.display.backbuffer import BackBuffer, Frame
 from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
-from mux.errors import PersonaError
+from mux.errors import PersonaError, RfbError
 from mux.guest.persona import Persona
-from mux.guest.rfb import RfbClient, RfbError
+from mux.guest.rfb import RfbClient
 from mux.guest.state import RunState
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from types import TracebackType
 from PIL import Image
 
 from mux.display.leds import Leds
-from mux.errors import MuxError
+from mux.errors import RfbError
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,6 @@ ENCODING_LED_STATE = -261
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 _RECT = struct.Struct(">HHHHi")
 _STREAM_LIMIT = 16 * 1024 * 1024  # a full 1920x1200 raw update fits without pausing reads
-
-
-class RfbError(MuxError):
-    """The VNC server refused us, broke the protocol, went away or did not answer in time."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
-        super().__init__(f"VNC {path}: {message}")
 
 
 class RfbClient:

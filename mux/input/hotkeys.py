@@ -28,6 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mux.errors import InputError
 from mux.input.keymap import parse_chord
 
 NEXT = "next"
@@ -83,10 +84,14 @@ class Hotkey:
 
 
 def parse_hotkey(spec: str, target: str) -> Hotkey:
-    """Parse one config entry. Raises ValueError for a bad chord or an empty target."""
+    """Parse one config entry.
+
+    Raises:
+        InputError: a bad chord (see :func:`mux.input.keymap.parse_chord`) or an empty target.
+    """
     slots = parse_chord(spec, generic_modifiers=True)
     if not target.strip():
-        raise ValueError(f"hotkey {spec!r} has an empty target")
+        raise InputError(f"hotkey {spec!r} has an empty target")
     return Hotkey(spec=spec, prefix=slots[:-1], final=slots[-1], target=target)
 
 
@@ -116,16 +121,18 @@ def parse_hotkeys(
 ) -> tuple[Hotkey, ...]:
     """Parse a config's ``{chord: target}`` table.
 
-    With ``personas``, a target must be one of them, ``next`` or ``previous``.
-    Raises ValueError listing every problem: unknown key names (with suggestions),
-    empty chords or targets, a key named twice in a chord, chords that collide.
+    With ``personas``, a target must be one of them, ``next``, ``previous`` or ``overview``.
+
+    Raises:
+        InputError: listing every problem: unknown key names (with suggestions), empty
+            chords or targets, a key named twice in a chord, chords that collide.
     """
     problems: list[str] = []
     parsed: list[Hotkey] = []
     for spec, target in hotkeys.items():
         try:
             hotkey = parse_hotkey(spec, target)
-        except ValueError as exc:
+        except InputError as exc:
             problems.append(str(exc))
             continue
         if personas is not None and target not in {*personas, *TARGETS}:
@@ -136,7 +143,7 @@ def parse_hotkeys(
         problems.extend(msg for other in parsed if (msg := _conflict(other, hotkey)) is not None)
         parsed.append(hotkey)
     if problems:
-        raise ValueError("bad hotkeys:\n  " + "\n  ".join(problems))
+        raise InputError("bad hotkeys:\n  " + "\n  ".join(problems))
     return tuple(parsed)
 
 
@@ -146,7 +153,7 @@ class HotkeyMatcher:
     def __init__(
         self, hotkeys: Mapping[str, str], personas: Collection[str] | None = None
     ) -> None:
-        """Parse ``{chord: target}`` with :func:`parse_hotkeys`; raises its ValueError."""
+        """Parse ``{chord: target}`` with :func:`parse_hotkeys`; raises its InputError."""
         self.hotkeys: tuple[Hotkey, ...] = parse_hotkeys(hotkeys, personas)
         self.codes: frozenset[int] = frozenset().union(*(h.codes for h in self.hotkeys))
 

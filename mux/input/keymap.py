@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 from typing import Literal, overload
 
+from mux.errors import InputError, UnknownKeyError
 from mux.input.keycodes import LINUX_NAME_BY_CODE, LINUX_NAMES, QCODE_BY_LINUX
 
 QmpKeyValue = dict[str, str]
@@ -52,27 +53,10 @@ _US_CHORDS: dict[str, tuple[int, ...]] = {
 }
 
 
-class UnknownKeyError(KeyError, ValueError):
-    """A key name that is not a Linux key name; the message suggests close matches.
-
-    It is a ``ValueError`` (bad user input) and a ``KeyError`` (failed name lookup).
-    """
-
-    def __init__(self, name: str, chord: str | None = None) -> None:
-        self.name = name
-        self.chord = chord
-        candidates = [*LINUX_NAMES, *GENERIC_MODIFIERS]
-        self.suggestions = difflib.get_close_matches(name.lower(), candidates, n=3)
-        where = f" in chord {chord!r}" if chord is not None else ""
-        hint = f"; did you mean {' or '.join(map(repr, self.suggestions))}?"
-        self.message = (
-            f"unknown key name {name!r}{where}"
-            + (hint if self.suggestions else " (use Linux names without KEY_, e.g. 'leftshift')")
-        )
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return self.message
+def _unknown_key(name: str, chord: str | None = None) -> UnknownKeyError:
+    """The error for an unknown key name, with up to three close names as suggestions."""
+    candidates = [*LINUX_NAMES, *GENERIC_MODIFIERS]
+    return UnknownKeyError(name, difflib.get_close_matches(name.lower(), candidates, n=3), chord)
 
 
 def _normalise(name: str) -> str:
@@ -84,8 +68,10 @@ def key_code(name: str) -> int:
     """The Linux code of a key name: ``"leftshift"`` -> 42, ``"ctrl"`` -> leftctrl (29).
 
     Case is ignored and a ``KEY_`` prefix is allowed. Generic modifiers (``ctrl``, ``alt``,
-    ``shift``, ``meta``) mean the left key. Raises UnknownKeyError (a ValueError and a
-    KeyError) for any other name, suggesting close matches.
+    ``shift``, ``meta``) mean the left key.
+
+    Raises:
+        UnknownKeyError: any other name; the message suggests close matches.
     """
     norm = _normalise(name)
     if norm in GENERIC_MODIFIERS:
@@ -93,7 +79,7 @@ def key_code(name: str) -> int:
     try:
         return LINUX_NAMES[norm]
     except KeyError:
-        raise UnknownKeyError(name) from None
+        raise _unknown_key(name) from None
 
 
 def key_name(code: int) -> str:
@@ -116,15 +102,16 @@ def text_to_chords(text: str) -> list[tuple[int, ...]]:
     """One chord per character for typing ``text`` on a US layout.
 
     ``"A"`` -> ``(leftshift, a)``; ``"\\n"`` -> ``(enter,)``; ``"\\t"`` -> ``(tab,)``.
-    Raises ValueError naming the first character (and its position) that a US keyboard
-    cannot type.
+    Raises:
+        InputError: naming the first character (and its position) that a US keyboard
+            cannot type.
     """
     chords = []
     for index, char in enumerate(text):
         try:
             chords.append(_US_CHORDS[char])
         except KeyError:
-            raise ValueError(
+            raise InputError(
                 f"cannot type {char!r} (U+{ord(char):04X}, position {index}) on a US keyboard"
             ) from None
     return chords
@@ -147,15 +134,16 @@ def parse_chord(
     leftctrl. With ``generic_modifiers=True`` (for matching) each key is the set of codes
     that count as it: ``ctrl`` is {leftctrl, rightctrl}, ``leftctrl`` is {leftctrl}.
 
-    Raises ValueError if the chord is empty, has an empty part (a stray ``+``), names the
-    same key twice (``ctrl+leftctrl+a`` counts), and UnknownKeyError (a ValueError) for
-    an unknown key name.
+    Raises:
+        InputError: the chord is empty, has an empty part (a stray ``+``) or names the
+            same key twice (``ctrl+leftctrl+a`` counts).
+        UnknownKeyError: an unknown key name (an :class:`~mux.errors.InputError` too).
     """
     parts = [_normalise(part) for part in spec.split("+")]
     if not spec.strip():
-        raise ValueError("empty chord: expected key names joined by '+', e.g. 'ctrl+alt+f1'")
+        raise InputError("empty chord: expected key names joined by '+', e.g. 'ctrl+alt+f1'")
     if "" in parts:
-        raise ValueError(f"chord {spec!r} has an empty key name (a stray '+'?)")
+        raise InputError(f"chord {spec!r} has an empty key name (a stray '+'?)")
     slots: list[frozenset[int]] = []
     for part in parts:
         try:
@@ -164,9 +152,9 @@ def parse_chord(
                 else (key_code(part),)
             )  # fmt: skip
         except UnknownKeyError:
-            raise UnknownKeyError(part, chord=spec) from None
+            raise _unknown_key(part, chord=spec) from None
         if any(codes & seen for seen in slots):
-            raise ValueError(f"chord {spec!r} names the key {part!r} twice")
+            raise InputError(f"chord {spec!r} names the key {part!r} twice")
         slots.append(codes)
     if generic_modifiers:
         return tuple(slots)

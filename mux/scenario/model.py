@@ -277,7 +277,7 @@ def scenario_chord(spec: str) -> list[int]:
     """``ctrl+alt+f2`` as Linux key codes; ``ctrl``/``alt``/``shift``/``meta`` mean the left key.
 
     Raises:
-        ValueError: an unknown key name.
+        UnknownKeyError: an unknown key name.
     """
     from mux.input import keymap
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from mux.app.controller import Controller
 from mux.config import Config
-from mux.errors import MuxError, ScenarioError, StepFailed
+from mux.errors import MuxError, ScenarioError, SnapshotError, StepFailed
 from mux.guest.state import RunState
 from mux.input import keymap
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
@@ -115,7 +115,7 @@ async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str],
                 if scenario.from_snapshot:
                     name = scenario.from_snapshot
                     if reason := (missing or {}).get(name):
-                        raise snapshot.SnapshotError(f"snapshot {name!r} was not saved: {reason}")
+                        raise SnapshotError(f"snapshot {name!r} was not saved: {reason}")
                     await snapshot.restore(ctl, store, name, runner.timeout(SNAPSHOT_TIMEOUT_S))
                     say(f"  restored snapshot {name!r} in {time.monotonic() - began:.2f}s")
             except MuxError as exc:

@@ -40,17 +40,13 @@ from typing import Any
 from mux import images
 from mux.app.controller import Controller
 from mux.config import Config, parse_config
-from mux.errors import ConfigError, Location, MuxError, PersonaError
+from mux.errors import ConfigError, Location, PersonaError, SnapshotError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 
 MANIFEST = "manifest.json"
 UNLIMITED = 1 << 40  # bytes per second: no migration bandwidth cap
 POLL_S = 0.02
-
-
-class SnapshotError(MuxError):
-    """A snapshot could not be saved or restored."""
 
 
 def default_dir() -> Path:

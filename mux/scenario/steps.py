@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mux.errors import ConfigError, Location, ScenarioError
+from mux.errors import ConfigError, InputError, Location, ScenarioError
 from mux.input import keymap
 from mux.needles.needles import NeedleLibrary
 from mux.scenario.model import (
@@ -260,5 +260,5 @@ def _check_keys(kind: str, args: dict[str, Any], fail: Any) -> None:
             scenario_chord(args["keys"])
         elif args.get("key"):
             keymap.key_code(args["key"])
-    except ValueError as exc:
+    except InputError as exc:
         fail(f"{kind}: {exc}")
