@@ -1,0 +1,121 @@
+"""The controller's configuration as frozen dataclasses, with their defaults.
+
+Tables: ``[mux]``, ``[[persona]]``, ``[input]``, ``[display]``, ``[mqtt]``, one dataclass
+each, gathered in :class:`Config`. The same schema is TOML on disk and inline in
+scenarios; :mod:`mux.config.parse` checks a file against it. Pure data: no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mux.devices.model import DeviceConfig
+from mux.errors import Location, UnknownPersona
+
+Accel = Literal["auto", "kvm", "tcg"]
+RestartPolicy = Literal["no", "on-failure", "always"]
+
+# Background colours handed out to personas that do not choose one.
+DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def runtime_base() -> Path:
+    """Where private runtime directories and the default control socket live."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+def default_control_socket() -> Path:
+    return runtime_base() / f"mux-{os.getuid()}" / "control.sock"
+
+
+@dataclass(frozen=True)
+class MuxSection:
+    accel: Accel = "auto"
+    runtime_dir: Path = field(default_factory=runtime_base)
+    control_socket: Path = field(default_factory=default_control_socket)
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    name: str
+    image: str | None = "console"
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    disk: Path | None = None
+    memory_mb: int = 256
+    color: str = DEFAULT_COLORS[0]
+    restart: RestartPolicy = "no"
+    autostart: bool = True
+    devices: tuple[DeviceConfig, ...] = ()
+    location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
+
+
+@dataclass(frozen=True)
+class InputSection:
+    devices: tuple[str, ...] = ()
+    hotkeys: dict[str, str] | None = None  # None: the built-in defaults
+    autorepeat: Literal["pass", "drop"] = "pass"
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    output: Literal["headless", "window", "auto"] = "headless"
+    backbuffer_interval_s: float = 1.0
+    fullscreen: bool = False
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    url: str
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    base_topic: str = "mux"
+    discovery_prefix: str = "homeassistant"
+    node_id: str = field(default_factory=socket.gethostname)
+    screenshot_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    mux: MuxSection
+    personas: tuple[PersonaConfig, ...]
+    input: InputSection = InputSection()
+    display: DisplaySection = DisplaySection()
+    mqtt: MqttSection | None = None
+    source: Path | str = "<built-in>"
+
+    def persona(self, name: str) -> PersonaConfig:
+        """The persona called ``name``.
+
+        Raises:
+            UnknownPersona: no persona of that name is configured.
+        """
+        for persona in self.personas:
+            if persona.name == name:
+                return persona
+        raise UnknownPersona(name, self.names)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.personas]
+
+
+def demo_config() -> Config:
+    """The built-in demo: two ``console`` personas, "work" and "home", headless."""
+    return Config(
+        mux=MuxSection(),
+        personas=(
+            PersonaConfig("work", color="c03030", restart="on-failure"),
+            PersonaConfig("home", color="3060c0", restart="on-failure"),
+        ),
+    )
