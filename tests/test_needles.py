@@ -73,7 +73,7 @@ def openqa_needle(tmp_path: Path) -> Path:
     return tmp_path / "desktop-20240101.json"
 
 
-def test_real_openqa_needle_loads_with_its_defaults_and_ocr_warning(openqa_needle: Path) -> None:
+def test_real_openqa_needle_loads_with_its_defaults(openqa_needle: Path) -> None:
     library = NeedleLibrary()
     needle = library.file(openqa_needle)
     assert needle is not None and not library.problems
@@ -81,10 +81,10 @@ def test_real_openqa_needle_loads_with_its_defaults_and_ocr_warning(openqa_needl
     match, exclude, ocr = needle.areas
     assert (match.type, match.match, match.margin) == ("match", 90.0, 50)
     assert (exclude.type, exclude.match, exclude.margin) == ("exclude", 96.0, 50)
-    assert ocr.type == "ocr"
-    (location, warning), = library.warnings
-    assert "ocr areas are not supported" in warning
-    assert (location.line, location.column) == (18, 7)
+    assert ocr.type == "ocr" and needle.ocr_areas == [ocr]
+    # ocr areas load as openQA's do (they take no part in matching): no warning
+    assert not library.warnings
+    assert needle.workaround and needle.has_property("workaround") and not needle.has_property("x")
 
 
 def test_match_as_openqa_exclude_ignored_match_threshold_kept(openqa_needle: Path) -> None:
@@ -150,12 +150,12 @@ def test_needle_mistakes_are_all_reported_with_file_line_column(tmp_path: Path) 
     Image.new("RGB", (100, 100)).save(tmp_path / "small.png")
     (tmp_path / "small.json").write_text(
         '{\n  "tags": ["x"],\n  "area": [\n    {"xpos": 50, "ypos": 0, "width": 80, "height": 10},\n'
-        '    {"xpos": 0, "ypos": 0, "width": 10, "height": 10, "type": "sparkle"}\n  ]\n}\n')
+        '    {"xpos": 0, "ypos": 0, "width": 10, "height": 10, "match": "lots"}\n  ]\n}\n')
     with pytest.raises(ConfigError) as caught:
         load_needle(tmp_path / "small.json")
     problems = caught.value.problems
     assert [(p.line, p.column) for p, _ in problems] == [(5, 55), (4, 5)]
-    assert "sparkle" in problems[0][1] and "outside the 100x100 picture" in problems[1][1]
+    assert "match must be a percentage" in problems[0][1] and "outside the 100x100 picture" in problems[1][1]
 
     area = '{"xpos": 0, "ypos": 0, "width": 1, "height": 1}'
     (tmp_path / "nopng.json").write_text(f'{{"tags": ["y"], "area": [{area}]}}')

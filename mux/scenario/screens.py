@@ -8,17 +8,22 @@ pixels that must be exactly unchanged, which is easier to reason about for a sma
 change on a large screen.
 
 :func:`difference_picture` is saved beside a failed screen assertion: the needle, the
-screen, and the screen dimmed with every pixel inside a match area that differs from
-the needle (by os-autoinst's measure: 16 grey levels after the blur) in red.
+screen with each match area where it came closest, and the screen dimmed with every
+pixel of those places that differs visibly from the needle (16 grey levels or more
+after the blur) in red.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from mux.needles.needles import EXCLUDED, FAR, SQUARES, NeedleMatch, prep
+from mux.needles.match import NeedleMatch, prep
+from mux.needles.model import EXCLUDED, paint_excludes
+
+SQUARES = [i * i for i in range(256)]
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -52,26 +57,38 @@ def similar(a: Image.Image, b: Image.Image, level: float) -> bool:
 
 def difference_picture(screen: Image.Image, match: NeedleMatch) -> Image.Image:
     """Three panels: the needle (its match areas blue, exclude areas green), the screen
-    (each match area where it was looked for, green if it passed, red if not), and the
-    screen dimmed with every pixel that differs from the needle in red."""
+    (each match area where it came closest, green if it passed, red if not), and the
+    screen dimmed with every pixel of those places that differs from the needle (by 16
+    grey levels or more after the blur) in red.
+
+    Raises:
+        NeedleImageMissing: the needle's picture cannot be read.
+    """
     screen = screen.convert("RGB")
     needle = match.needle.image()
     expected = Image.new("RGB", screen.size, (40, 40, 40))
     expected.paste(needle, (0, 0))
-    mask = Image.new("L", screen.size, 0)
-    mask_draw = ImageDraw.Draw(mask)
+    scene = prep(paint_excludes(np.asarray(screen), match.needle.excludes))
+    target = prep(match.needle.rgb())
+    differs = np.zeros(scene.shape, dtype=np.uint8)
     for result in match.areas:
-        mask_draw.rectangle(_rect(result.area.box), fill=255)
-    differs = ImageChops.difference(prep(screen), prep(expected)).point(FAR)
-    differs = ImageChops.darker(differs, mask)
+        a = result.area
+        if result.x + a.width > scene.shape[1] or result.y + a.height > scene.shape[0] \
+                or a.xpos + a.width > target.shape[1] or a.ypos + a.height > target.shape[0]:
+            continue
+        here = scene[result.y:result.y + a.height, result.x:result.x + a.width].astype(np.int16)
+        wanted = target[a.ypos:a.ypos + a.height, a.xpos:a.xpos + a.width].astype(np.int16)
+        far = np.abs(here - wanted) >= 16
+        differs[result.y:result.y + a.height, result.x:result.x + a.width][far] = 255
     dimmed = screen.point([v // 3 for v in range(256)] * 3)
-    diff = Image.composite(Image.new("RGB", screen.size, (255, 0, 0)), dimmed, differs)
+    diff = Image.composite(Image.new("RGB", screen.size, (255, 0, 0)), dimmed, Image.fromarray(differs, "L"))
     shown = screen.copy()
     for image in (expected, shown, diff):
         draw = ImageDraw.Draw(image)
         for result in match.areas:
             a = result.area
-            box = (result.x, result.y, result.x + a.width, result.y + a.height) if image is shown else a.box
+            found = (result.x, result.y, result.x + a.width, result.y + a.height)
+            box = a.box if image is expected else found
             color = (60, 120, 255) if image is expected else (255, 255, 0) if image is diff \
                 else (0, 220, 0) if result.ok else (255, 0, 0)
             draw.rectangle(_rect(box), outline=color, width=3)
@@ -82,7 +99,7 @@ def difference_picture(screen: Image.Image, match: NeedleMatch) -> Image.Image:
     picture = Image.new("RGB", (width * 3 + 20, height + 24), (0, 0, 0))
     labels = ImageDraw.Draw(picture)
     for index, (image, label) in enumerate(((expected, f"needle {match.needle.name}"),
-                                            (shown, "screen"), (diff, "differences"))):
+                                            (shown, "screen (closest places)"), (diff, "differences"))):
         picture.paste(image, (index * (width + 10), 24))
         labels.text((index * (width + 10) + 4, 6), label, fill=(255, 255, 255))
     return picture

@@ -1,0 +1,245 @@
+"""Matching needles against a screen as os-autoinst does today (numpy and OpenCV only).
+
+For each needle (os-autoinst's ``tinycv``: ``search_TEMPLATE``, ``enhancedMSE``):
+
+1. exclude areas are painted pure green in both the screen and the needle picture, so
+   nothing in them can differ;
+2. both become grey (ITU-R 601 luma) and are blurred with OpenCV's 3x3 Gaussian (the
+   picture's edge is reflected, so an area on the edge is blurred like any other);
+3. each match area is looked for within a margin of its position: OpenCV's
+   ``matchTemplate`` gives the sum of squared differences at every place; the error at
+   the needle's own place is the bound, the places within 10 of the smallest error
+   are "good" and the good place nearest the needle's own place wins (an unmoved area
+   that fits exactly is taken at once);
+4. there the mean square of the grey difference, ``mse``, gives the similarity
+   ``0.9 + (40 - mse) / 380`` clamped to [0, 1] (os-autoinst dropped its old measure,
+   which ignored differences under 16 grey levels, because it took an unchecked
+   checkbox for a checked one);
+5. an area passes when its similarity is at least ``match / 100 - threshold``; a
+   needle when every match area does. Its error is the mean of (1 - similarity)².
+
+The margin is the area's own while an assertion waits, widened by ``search_ratio``
+towards the whole screen: ``int(margin + ratio * (1024 - margin))`` (os-autoinst uses
+0.02 most of the time and 1 every 5th second and at the deadline).
+
+Of several needles (:func:`search`) a passing one wins, then the smallest error, then
+a ``workaround`` needle, then the name. A needle whose picture cannot be read is
+skipped (and named in :attr:`SearchResult.skipped`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from mux.needles.model import RGB, Area, Grey, Needle, NeedleImageMissing, paint_excludes
+
+FULL_SEARCH = 1024  # os-autoinst widens margins towards this many pixels
+GOOD_WITHIN = 10.0  # squared-difference sums this close to the best are "good" places
+
+
+def prep(rgb: RGB) -> Grey:
+    """Grey and blurred, as os-autoinst compares pictures."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    blurred: Grey = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.uint8, copy=False)
+    return blurred
+
+
+def as_rgb(picture: Image.Image | RGB) -> RGB:
+    if isinstance(picture, Image.Image):
+        return np.asarray(picture.convert("RGB"))
+    return picture
+
+
+class Screen:
+    """One screen frame, with its grey blurred forms kept per set of exclude areas."""
+
+    def __init__(self, picture: Image.Image | RGB) -> None:
+        self.rgb = as_rgb(picture)
+        self._prepped: dict[tuple[tuple[int, int, int, int], ...], Grey] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    def prepped(self, excludes: list[Area]) -> Grey:
+        key = tuple(a.box for a in excludes)
+        if key not in self._prepped:
+            self._prepped[key] = prep(paint_excludes(self.rgb, excludes))
+        return self._prepped[key]
+
+
+def search_margin(margin: int, search_ratio: float) -> int:
+    return int(margin + search_ratio * (FULL_SEARCH - margin))
+
+
+def similarity_of(mse: float) -> float:
+    return min(max(0.9 + (40 - mse) / 380, 0.0), 1.0)
+
+
+def mean_square(a: Grey, b: Grey) -> float:
+    diff = a.astype(np.int32) - b.astype(np.int32)
+    return float(np.mean(diff * diff)) if diff.size else 0.0
+
+
+def search_area(scene: Grey, needle: Grey, x: int, y: int, width: int, height: int,
+                margin: int) -> tuple[float, int, int]:
+    """Where the needle's area ``(x, y, width, height)`` fits best in ``scene`` within
+    ``margin``; returns (similarity, found x, found y). An area outside either picture
+    gives (0, 0, 0), as in os-autoinst."""
+    rows, cols = scene.shape
+    if (x < 0 or y < 0 or x + width > cols or y + height > rows or width <= 0 or height <= 0
+            or x + width > needle.shape[1] or y + height > needle.shape[0]):
+        return 0.0, 0, 0
+    target = needle[y:y + height, x:x + width]
+    here = scene[y:y + height, x:x + width]
+    if np.array_equal(here, target):
+        return 1.0, x, y
+    left, top = max(0, x - margin), max(0, y - margin)
+    right, bottom = min(cols, x + width + margin), min(rows, y + height + margin)
+    window = scene[top:bottom, left:right]
+    errors = cv2.matchTemplate(window, target, cv2.TM_SQDIFF).astype(np.float64)
+    origin = (x - left, y - top)
+    bound = float(errors[origin[1], origin[0]])
+    flat = errors.ravel()
+    first = int(np.argmin(flat))  # the first place (in reading order) with the smallest error
+    if flat[first] < bound:
+        # os-autoinst's scan restarts its list at the first smallest error it meets
+        good = np.flatnonzero(flat[first:] <= flat[first] + GOOD_WITHIN) + first
+    else:
+        good = np.flatnonzero(flat <= bound + GOOD_WITHIN)
+    gy, gx = np.divmod(good, errors.shape[1])
+    nearest = int(np.argmin((gx - origin[0]) ** 2 + (gy - origin[1]) ** 2))
+    fx, fy = int(gx[nearest]) + left, int(gy[nearest]) + top
+    mse = mean_square(scene[fy:fy + height, fx:fx + width], target)
+    return similarity_of(mse), fx, fy
+
+
+@dataclass(frozen=True)
+class AreaResult:
+    area: Area
+    similarity: float
+    x: int
+    y: int
+    ok: bool = True
+
+    @property
+    def moved(self) -> bool:
+        return (self.x, self.y) != (self.area.xpos, self.area.ypos)
+
+
+@dataclass(frozen=True)
+class NeedleMatch:
+    needle: Needle
+    areas: tuple[AreaResult, ...]
+    search_ratio: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.areas)
+
+    @property
+    def error(self) -> float:
+        """os-autoinst's ranking: mean square of (1 - similarity) over the areas."""
+        return sum((1 - r.similarity) ** 2 for r in self.areas) / max(len(self.areas), 1)
+
+    def click_point(self) -> tuple[int, int]:
+        """Where a click on this match lands, in screen pixels: the click point of the area
+        that has one (relative to where that area was found), else the centre of the first
+        match area as found."""
+        chosen = next((r for r in self.areas if r.area.click_point is not None), None)
+        if chosen is None and not self.areas:
+            raise ValueError(f"needle {self.needle.name} has no match area to click")
+        result = chosen or self.areas[0]
+        point = result.area.click_point
+        if point is None or point.center:
+            dx, dy = result.area.width / 2, result.area.height / 2
+        else:
+            dx, dy = point.xpos, point.ypos
+        return int(result.x + dx + 0.5), int(result.y + dy + 0.5)
+
+    def describe(self) -> str:
+        parts = [f"area {a.area.width}x{a.area.height}+{a.area.xpos}+{a.area.ypos}: "
+                 f"{a.similarity * 100:.1f}% (needs {a.area.match:g}%)"
+                 + (f" closest at +{a.x}+{a.y}" if a.moved else "")
+                 for a in self.areas]
+        return f"needle {self.needle.name} {'matched' if self.ok else 'did not match'}: " + "; ".join(parts)
+
+
+def match_needle(screen: Screen | Image.Image | RGB, needle: Needle, threshold: float = 0.0,
+                 search_ratio: float = 0.0) -> NeedleMatch:
+    """Match one needle against a screen; never raises for a mismatch.
+
+    Raises:
+        NeedleImageMissing: the needle's picture cannot be read.
+    """
+    screen = screen if isinstance(screen, Screen) else Screen(screen)
+    needle_p = needle_prepped(needle)
+    scene_p = screen.prepped(needle.excludes)
+    results = []
+    for area in needle.match_areas:
+        margin = search_margin(area.margin, search_ratio)
+        sim, x, y = search_area(scene_p, needle_p, area.xpos, area.ypos, area.width, area.height, margin)
+        results.append(AreaResult(area, sim, x, y, sim >= area.match / 100 - threshold))
+    return NeedleMatch(needle, tuple(results), search_ratio)
+
+
+def needle_prepped(needle: Needle) -> Grey:
+    """The needle's grey blurred picture, kept with the needle.
+
+    Raises:
+        NeedleImageMissing: the needle's picture cannot be read.
+    """
+    if needle._prepped is None:
+        needle._prepped = prep(needle.rgb())
+    return needle._prepped
+
+
+@dataclass
+class SearchResult:
+    """The passing needle that wins (or None), the others best first, and the needles
+    whose picture could not be read."""
+
+    best: NeedleMatch | None
+    candidates: list[NeedleMatch] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def closest(self) -> NeedleMatch | None:
+        """The winner, or else the candidate that came closest."""
+        return self.best or (self.candidates[0] if self.candidates else None)
+
+
+def ranking(match: NeedleMatch) -> tuple[bool, float, bool, str]:
+    return (not match.ok, match.error, not match.needle.workaround, match.needle.name)
+
+
+def search(screen: Screen | Image.Image | RGB, needles: list[Needle], threshold: float = 0.0,
+           search_ratio: float = 0.0) -> SearchResult:
+    """Match every needle; see the module docstring for which one wins."""
+    screen = screen if isinstance(screen, Screen) else Screen(screen)
+    found, skipped = [], []
+    for needle in needles:
+        try:
+            found.append(match_needle(screen, needle, threshold, search_ratio))
+        except NeedleImageMissing as exc:
+            skipped.append(str(exc))
+    found.sort(key=ranking)
+    best = found.pop(0) if found and found[0].ok else None
+    return SearchResult(best, found, skipped)
+
+
+def best_match(screen: Screen | Image.Image | RGB, needles: list[Needle], threshold: float = 0.0,
+               search_ratio: float = 0.0) -> NeedleMatch:
+    """The winner of :func:`search`, or the closest candidate.
+
+    Raises:
+        NeedleImageMissing: no needle's picture could be read.
+    """
+    result = search(screen, needles, threshold, search_ratio)
+    if result.closest is None:
+        raise NeedleImageMissing("; ".join(result.skipped) or "no needles to match")
+    return result.closest
