@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
     p.add_argument("--snapshots", type=Path, metavar="DIR",
                    help="where snapshots are kept (default $MUX_SNAPSHOT_DIR or ~/.cache/mux/snapshots)")
+    p.add_argument("--check", action="store_true",
+                   help="only load and check the files (needles, includes), boot nothing: exit 0 or 2")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("needle", help="openQA needles")
@@ -210,6 +212,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for scenario in scenarios:
         for location, warning in scenario.warnings:
             print(f"mux: warning: {location}: {warning}", file=sys.stderr)
+    if args.check:
+        print(f"mux replay: {len(scenarios)} file(s) checked, "
+              f"{sum(len(s.warnings) for s in scenarios)} warning(s)")
+        return 0
 
     async def replay_all() -> list[ScenarioResult]:
         results: list[ScenarioResult] = []

@@ -197,3 +197,67 @@ def test_best_of_several_needles_and_the_difference_picture() -> None:
     panel = picture.crop((2 * (work.width + 10), 24, 3 * work.width + 20, 24 + work.height))
     assert panel.getpixel((20, 86)) == (255, 0, 0)
     assert panel.getpixel((500, 500)) != (255, 0, 0)
+
+
+def needle_repository(base: Path) -> Path:
+    """The shipped needles plus three that openQA handles leniently: a broken JSON, a
+    needle without its PNG, and one whose match is the string "90" (it loads)."""
+    import shutil
+
+    needles = base / "needles"
+    shutil.copytree(SCENARIOS / "needles", needles)
+    (needles / "broken.json").write_text('{"tags": ["broken"], "area": [}\n')
+    (needles / "no-picture.json").write_text(json.dumps(
+        {"tags": ["no-picture"], "area": [{"xpos": 0, "ypos": 0, "width": 8, "height": 8}]}))
+    data = json.loads((needles / "work-prompt.json").read_text())
+    data["tags"] = ["work-prompt-90"]
+    data["area"][0]["match"] = "90"
+    (needles / "string-match.json").write_text(json.dumps(data, indent=3))
+    shutil.copy(needles / "work-prompt.png", needles / "string-match.png")
+    scenario = base / "lint.yaml"
+    scenario.write_text(
+        "name: lint\nconfig:\n  mux: {accel: tcg}\n  persona: [{name: work, image: console}]\nsteps:\n"
+        "  - wait_serial: {persona: work, match: MUX-READY, timeout: 120}\n"
+        "  - assert_screen: {persona: work, needle: work-prompt-90, timeout: 20}\n"
+        "  - assert_screen: {persona: work, needle: console-prompt, timeout: 20}\n")
+    return scenario
+
+
+def test_broken_needles_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
+    from mux.scenario.model import load_scenario
+
+    scenario = load_scenario(needle_repository(tmp_path))
+    warnings = sorted(f"{location}: {message}" for location, message in scenario.warnings)
+    assert len(warnings) == 3, warnings
+    assert "broken.json:1:31: needle broken.json skipped: needle is not JSON" in warnings[0]
+    assert "no-picture.json:1:1: needle no-picture.json skipped: no PNG beside it" in warnings[1]
+    assert "string-match.json:13:10: needle string-match.json: area match '90' is a string" in warnings[2]
+    (needle,) = scenario.steps[1].args["_needles"]
+    assert needle.name == "string-match" and needle.areas[0].match == 90.0
+    work = Image.open(SCENARIOS / "needles" / "work-prompt.png")
+    assert match_needle(work, needle).ok
+    # a tag only a skipped needle has is still refused before anything boots
+    (tmp_path / "lint.yaml").write_text((tmp_path / "lint.yaml").read_text().replace(
+        "needle: console-prompt", "needle: no-picture"))
+    with pytest.raises(ConfigError, match=r"no needle tagged 'no-picture'.*skipped needles with it: "
+                                          r"no-picture.json"):
+        load_scenario(tmp_path / "lint.yaml")
+
+
+def test_replay_check_loads_without_booting_and_prints_the_warnings(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    scenario = needle_repository(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "mux", "replay", "--check", str(scenario)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("mux: warning:")]
+    assert len(warnings) == 3 and {"broken.json", "no-picture.json", "string-match.json"} == {
+        name for line in warnings for name in ("broken.json", "no-picture.json", "string-match.json")
+        if name in line}
+    assert "1 file(s) checked, 3 warning(s)" in result.stdout
+    scenario.write_text(scenario.read_text().replace("needle: console-prompt", "needle: nowhere"))
+    result = subprocess.run([sys.executable, "-m", "mux", "replay", "--check", str(scenario)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no needle tagged 'nowhere'" in result.stderr

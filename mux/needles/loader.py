@@ -9,7 +9,9 @@ an area of a type it does not know is kept and plays no part. Strict: a needle n
 that an area must lie inside the picture.
 
 A needle that breaks a rule is skipped with one warning naming its file (the first
-problem's line and column, then every problem): it is never fatal to its directory.
+problem's line and column, then every problem): it is never fatal to its directory. A
+needle that loads only thanks to the leniency (a number written as a string) loads with
+one warning, so ``mux replay --check`` can point at it.
 :func:`load_needle` is the strict form for one file, which raises instead.
 """
 
@@ -44,8 +46,9 @@ def load_needle(json_path: Path) -> Needle:
     return needle
 
 
-def read_needle(json_path: Path, problems: Problems) -> Needle | None:
-    """:func:`load_needle` that appends its problems and returns None instead of raising."""
+def read_needle(json_path: Path, problems: Problems, notes: Problems | None = None) -> Needle | None:
+    """:func:`load_needle` that appends its problems and returns None instead of raising;
+    ``notes`` gets what openQA accepts but a needle should not do (numbers as strings)."""
     top = Location(json_path, 1, 1)
     try:
         text = json_path.read_text(encoding="utf-8")
@@ -63,6 +66,10 @@ def read_needle(json_path: Path, problems: Problems) -> Needle | None:
     def fail(path: JsonPath, message: str) -> None:
         problems.append((locate(path), f"needle {json_path.stem}: {message}"))
 
+    def note(path: JsonPath, message: str) -> None:
+        if notes is not None:
+            notes.append((locate(path), f"needle {json_path.stem}: {message}"))
+
     if not isinstance(data, dict):
         fail((), "a needle is a JSON object with tags and area")
         return None
@@ -78,7 +85,7 @@ def read_needle(json_path: Path, problems: Problems) -> Needle | None:
     if not isinstance(raw_areas, list):
         fail(("area",), "area must be a list of areas")
         raw_areas = []
-    areas = [a for i, item in enumerate(raw_areas) if (a := _area(item, ("area", i), locate, fail))]
+    areas = [a for i, item in enumerate(raw_areas) if (a := _area(item, ("area", i), locate, fail, note))]
     clicks = [i for i, item in enumerate(raw_areas) if isinstance(item, dict) and item.get("click_point")]
     if len(clicks) > 1:
         fail(("area", clicks[1], "click_point"), "more than one area has a click point")
@@ -120,10 +127,14 @@ def number(value: Any) -> float | None:
     return None
 
 
-def _area(item: Any, path: JsonPath, locate: SourceMap, fail: Any) -> Area | None:
+def _area(item: Any, path: JsonPath, locate: SourceMap, fail: Any, note: Any) -> Area | None:
     if not isinstance(item, dict):
         fail(path, "an area is an object {xpos, ypos, width, height, type}")
         return None
+    for key in ("xpos", "ypos", "width", "height", "match", "margin"):
+        value = item.get(key)
+        if isinstance(value, str) and (parsed := number(value)) is not None:
+            note((*path, key), f"area {key} {value!r} is a string; read as the number {parsed:g}")
     ok = True
     values: dict[str, int] = {}
     for key in ("xpos", "ypos", "width", "height"):
@@ -198,7 +209,11 @@ class NeedleLibrary:
         path = path.resolve()
         if path not in self._files:
             why: Problems = []
-            self._files[path] = needle = read_needle(path, why)
+            notes: Problems = []
+            self._files[path] = needle = read_needle(path, why, notes)
+            if needle is not None and notes:
+                details = "; ".join(m.removeprefix(f"needle {path.stem}: ") for _, m in notes)
+                self.warnings.append((notes[0][0], f"needle {path.name}: {details}"))
             if needle is None:
                 self._why[path] = why
                 location = why[0][0] if why else Location(path, 1, 1)
