@@ -43,6 +43,8 @@ FRESH_CACHE = cache_root().parent / "fresh"
 MAX_TARBALL_AGE_S = 7 * 24 * 3600
 MIRROR = "http://deb.debian.org/debian"
 DEMO_SECONDS = 60
+#: Replayed after the demo, on the fresh machine's own QEMU and kernel: keys, LEDs, needles.
+SCENARIOS = ("scenarios/caps-lock-led.yaml", "scenarios/two-personas-isolation.yaml")
 
 pytestmark = pytest.mark.slow
 
@@ -168,17 +170,20 @@ def prepare(root: Path, suite: str) -> list[Path]:
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("suite", ["trixie", "bookworm"])
 def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
-    """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas."""
+    """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas;
+    then two scenarios replay there (keys, LEDs and needles on that release's QEMU and
+    kernel)."""
     binds = prepare(fresh_root, suite)
     for tool in ("gcc", "cc", "qemu-system-x86_64"):  # really fresh: nothing to lean on
         assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
     started = time.monotonic()
-    proc = run_in_chroot(fresh_root, f"cd /root/mux && ./bootstrap demo --for {DEMO_SECONDS}",
-                         binds, timeout=1800)
+    command = (f"cd /root/mux && ./bootstrap demo --for {DEMO_SECONDS} && echo DEMO-DONE && "
+               f".venv/bin/mux replay {' '.join(SCENARIOS)} --artifacts /root/replay")
+    proc = run_in_chroot(fresh_root, command, binds, timeout=1800)
     took = time.monotonic() - started
     output = proc.stdout + proc.stderr
     print(f"{suite}: ./bootstrap demo took {took:.0f} s\n{output[-3000:]}")
-    assert proc.returncode == 0, output[-4000:]
+    assert "DEMO-DONE" in proc.stdout, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     logs = sorted((fresh_root / "root/.local/state/mux/logs").glob("*/"))
     assert logs, f"no serial logs were kept:\n{output[-3000:]}"
@@ -187,6 +192,7 @@ def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
         assert log is not None, f"no serial log for {persona} in {logs[-1]}"
         text = log.read_text(errors="replace")
         assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
+    assert proc.returncode == 0, f"the scenarios failed on {suite}:\n{output[-4000:]}"
 
 
 @pytest.mark.timeout(900)
