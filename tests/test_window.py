@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from mux.config import DisplaySection, PersonaConfig
 from mux.display.backbuffer import BackBuffer, Frame
-from mux.display.layout import fit, overview_tiles, parse_color
+from mux.display.layout import Rect, fit, overview_tiles, parse_color
 from mux.display.window import BANNER_H, WindowOutput, linux_key, pygame
 from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_REL, EV_SYN, REL_WHEEL, InputEvent
 from mux.input.router import QEMU_ABS_MAX
@@ -85,13 +87,31 @@ def pixel(x: int, y: int) -> tuple[int, int, int]:
 
 
 def test_fit_keeps_the_aspect_ratio_and_centres() -> None:
-    area = pygame.Rect(0, 32, 800, 800)
+    area = Rect(0, 32, 800, 800)
     rect = fit((1024, 768), area)
     assert rect.size == (800, 600) and rect.center == area.center
-    assert fit((1024, 768), pygame.Rect(0, 0, 1024, 768)).size == (1024, 768)
-    tiles = overview_tiles(3, pygame.Rect(0, 32, 1000, 700))
+    assert fit((1024, 768), Rect(0, 0, 1024, 768)).size == (1024, 768)
+    tiles = overview_tiles(3, Rect(0, 32, 1000, 700))
     assert len(tiles) == 3 and len({t.size for t in tiles}) == 1
     assert not any(a.colliderect(b) for i, a in enumerate(tiles) for b in tiles[i + 1:])
+
+
+@given(st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(0, 60)] * 2),
+       st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(0, 60)] * 2),
+       st.integers(-20, 20), st.integers(-20, 20))
+def test_layout_rects_agree_with_pygame(a: tuple[int, int, int, int], b: tuple[int, int, int, int],
+                                        dx: int, dy: int) -> None:
+    """layout.Rect is pure, but what pygame draws with it must be where pygame would."""
+    mine, theirs = Rect(*a), pygame.Rect(a)
+    assert (mine.center, mine.right, mine.bottom, mine.topleft) == \
+        (theirs.center, theirs.right, theirs.bottom, theirs.topleft)
+    assert tuple(mine.inflate(dx, dy)) == tuple(theirs.inflate(dx, dy))
+    assert tuple(mine.move(dx, dy)) == tuple(theirs.move(dx, dy))
+    assert mine.collidepoint(dx, dy) == theirs.collidepoint(dx, dy)
+    assert mine.colliderect(Rect(*b)) == theirs.colliderect(pygame.Rect(b))
+    centred = pygame.Rect(0, 0, a[2], a[3])
+    centred.center = (dx, dy)
+    assert tuple(Rect(0, 0, a[2], a[3]).centred_at((dx, dy))) == tuple(centred)
 
 
 def test_sdl_scancodes_are_usb_usages_mapped_to_linux_codes() -> None:
@@ -146,7 +166,7 @@ def test_overview_shows_every_back_buffer_and_a_digit_switches(
             await asyncio.sleep(0.1)
             assert window.overview
             width, height = pygame.display.get_surface().get_size()
-            tiles = overview_tiles(2, pygame.Rect(0, BANNER_H, width, height - BANNER_H))
+            tiles = overview_tiles(2, Rect(0, BANNER_H, width, height - BANNER_H))
             assert near(pixel(*tiles[0].center), (200, 200, 0))
             assert near(pixel(*tiles[1].center), (0, 200, 200))
             assert pixel(2, 2) == WORK  # the banner stays
