@@ -224,7 +224,7 @@ def needle_repository(base: Path) -> Path:
 
 
 def test_broken_needles_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
-    from mux.scenario.model import load_scenario
+    from mux.scenario.parse import load_scenario
 
     scenario = load_scenario(needle_repository(tmp_path))
     warnings = sorted(f"{location}: {message}" for location, message in scenario.warnings)

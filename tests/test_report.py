@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 from PIL import Image
 
-from mux.scenario.model import load_scenario
+from mux.scenario.parse import load_scenario
 from mux.scenario.report import ScenarioResult, StepResult, SummaryRecorder, write_junit, write_results
 
 SCHEMA = Path(__file__).parent / "data" / "junit-10.xsd"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mux.errors import ScenarioError
-from mux.scenario.model import load_scenario
+from mux.scenario.parse import load_scenario
 
 GOOD = """\
 name: two personas stay apart

@@ -1,4 +1,4 @@
-"""Scenario files: the model and its checks (pure: no asyncio, QEMU or I/O but reading).
+"""Scenario files: the model (pure: no asyncio, QEMU or I/O but reading a file).
 
 A scenario is YAML: a ``name``, an inline ``config`` (the TOML schema), and ``steps``;
 optionally ``snapshot: NAME`` (save every persona when the steps have passed) and
@@ -12,11 +12,13 @@ check_screen arguments). Two steps hold other steps: ``include: other.yaml`` (a 
 steps, or a mapping with ``steps``; relative to the including file) and ``repeat:
 {times, until, steps}``.
 
-The step vocabulary is the table :data:`STEPS`; everything that is wrong in a file
-(YAML syntax, unknown steps, argument types, unknown personas, regexes that do not
-compile, missing or broken needles, include cycles) is found before anything boots
-and reported at once, each with ``file:line:column``. Needles are resolved here too
-(:mod:`mux.needles.needles`): a step keeps them in its ``_needles`` argument.
+The step vocabulary is the table :data:`STEPS`; a file becomes a :class:`Scenario` of
+:class:`Step` trees. Reading and checking a file is :mod:`mux.scenario.parse` (the file)
+and :mod:`mux.scenario.steps` (its steps): everything that is wrong in a file (YAML
+syntax, unknown steps, argument types, unknown personas, regexes that do not compile,
+missing or broken needles, include cycles) is found before anything boots and reported
+at once, each with ``file:line:column``. Needles are resolved when a file is read
+(:mod:`mux.needles`): a step keeps them in its ``_needles`` argument.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mux.config import Config, PersonaConfig, parse_config
+from mux.config import Config
 from mux.errors import ConfigError, Location, ScenarioError
-from mux.needles.needles import NeedleLibrary
 from mux.sourcemap import SourceMap, load_yaml_text
 
 Number = (int, float)
@@ -165,19 +166,6 @@ def timeout_scale() -> float:
         return 1.0
 
 
-def load_scenario(path: Path, snapshots: SnapshotConfigs | None = None) -> Scenario:
-    """Read and check one scenario file (and the files it includes, and its needles).
-
-    ``snapshots`` says which snapshot names exist (and the config each was saved with);
-    without it ``from_snapshot`` is not checked and the scenario must have a config.
-
-    Raises:
-        ScenarioError: every problem in the file, each with file:line:column.
-    """
-    data, locate = read_yaml(path, Location(path))
-    return parse_scenario(data, locate, path, snapshots)
-
-
 def read_yaml(path: Path, where: Location) -> tuple[Any, SourceMap]:
     """A YAML file as data and its source map; ``where`` is blamed if it cannot be read.
 
@@ -192,85 +180,6 @@ def read_yaml(path: Path, where: Location) -> tuple[Any, SourceMap]:
         return load_yaml_text(text, path)
     except ConfigError as exc:
         raise ScenarioError(exc.problems) from exc
-
-
-def parse_scenario(data: Any, locate: SourceMap, path: Path,
-                   snapshots: SnapshotConfigs | None = None) -> Scenario:
-    """Check plain scenario data; see :func:`load_scenario`."""
-    problems: list[tuple[Location, str]] = []
-    if not isinstance(data, dict):
-        raise ScenarioError([(locate(()), "a scenario is a mapping with name, config and steps")])
-    known = ("name", "config", "steps", "snapshot", "from_snapshot")
-    for key in data:
-        if key not in known:
-            problems.append((locate((key,)), f"unknown key {key!r} ({', '.join(known)})"))
-    name = data.get("name", path.stem)
-    if not isinstance(name, str):
-        problems.append((locate(("name",)), "name must be a string"))
-        name = path.stem
-    snapshot, start_from = (_snapshot_name(data, key, locate, problems)
-                            for key in ("snapshot", "from_snapshot"))
-    saved_config = snapshots(start_from) if snapshots and start_from else None
-    if start_from and snapshots and saved_config is None:
-        problems.append((locate(("from_snapshot",)), f"no snapshot {start_from!r}: no earlier scenario"
-                         " in this run saves it, and none is stored from an earlier run"))
-    config: Config | None = None
-    if "config" not in data:
-        config = saved_config
-        if config is None and not (start_from and snapshots):
-            problems.append((locate(()), "a scenario needs a config (with at least one persona)"))
-    else:
-        try:
-            config = parse_config(data["config"], locate, path, prefix=("config",))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-        if config and saved_config and _machines(config) != _machines(saved_config):
-            problems.append((locate(("config",)), f"the personas differ from those snapshot"
-                             f" {start_from!r} was saved with; leave config out to use theirs"))
-    from mux.scenario.steps import Context, parse_steps
-
-    names = config.names if config else _raw_persona_names(data.get("config"))
-    ctx = Context(locate, names, problems, NeedleLibrary(), path, (path.parent,), (path.resolve(),))
-    steps = parse_steps(data.get("steps"), ("steps",), ctx)
-    problems.extend(ctx.needles.problems)
-    if problems or config is None:
-        raise ScenarioError(_unique(problems))
-    return Scenario(name, path, config, steps, snapshot, start_from, data.get("config"),
-                    _unique(ctx.needles.warnings))
-
-
-def _snapshot_name(data: dict[str, Any], key: str, locate: SourceMap,
-                   problems: list[tuple[Location, str]]) -> str | None:
-    value = data.get(key)
-    if value is not None and not (isinstance(value, str) and SNAPSHOT_NAME.match(value)):
-        problems.append((locate((key,)), f"{key} must be a name of letters, digits, '.', '_' or '-'"))
-        return None
-    return value
-
-
-def _machines(config: Config) -> list[tuple[Any, ...]]:
-    """What a snapshot depends on: each persona's machine, not its policies."""
-    def machine(p: PersonaConfig) -> tuple[Any, ...]:
-        return (p.name, p.image, p.kernel, p.initrd, p.append, p.disk, p.memory_mb, p.color, p.autostart)
-    return [machine(p) for p in config.personas]
-
-
-def _unique(problems: list[tuple[Location, str]]) -> list[tuple[Location, str]]:
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for loc, message in problems:
-        if (str(loc), message) not in seen:
-            seen.add((str(loc), message))
-            kept.append((loc, message))
-    return kept
-
-
-def _raw_persona_names(config: Any) -> list[str] | None:
-    """Persona names from a config that failed its checks, so steps can still be checked."""
-    personas = config.get("persona") if isinstance(config, dict) else None
-    if not isinstance(personas, list):
-        return None
-    return [p["name"] for p in personas if isinstance(p, dict) and isinstance(p.get("name"), str)]
 
 
 def scenario_chord(spec: str) -> list[int]:

@@ -37,7 +37,8 @@ from mux.input import keymap
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.input.sources import RecordingSource
 from mux.scenario import snapshot
-from mux.scenario.model import MOUSE_BUTTONS, Scenario, Step, load_scenario, scenario_chord, timeout_scale
+from mux.scenario.model import MOUSE_BUTTONS, Scenario, Step, scenario_chord, timeout_scale
+from mux.scenario.parse import load_scenario
 from mux.scenario.report import ScenarioResult, StepResult, SummaryRecorder
 from mux.scenario.screen_steps import ScreenSteps
 
