@@ -23,6 +23,8 @@ from typing import Literal
 
 from PIL import Image
 
+from mux.errors import DisplayError, UnknownPersona
+
 FrameSource = Literal["vnc", "screendump"]
 
 
@@ -56,17 +58,17 @@ class BackBuffer:
         """The newest frame of ``name``, or None if none was seen yet.
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
         if name not in self._frames:
-            raise KeyError(f"unknown persona {name!r} (personas: {', '.join(self._frames)})")
+            raise UnknownPersona(name, self._frames)
         return self._frames[name]
 
     def put(self, name: str, frame: Frame) -> bool:
         """Keep ``frame`` unless a newer one is stored; returns whether it was kept.
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
         current = self.get(name)
         if current is not None and frame.captured < current.captured:
@@ -84,8 +86,8 @@ class BackBuffer:
         stored for ``name`` (a newer live frame wins over this one).
 
         Raises:
-            KeyError: no such persona.
-            ValueError: ``data`` is not an image Pillow can read.
+            UnknownPersona: no such persona.
+            DisplayError: ``data`` is not an image Pillow can read.
         """
         fingerprint = zlib.crc32(data) ^ (len(data) << 32)
         current = self.get(name)
@@ -103,11 +105,11 @@ def decode_image(data: bytes) -> Image.Image:
     """Decode an encoded image (QEMU writes binary PPM, ``P6``) to RGB.
 
     Raises:
-        ValueError: not an image Pillow can read, or truncated.
+        DisplayError: not an image Pillow can read, or truncated.
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return image if image.mode == "RGB" else image.convert("RGB")
-    except (OSError, SyntaxError) as exc:  # Pillow's UnidentifiedImageError is an OSError
-        raise ValueError(f"not a readable image ({len(data)} bytes): {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow: not an image, or a bad header
+        raise DisplayError(f"not a readable image ({len(data)} bytes): {exc}") from exc

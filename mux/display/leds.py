@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from mux.errors import UnknownPersona
+
 log = logging.getLogger(__name__)
 
 
@@ -67,10 +69,10 @@ class LedRouter:
         """The LEDs ``name``'s guest last set; None before its first report.
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
         if name not in self._state:
-            raise KeyError(f"unknown persona {name!r} (personas: {', '.join(self._state)})")
+            raise UnknownPersona(name, self._state)
         return self._state[name]
 
     def add_sink(self, sink: LedSink) -> None:
@@ -88,7 +90,7 @@ class LedRouter:
         """Record a guest's report; write it to the sinks only if ``name`` is active.
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
         self.persona(name)
         previous, self._state[name] = self._state[name], leds
@@ -103,7 +105,7 @@ class LedRouter:
         """Make ``name`` active and write its recorded state, if it has one.
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
         leds = self.persona(name)
         self.active = name
