@@ -153,7 +153,9 @@ def test_openqa_steps_flow_and_includes_load(tmp_path: Path) -> None:
 
 def test_five_different_mistakes_of_the_issue_five_locations(tmp_path: Path) -> None:
     """Unknown step, wrong argument type, missing needle PNG, needle area outside its
-    picture, a regex that does not compile: all reported at once, each located."""
+    picture, a regex that does not compile: all reported at once, each located. A broken
+    needle is skipped as openQA skips it, so the steps that need it are the mistakes, and
+    they name the skipped file."""
     path = with_needles(tmp_path, GOOD.replace("- sleep: 0.5", "- sleep: [1]")
                         .replace("- switch: work", "- switch_to: work")
                         .replace('match: "MUX-READY"', 'match: "MUX-(READY"')
@@ -169,11 +171,12 @@ def test_five_different_mistakes_of_the_issue_five_locations(tmp_path: Path) -> 
     problems = caught.value.problems
     assert len(problems) == 5, caught.value
     located = {(Path(loc.file).name, loc.line) for loc, _ in problems}
-    assert located == {("s.yaml", 6), ("s.yaml", 7), ("s.yaml", 14), ("nopng.json", 1), ("toolarge.json", 2)}
+    assert located == {("s.yaml", 6), ("s.yaml", 7), ("s.yaml", 14), ("s.yaml", 15), ("s.yaml", 16)}
     assert all(loc.column > 0 for loc, _ in problems)
     text = str(caught.value)
-    for words in ("switch_to", "not a valid regex", "sleep: seconds must be", "nopng.png is missing",
-                  "outside the 1024x768 picture"):
+    for words in ("switch_to", "not a valid regex", "sleep: seconds must be",
+                  "assert_screen: no needle tagged 'nopng'", "skipped needles with it: nopng.json",
+                  "check_screen: no needle tagged 'toolarge'", "skipped needles with it: toolarge.json"):
         assert words in text
 
 

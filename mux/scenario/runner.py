@@ -45,7 +45,9 @@ from mux.scenario.screen_steps import ScreenSteps
 SYN = InputEvent(EV_SYN, 0, 0)
 KEY_GAP_S = 0.01  # between key events of typed text, so a slow TCG guest keeps up
 SNAPSHOT_TIMEOUT_S = 60.0
-FAILURES = (StepFailed, MuxError, TimeoutError, KeyError)
+# What fails a step (recorded, the scenario stops); anything else is a bug in mux and propagates.
+# TimeoutError: a wait (serial, snapshot restore) that did not end in time.
+FAILURES = (StepFailed, MuxError, TimeoutError)
 
 __all__ = ["ScenarioResult", "StepResult", "StepRunner", "load_all", "run_scenario"]
 
