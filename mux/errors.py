@@ -11,13 +11,16 @@ The whole tree, and whose fault each one is::
      ├── ImageError           building or finding a guest image
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
-     │    └── StateError      a command against a persona in the wrong run state
+     │    ├── StateError      a command against a persona in the wrong run state
+     │    └── MigrationError  saving or loading a guest's state failed
+     │                        (defined in mux.guest.migration, next to the migration)
      ├── RfbError             a guest's VNC link: refused, broke the protocol, closed, too slow
      ├── DeviceError          a device move that was not made (the device stays where it was)
      │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time
      ├── ControlError         the control socket (no controller, bad request)
      ├── DisplayError         the display: an output that cannot open, a frame that cannot be read
      ├── SnapshotError        a snapshot that could not be saved or restored
+     ├── SwitchIncomplete     a switch was made, but a part of applying it failed (names the part)
      └── StepFailed           a scenario step's assertion did not hold
           └── ScreenMismatch  a screen assertion; carries the screen and the best needle match
                               (defined in mux.scenario.screen_steps, next to those types)
