@@ -32,11 +32,14 @@ needs_apt = pytest.mark.skipif(not HAVE_APT, reason="needs apt-get and dpkg (Deb
 
 
 def test_image_names() -> None:
-    assert images.image_names() == ["console", "palette"]
+    assert images.image_names() == ["console", "debian", "palette"]
+    # `mux images build` without a name: debian takes minutes and needs root.
+    assert images.default_image_names() == ["console", "palette"]
+    assert images.load_recipe("debian").kind == "disk"
 
 
 def test_unknown_image_is_an_image_error() -> None:
-    with pytest.raises(ImageError, match=r"unknown guest image 'nope' \(known: console, palette\)"):
+    with pytest.raises(ImageError, match=r"unknown guest image 'nope' \(known: console, debian, palette\)"):
         images.build("nope", progress=lambda m: None)
     with pytest.raises(ImageError, match="unknown guest image"):
         images.find_built("../console")

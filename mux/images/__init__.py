@@ -1,5 +1,7 @@
-"""The built-in guest images: recipes (package data in ``recipes/``), the builder and
-the initramfs writer. The builder's public face is re-exported here."""
+"""The built-in guest images: recipes (package data in ``recipes/``), the builder
+(cache and dispatch), the busybox images (kernel + initramfs, with the initramfs
+writer) and the ``debian`` disk image (with the file-only disk assembly). The builder's
+public face is re-exported here."""
 
 from mux.images.builder import (
     BuiltImage,
@@ -7,6 +9,7 @@ from mux.images.builder import (
     build,
     cache_key,
     cache_root,
+    default_image_names,
     find_built,
     image_names,
     list_images,
@@ -20,6 +23,7 @@ __all__ = [
     "build",
     "cache_key",
     "cache_root",
+    "default_image_names",
     "find_built",
     "image_names",
     "list_images",

@@ -1,30 +1,29 @@
-"""The built-in guest images: a stock Debian kernel plus a busybox initramfs.
+"""The built-in guest images: recipes, the cache, and the build dispatch.
 
 Theory: a recipe is a directory ``mux/images/recipes/<name>/`` holding ``recipe.toml``
-(kernel package pattern, extra packages, kernel modules, shared directories to
-include, the kernel command line) and an ``init`` script. Building one means:
-resolve the packages to exact versions with ``apt-cache``, fetch them with
-``apt-get download`` (no root needed), unpack them with ``dpkg -x``, and pack
-busybox, the recipe's scripts and the dependency closure of the listed modules
-into a gzip'd newc cpio (both made by :mod:`mux.initramfs`).
+(its ``kind``, the kernel package, extra packages, shared directories to include, the
+kernel command line) and its scripts. Two kinds exist: ``initramfs`` (``console``,
+``palette``: a stock Debian kernel plus a busybox initramfs, built without root by
+:mod:`mux.images.busybox`) and ``disk`` (``debian``: a bootable qcow2 made with
+mmdebstrap, as root, by :mod:`mux.images.debian`). A recipe with ``on_demand = true``
+is built only when named, never by ``default_image_names()``.
 
 Nothing binary is committed. A build lands in ``cache_root()/<name>-<key>/``
-(``vmlinuz``, ``initrd.img``, ``image.json``) where the key hashes the recipe
-files, the resolved package versions and ``BUILD_FORMAT``: a new kernel in the
-archive or an edited recipe gives a new key, an unchanged one is a cache hit.
-Builds happen in a staging directory next to the cache and are renamed into
-place whole, so a failed or interrupted build never leaves a usable-looking
-entry, and two concurrent builders of the same key both end with one entry.
+(``vmlinuz``, ``initrd.img``, for a disk ``disk.qcow2``, and ``image.json``) where the
+key hashes the recipe files, the package versions ``apt-cache`` resolves and
+``BUILD_FORMAT``: a new kernel in the archive or an edited recipe gives a new key, an
+unchanged one is a cache hit. Builds happen in a staging directory next to the cache
+and are renamed into place whole, so a failed or interrupted build never leaves a
+usable-looking entry, and two concurrent builders of the same key both end with one
+entry.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import tomllib
@@ -33,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mux.errors import ImageError
-from mux.images.initramfs import Cpio, module_bytes, module_closure
+from mux.images import busybox, debian
+from mux.images.tools import run
 
 #: Bump when the image layout made here or in mux.initramfs changes, to invalidate caches.
 BUILD_FORMAT = 2
@@ -45,12 +45,15 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """A built guest: boot it with ``-kernel kernel -initrd initrd -append append``."""
+    """A built guest: boot it with ``-kernel kernel -initrd initrd -append append``, or,
+    for a disk image (``debian``), from ``disk`` with its own boot loader (BIOS or UEFI;
+    the kernel and initrd it holds are also here, with the command line it boots)."""
 
     name: str
     kernel: Path
     initrd: Path
     append: str
+    disk: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Recipe:
     modules: tuple[str, ...]
     append: str
     files: dict[str, bytes]
+    kind: str = "initramfs"  # or "disk": see mux.images.debian
+    on_demand: bool = False  # built only when named: not by ``default_image_names()``
 
     def recipe_hash(self) -> str:
         """Hash of the recipe files alone (without package versions)."""
@@ -78,6 +83,11 @@ def image_names() -> list[str]:
     if not RECIPE_DIR.is_dir():
         return []
     return sorted(p.parent.name for p in RECIPE_DIR.glob("*/recipe.toml"))
+
+
+def default_image_names() -> list[str]:
+    """The images built when none is named: all but the on-demand ones (``debian``)."""
+    return [name for name in image_names() if not load_recipe(name).on_demand]
 
 
 def cache_root() -> Path:
@@ -102,9 +112,12 @@ def load_recipe(name: str) -> Recipe:
         modules = tuple(str(m) for m in data.get("modules", []))
         append = str(data["append"])
         include = [str(i) for i in data.get("include", [])]
+        kind, on_demand = str(data.get("kind", "initramfs")), bool(data.get("on_demand", False))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ImageError(f"broken recipe {toml_path}: {exc!r}") from exc
-    if not (directory / "init").is_file():
+    if kind not in ("initramfs", "disk"):
+        raise ImageError(f"recipe {name!r}: kind must be initramfs or disk, not {kind!r}")
+    if kind == "initramfs" and not (directory / "init").is_file():
         raise ImageError(f"recipe {name!r} has no init script in {directory}")
     files: dict[str, bytes] = {}
     for source, prefix in [(directory, ""), *((RECIPE_DIR / i, f"{i}/") for i in include)]:
@@ -115,28 +128,15 @@ def load_recipe(name: str) -> Recipe:
                 files[prefix + path.relative_to(source).as_posix()] = path.read_bytes()
             except OSError as exc:
                 raise ImageError(f"recipe {name!r}: cannot read {path}: {exc}") from exc
-    return Recipe(name, kernel, packages, modules, append, files)
+    return Recipe(name, kernel, packages, modules, append, files, kind, on_demand)
 
 
 # --- package resolution -------------------------------------------------------
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise ImageError(f"{what}: cannot run {argv[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise ImageError(
-            f"{what} failed (exit code {proc.returncode}): {' '.join(argv)}\n"
-            f"{proc.stderr.strip() or proc.stdout.strip()}"
-        )
-    return proc.stdout
-
-
 def _candidates(packages: Iterable[str]) -> dict[str, str]:
     """Candidate version of each package apt knows and can install."""
-    out = _run(["apt-cache", "policy", *packages], "apt-cache policy")
+    out = run(["apt-cache", "policy", *packages], "apt-cache policy")
     found: dict[str, str] = {}
     current = ""
     for line in out.splitlines():
@@ -196,7 +196,7 @@ def _kernel_package(kernel: str) -> str:
     A name that depends on no other ``linux-image-*`` is used as it is.
     """
     try:
-        out = _run(["apt-cache", "depends", "--important", kernel], "apt-cache depends")
+        out = run(["apt-cache", "depends", "--important", kernel], "apt-cache depends")
     except ImageError as exc:
         raise ImageError(f"apt knows no kernel package {kernel!r}{_NEEDS}: {exc}") from exc
     for line in out.splitlines():
@@ -221,15 +221,12 @@ def cache_key(recipe: Recipe, versions: dict[str, str]) -> str:
 def _load_entry(directory: Path) -> BuiltImage | None:
     try:
         meta = json.loads((directory / "image.json").read_text())
-        image = BuiltImage(
-            name=str(meta["name"]),
-            kernel=directory / "vmlinuz",
-            initrd=directory / "initrd.img",
-            append=str(meta["append"]),
-        )
+        disk = directory / str(meta["disk"]) if meta.get("disk") else None
+        image = BuiltImage(str(meta["name"]), directory / "vmlinuz", directory / "initrd.img",
+                           str(meta["append"]), disk)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if image.kernel.is_file() and image.initrd.is_file():
+    if image.kernel.is_file() and image.initrd.is_file() and (disk is None or disk.is_file()):
         return image
     return None
 
@@ -281,6 +278,8 @@ def build(name: str, progress: Progress = print, force: bool = False) -> BuiltIm
     unknown name, an apt/dpkg failure (with its stderr) or a missing module.
     """
     recipe = load_recipe(name)
+    if recipe.kind == "disk":
+        debian.check_host()  # before the apt look-up: say first what this host lacks
     progress(f"{name}: resolving packages with apt-cache")
     versions = resolve_packages(recipe)
     key = cache_key(recipe, versions)
@@ -297,7 +296,10 @@ def build(name: str, progress: Progress = print, force: bool = False) -> BuiltIm
         try:
             out = staging / "out"
             out.mkdir()
-            _build_into(recipe, versions, key, staging / "work", out, progress)
+            if recipe.kind == "disk":
+                _build_disk(recipe, versions, key, staging / "work", out, progress)
+            else:
+                busybox.build(recipe, versions, key, staging / "work", out, progress)
             _install(out, final, force)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -332,75 +334,11 @@ def _install(out: Path, final: Path, force: bool) -> None:
             raise
 
 
-def _build_into(
-    recipe: Recipe,
-    versions: dict[str, str],
-    key: str,
-    work: Path,
-    out: Path,
-    progress: Progress,
-) -> None:
-    debs, tree = work / "debs", work / "tree"
-    debs.mkdir(parents=True)
-    tree.mkdir()
-    specs = [f"{p}={v}" for p, v in versions.items()]
-    progress(f"{recipe.name}: downloading {', '.join(specs)}")
-    argv = ["apt-get", "download", "-q"]
-    if os.geteuid() == 0:  # the _apt sandbox user cannot write our private dir
-        argv += ["-o", "APT::Sandbox::User=root"]
-    _run([*argv, *specs], "apt-get download", cwd=debs)
-    for deb in sorted(debs.glob("*.deb")):
-        progress(f"{recipe.name}: unpacking {deb.name} ({deb.stat().st_size >> 20} MB)")
-        _run(["dpkg", "-x", str(deb), str(tree)], "dpkg -x")
-
-    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
-    # Debian 12 ships /bin/busybox; Debian 13 (merged /usr) ships /usr/bin/busybox.
-    busybox = next((p for p in (tree / "bin" / "busybox", tree / "usr" / "bin" / "busybox")
-                    if p.is_file()), None)
-    if not kernels or busybox is None:
-        found = sorted(p.relative_to(tree).as_posix() for p in (*kernels, *tree.rglob("busybox")))
-        raise ImageError(f"{recipe.name}: packages {', '.join(versions)} gave no /boot/vmlinuz-* "
-                         f"or no busybox in /bin or /usr/bin (found: {', '.join(found) or 'nothing'})")
-    release = kernels[-1].name.removeprefix("vmlinuz-")
-    module_dirs = [tree / "lib" / "modules" / release, tree / "usr" / "lib" / "modules" / release]
-    module_dir = next((d for d in module_dirs if d.is_dir()), module_dirs[0])
-    modules = module_closure(module_dir, recipe.modules)
-
-    progress(f"{recipe.name}: packing initramfs ({len(modules)} modules)")
-    archive = _initramfs(recipe, busybox, release, modules)
-    shutil.copyfile(kernels[-1], out / "vmlinuz")
-    (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
-    meta = {
-        "name": recipe.name,
-        "hash": key,
-        "recipe_hash": recipe.recipe_hash(),
-        "packages": versions,
-        "kernel_release": release,
-        "modules": [m for m, _ in modules],
-        "append": recipe.append,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+def _build_disk(recipe: Recipe, versions: dict[str, str], key: str, work: Path, out: Path,
+                progress: Progress) -> None:
+    extra = debian.build_disk(recipe.name, recipe.files["recipe.toml"], recipe.files, versions,
+                              key, work, out, progress)
+    meta = {"name": recipe.name, "hash": key, "recipe_hash": recipe.recipe_hash(),
+            "packages": versions, **extra,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def _initramfs(recipe: Recipe, busybox: Path, release: str, modules: list[tuple[str, Path]]) -> bytes:
-    cpio = Cpio()
-    for directory in ("dev", "proc", "sys", "run", "tmp", "root", "etc/mux"):
-        cpio.add_dir(directory)
-    cpio.add_chardev("dev/console", 5, 1)
-    cpio.add_chardev("dev/null", 1, 3)
-    cpio.add_file("bin/busybox", busybox.read_bytes(), 0o755)
-    cpio.add_file("etc/mux/image", f"{recipe.name}\n".encode())
-    for rel, data in sorted(recipe.files.items()):
-        if rel == "recipe.toml":
-            continue
-        target = "init" if rel == "init" else "lib/mux/" + rel.rsplit("/", 1)[-1]
-        executable = rel == "init" or rel.endswith(".sh")
-        cpio.add_file(target, data, 0o755 if executable else 0o644)
-    order = []
-    for module, path in modules:
-        target = f"lib/modules/{release}/{path.name.removesuffix('.xz')}"
-        cpio.add_file(target, module_bytes(path))
-        order.append(f"{module} /{target}\n")
-    cpio.add_file("etc/mux/modules", "".join(order).encode())
-    return cpio.finish()

@@ -1,0 +1,105 @@
+"""The busybox images (``console``, ``palette``): a stock Debian kernel and an initramfs.
+
+Theory: the packages resolved by :mod:`mux.images.builder` (the kernel and
+busybox-static) are fetched with ``apt-get download`` (no root needed) and unpacked with
+``dpkg -x``; busybox, the recipe's scripts and the dependency closure of the recipe's
+modules are packed into a gzip'd newc cpio (:mod:`mux.images.initramfs`). The output
+directory gets ``vmlinuz``, ``initrd.img`` and ``image.json``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mux.errors import ImageError
+from mux.images.initramfs import Cpio, module_bytes, module_closure
+from mux.images.tools import run
+
+if TYPE_CHECKING:
+    from mux.images.builder import Recipe
+
+Progress = Callable[[str], None]
+
+
+def build(
+    recipe: Recipe,
+    versions: dict[str, str],
+    key: str,
+    work: Path,
+    out: Path,
+    progress: Progress,
+) -> None:
+    """Fetch, unpack and pack the image into ``out``. Raises ImageError (apt/dpkg failure
+    with its stderr, no kernel or busybox in the packages, a missing module)."""
+    debs, tree = work / "debs", work / "tree"
+    debs.mkdir(parents=True)
+    tree.mkdir()
+    specs = [f"{p}={v}" for p, v in versions.items()]
+    progress(f"{recipe.name}: downloading {', '.join(specs)}")
+    argv = ["apt-get", "download", "-q"]
+    if os.geteuid() == 0:  # the _apt sandbox user cannot write our private dir
+        argv += ["-o", "APT::Sandbox::User=root"]
+    run([*argv, *specs], "apt-get download", cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        progress(f"{recipe.name}: unpacking {deb.name} ({deb.stat().st_size >> 20} MB)")
+        run(["dpkg", "-x", str(deb), str(tree)], "dpkg -x")
+
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    # Debian 12 ships /bin/busybox; Debian 13 (merged /usr) ships /usr/bin/busybox.
+    busybox = next((p for p in (tree / "bin" / "busybox", tree / "usr" / "bin" / "busybox")
+                    if p.is_file()), None)
+    if not kernels or busybox is None:
+        found = sorted(p.relative_to(tree).as_posix() for p in (*kernels, *tree.rglob("busybox")))
+        raise ImageError(f"{recipe.name}: packages {', '.join(versions)} gave no /boot/vmlinuz-* "
+                         f"or no busybox in /bin or /usr/bin (found: {', '.join(found) or 'nothing'})")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    module_dirs = [tree / "lib" / "modules" / release, tree / "usr" / "lib" / "modules" / release]
+    module_dir = next((d for d in module_dirs if d.is_dir()), module_dirs[0])
+    modules = module_closure(module_dir, recipe.modules)
+
+    progress(f"{recipe.name}: packing initramfs ({len(modules)} modules)")
+    archive = _initramfs(recipe, busybox, release, modules)
+    shutil.copyfile(kernels[-1], out / "vmlinuz")
+    (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
+    meta = {
+        "name": recipe.name,
+        "hash": key,
+        "recipe_hash": recipe.recipe_hash(),
+        "packages": versions,
+        "kernel_release": release,
+        "modules": [m for m, _ in modules],
+        "append": recipe.append,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+
+def _initramfs(recipe: Recipe, busybox: Path, release: str, modules: list[tuple[str, Path]]) -> bytes:
+    cpio = Cpio()
+    for directory in ("dev", "proc", "sys", "run", "tmp", "root", "etc/mux"):
+        cpio.add_dir(directory)
+    cpio.add_chardev("dev/console", 5, 1)
+    cpio.add_chardev("dev/null", 1, 3)
+    cpio.add_file("bin/busybox", busybox.read_bytes(), 0o755)
+    cpio.add_file("etc/mux/image", f"{recipe.name}\n".encode())
+    for rel, data in sorted(recipe.files.items()):
+        if rel == "recipe.toml":
+            continue
+        target = "init" if rel == "init" else "lib/mux/" + rel.rsplit("/", 1)[-1]
+        executable = rel == "init" or rel.endswith(".sh")
+        cpio.add_file(target, data, 0o755 if executable else 0o644)
+    order = []
+    for module, path in modules:
+        target = f"lib/modules/{release}/{path.name.removesuffix('.xz')}"
+        cpio.add_file(target, module_bytes(path))
+        order.append(f"{module} /{target}\n")
+    cpio.add_file("etc/mux/modules", "".join(order).encode())
+    return cpio.finish()

@@ -1,0 +1,223 @@
+"""The ``debian`` image: a real Debian system of the host's release on a bootable disk.
+
+Theory: ``mmdebstrap`` (as root: it installs packages in a chroot of its own) builds a
+minbase tree of the host's release (Debian 12 bookworm or 13 trixie) from the host's
+mirror, with the Debian kernel (its initramfs made by initramfs-tools in the chroot),
+systemd, udev, qemu-guest-agent and busybox. Python then writes the recipe's files into
+the tree (``[install]`` in ``recipes/debian/recipe.toml``: getty drop-ins for root
+autologin on tty1 and ttyS0, the ``mux-report`` service with the ``console`` image's
+reporters, networkd DHCP, MUX-READY from the tty1 login shell), fstab and hostname, and
+enables units by writing their ``.wants`` symlinks. :mod:`mux.images.disk` turns the tree
+into a GPT disk that boots by itself with BIOS (SYSLINUX) and UEFI (systemd-boot).
+
+The persona's name reaches the guest through QEMU's firmware configuration device,
+``-fw_cfg name=opt/mux/persona,string=NAME`` (and optionally ``opt/mux/color``): the
+boot loaders hold a fixed kernel command line. Without it the guest calls itself
+``debian``. The guest agent starts when QEMU offers the virtio-serial port
+``org.qemu.guest_agent.0`` (Debian's udev rule).
+
+No loop devices and no mounts: every step works on files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mux.errors import ImageError
+from mux.images import disk
+from mux.images.tools import run
+
+RELEASES = ("bookworm", "trixie")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+OS_RELEASE = Path("/etc/os-release")
+APT_SOURCES = Path("/etc/apt")
+Progress = Callable[[str], None]
+
+
+def host_codename(os_release: Path = OS_RELEASE) -> str:
+    """The host's Debian codename. Raises ImageError on another distribution or release."""
+    fields: dict[str, str] = {}
+    try:
+        for line in os_release.read_text().splitlines():
+            key, eq, value = line.partition("=")
+            if eq:
+                fields[key.strip()] = value.strip().strip('"')
+    except OSError as exc:
+        raise ImageError(f"the debian image needs a Debian host: cannot read {os_release}: {exc}") from exc
+    codename = fields.get("VERSION_CODENAME", "")
+    if fields.get("ID") != "debian" or codename not in RELEASES:
+        raise ImageError(
+            f"the debian image is built for the host's Debian release, 12 (bookworm) or 13 (trixie);"
+            f" this host is {fields.get('PRETTY_NAME') or 'unknown'} ({os_release})")
+    return codename
+
+
+def mirror_sources(codename: str, apt_dir: Path = APT_SOURCES) -> list[str]:
+    """``deb URI SUITE COMPONENTS`` lines for mmdebstrap: the host's Debian entries for
+    the release, its updates and security suites (one-line and deb822 formats). Without
+    any, deb.debian.org's."""
+    entries: list[tuple[str, list[str], list[str]]] = []
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
+    for path in files:
+        for line in _read(path).splitlines():
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 4 and words[0] == "deb":
+                entries.append((words[1], [words[2]], words[3:]))
+    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", _read(path)):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[0].isspace():
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                for uri in fields.get("uris", "").split():
+                    entries.append((uri, fields.get("suites", "").split(),
+                                    fields.get("components", "main").split()))
+    wanted = {codename, f"{codename}-updates", f"{codename}-security"}
+    lines = [f"deb {uri} {suite} main"
+             for uri, suites, components in entries if "debian" in uri and "main" in components
+             for suite in suites if suite in wanted]
+    if not any(line.split()[2] == codename for line in lines):
+        lines.insert(0, f"deb {DEFAULT_MIRROR} {codename} main")
+    return list(dict.fromkeys(lines))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def check_host() -> str:
+    """The codename to build; raises ImageError naming what this host lacks."""
+    codename = host_codename()
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building the debian image needs root (mmdebstrap installs packages in a chroot):"
+            " run `sudo MUX_CACHE_DIR=$HOME/.cache/mux/images mux images build debian`")
+    missing = ([] if shutil.which("mmdebstrap") else ["mmdebstrap (mmdebstrap)"]) + disk.missing_tools()
+    if missing:
+        packages = sorted({m.rsplit("(", 1)[1].rstrip(")") for m in missing})
+        raise ImageError(f"building the debian image needs {', '.join(missing)}:"
+                         f" apt-get install {' '.join(packages)}")
+    return codename
+
+
+@contextmanager
+def _phase(progress: Progress, name: str, what: str) -> Iterator[None]:
+    started = time.monotonic()
+    progress(f"{name}: {what} ...")
+    yield
+    progress(f"{name}: {what}: {time.monotonic() - started:.1f} s")
+
+
+def build_disk(name: str, recipe_toml: bytes, files: dict[str, bytes], versions: dict[str, str],
+               key: str, work: Path, out: Path, progress: Progress) -> dict[str, object]:
+    """Build the disk into ``out`` (``disk.qcow2``, ``vmlinuz``, ``initrd.img``); the
+    image.json fields it adds. Raises ImageError (with the failing tool's stderr)."""
+    started = time.monotonic()
+    codename = check_host()
+    try:
+        settings = tomllib.loads(recipe_toml.decode())
+        packages = [str(settings["kernel"]), *(str(p) for p in settings.get("packages", []))]
+        install = {str(k): str(v) for k, v in settings.get("install", {}).items()}
+        esp_mb = int(settings.get("esp_mb", 300))
+        append = str(settings["append"])
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, UnicodeError) as exc:
+        raise ImageError(f"{name}: broken recipe.toml: {exc!r}") from exc
+    ids = disk.DiskIds.derive(key)
+    root = work / "root"
+    work.mkdir(parents=True, exist_ok=True)
+    sources = mirror_sources(codename)
+    with _phase(progress, name, f"mmdebstrap {codename} from {sources[0].split()[1]}"):
+        run(["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
+                  codename, str(root), *sources], "mmdebstrap")
+    with _phase(progress, name, "configuring"):
+        release = configure(root, files, install, ids)
+    cmdline = f"root=UUID={ids.root_fs} {append}"
+    kernel, initrd = root / "boot" / f"vmlinuz-{release}", root / "boot" / f"initrd.img-{release}"
+    with _phase(progress, name, f"EFI system partition ({esp_mb} MiB, SYSLINUX and systemd-boot)"):
+        esp = work / "esp.img"
+        disk.make_esp(esp, esp_mb, disk.ALIGN, ids.fat_serial, esp_files(kernel, initrd, cmdline))
+    size_mb = disk.tree_size_mb(root) * 13 // 10 + 512
+    with _phase(progress, name, f"root file system (ext4, {size_mb} MiB)"):
+        root_img = work / "root.img"
+        disk.make_ext4(root_img, root, size_mb, ids.root_fs, "debian")
+    with _phase(progress, name, "disk (GPT) and qcow2"):
+        raw = work / "disk.raw"
+        disk.assemble(raw, esp, root_img, ids)
+        esp.unlink()
+        root_img.unlink()
+        disk.to_qcow2(raw, out / "disk.qcow2")
+        raw.unlink()
+    shutil.copyfile(kernel, out / "vmlinuz")
+    shutil.copyfile(initrd, out / "initrd.img")
+    shutil.rmtree(root, ignore_errors=True)
+    size = (out / "disk.qcow2").stat().st_size
+    build_s = round(time.monotonic() - started, 1)
+    progress(f"{name}: disk.qcow2 {size >> 20} MiB (virtual {(size_mb + esp_mb + 2)} MiB),"
+             f" built in {build_s} s")
+    return {"disk": "disk.qcow2", "append": cmdline, "kernel_release": release,
+            "codename": codename, "sources": sources, "root_uuid": str(ids.root_fs),
+            "disk_bytes": size, "build_s": build_s}
+
+
+def configure(root: Path, files: dict[str, bytes], install: dict[str, str], ids: disk.DiskIds) -> str:
+    """Write mux's files into the tree and enable its units; the kernel release.
+    Raises ImageError when the tree lacks what mmdebstrap should have installed."""
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise ImageError(f"mmdebstrap left no /boot/vmlinuz-* in {root}")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    if not (root / "boot" / f"initrd.img-{release}").is_file():
+        raise ImageError(f"mmdebstrap left no /boot/initrd.img-{release} (initramfs-tools)")
+    for source, target in install.items():
+        if source not in files:
+            raise ImageError(f"recipe [install] names {source!r}, which is not a recipe file")
+        path = root / target.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[source])
+        executable = files[source].startswith(b"#!")
+        path.chmod(0o755 if executable else 0o644)
+    (root / "etc" / "fstab").write_text(f"UUID={ids.root_fs} / ext4 rw,errors=remount-ro 0 0\n")
+    (root / "etc" / "hostname").write_text("debian\n")
+    (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n"
+                                        "::1\tlocalhost ip6-localhost ip6-loopback\n")
+    units = root / "etc" / "systemd" / "system"
+    enable = {"mux-report.service": ("multi-user.target.wants", "/etc/systemd/system"),
+              "systemd-networkd.service": ("multi-user.target.wants", "/usr/lib/systemd/system"),
+              "systemd-networkd.socket": ("sockets.target.wants", "/usr/lib/systemd/system")}
+    for unit, (wants, directory) in enable.items():
+        if not (root / directory.lstrip("/") / unit).is_file():
+            raise ImageError(f"the tree has no {directory}/{unit} to enable")
+        link = units / wants / unit
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"{directory}/{unit}")
+    return release
+
+
+def esp_files(kernel: Path, initrd: Path, cmdline: str) -> dict[str, bytes | Path]:
+    """What the EFI system partition holds: kernel, initrd, SYSLINUX's and systemd-boot's."""
+    syslinux_cfg = ("DEFAULT debian\nPROMPT 0\nTIMEOUT 0\n\nLABEL debian\n"
+                    f"  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND {cmdline}\n")
+    entry = f"title Debian (mux)\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n"
+    return {
+        "vmlinuz": kernel,
+        "initrd.img": initrd,
+        "ldlinux.c32": disk.SYSLINUX_MODULES / "ldlinux.c32",
+        "syslinux.cfg": syslinux_cfg.encode(),
+        "EFI/BOOT/BOOTX64.EFI": disk.SYSTEMD_BOOT,
+        "loader/loader.conf": b"default debian.conf\ntimeout 0\nconsole-mode keep\neditor no\n",
+        "loader/entries/debian.conf": entry.encode(),
+    }
