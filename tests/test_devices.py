@@ -29,9 +29,9 @@ from mux.devices.model import (
 )
 from mux.errors import ConfigError, DeviceError, DeviceTimeout, ScenarioError
 from mux.guest.accel import AccelChoice
-from mux.guest.persona import qemu_argv
+from mux.guest.cmdline import qemu_argv
 from mux.guest.state import RunState
-from mux.scenario.model import load_scenario
+from mux.scenario.parse import load_scenario
 
 TCG = AccelChoice("tcg", "test", proven=True)
 DISK = DeviceConfig("workdisk", "disk", "work", file=Path("/srv/work.qcow2"), format="qcow2")

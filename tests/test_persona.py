@@ -14,8 +14,10 @@ import pytest
 
 from mux.config import PersonaConfig
 from mux.errors import LaunchError, StateError
+from mux.guest import cmdline as cmdline_module
 from mux.guest import persona as persona_module
 from mux.guest.accel import AccelChoice
+from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from tests.conftest import READY_S
@@ -78,7 +80,7 @@ async def test_launch_failure_carries_qemu_stderr(tmp_path: Path) -> None:
 
 
 async def test_missing_qemu_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(persona_module, "QEMU_BINARY", "/nonexistent/qemu-system-x86_64")
+    monkeypatch.setattr(cmdline_module, "QEMU_BINARY", "/nonexistent/qemu-system-x86_64")
     async with Persona(PersonaConfig("p", image=None), tmp_path, TCG) as p:
         with pytest.raises(LaunchError, match="cannot run /nonexistent/qemu-system-x86_64"):
             await p.start()
@@ -165,8 +167,8 @@ async def test_a_window_persona_gets_an_absolute_pointer_that_takes_abs_events(t
     from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_SYN, InputEvent
     from mux.input.router import Router
 
-    async with Persona(PersonaConfig("p", image=None), tmp_path, TCG) as p:
-        p.tablet = True
+    async with Persona(PersonaConfig("p", image=None), tmp_path, TCG,
+                       options=LaunchOptions(tablet=True)) as p:
         await p.start()
         mice = await p.execute("query-mice")
         assert any(m["absolute"] for m in mice), mice

@@ -31,6 +31,7 @@ from mux.display.leds import Leds, LedSink, leds_dict
 from mux.display.output import Output, open_output
 from mux.errors import MuxError, PersonaError
 from mux.guest.accel import choose_accel
+from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.input.events import InputEvent
@@ -140,7 +141,7 @@ class Controller:
         self._stack.callback(output.close)
         if output.kind == "window" and not self.config.input.devices:
             for persona in self.personas.values():
-                persona.tablet = True  # the window's mouse is an absolute pointer
+                persona.options = LaunchOptions(tablet=True)  # the window's mouse is an absolute pointer
         self.display.attach(self.personas, self.runtime_dir, output)
         self.after_switch.append(self.display.switch)
 

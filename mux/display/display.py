@@ -1,7 +1,8 @@
 """The display: per-persona VNC links, the back-buffer, the output and the LEDs, together.
 
-Theory. Each persona's QEMU serves VNC on a unix socket in the private runtime
-directory; :class:`DisplayLink` keeps one :class:`~mux.guest.rfb.RfbClient` on it while the
+Theory. Each persona's QEMU serves VNC; :class:`DisplayLink` keeps the persona's VNC
+link (:meth:`Persona.vnc_link <mux.guest.persona.Persona.vnc_link>`, a
+:class:`~mux.guest.rfb.RfbClient`: only :mod:`mux.guest` opens QEMU's sockets) up while the
 persona is running (told by ``Persona.listeners``), and reconnects when the link drops
 or the persona restarts, with a short back-off. The link carries:
 
@@ -44,7 +45,6 @@ from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
 from mux.errors import PersonaError, RfbError
 from mux.guest.persona import Persona
-from mux.guest.rfb import RfbClient
 from mux.guest.state import RunState
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DisplayLink:
         self.persona = persona
         self.name = persona.name
         self._display = display
-        self.rfb = RfbClient(persona.vnc_path, on_leds=self._on_leds, on_frame=self._on_frame)
+        self.rfb = persona.vnc_link(on_leds=self._on_leds, on_frame=self._on_frame)
         self.connected = False
         self.connections = 0  # how many times the link came up
         self.synced = False  # live frames are whole pictures

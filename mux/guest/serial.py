@@ -35,6 +35,10 @@ class SerialLog:
         async with self._changed:
             self._changed.notify_all()
 
+    def printed(self) -> bool:
+        """Whether the guest has printed anything but white space."""
+        return bool(self.text.strip())
+
     def close(self) -> None:
         self._file.close()
 

@@ -2,15 +2,11 @@
 where another one left off instead of booting (seconds under TCG; a snapshot loads in
 a fraction of one).
 
-Theory. The built-in guests boot their kernel directly and have no disk, so qcow2
-internal snapshots (``savevm``) have nowhere to live. QEMU's migration stream needs no
-disk: QMP ``migrate`` to ``exec:cat > FILE`` writes RAM and device state into a file
-(QEMU 7.2 has no ``file:`` URI; 8.2 added it), and a QEMU started with the same machine
-arguments plus ``-incoming defer`` (:attr:`Persona.extra_args`) reads it back with
-``migrate-incoming exec:cat FILE``. The guest is paused while it is saved (one pass, no
-dirty-page rounds) and resumed afterwards, so a scenario goes on after ``snapshot``;
-the migration bandwidth cap is lifted (7.2's default, 32 MiB/s, would make a save of a
-256 MiB guest take seconds).
+Theory. Each running persona writes its machine (RAM and device state) to a file with
+:meth:`Persona.save_state <mux.guest.persona.Persona.save_state>` and a later run starts
+it from that file with ``Persona.start(restore_from=FILE)`` (QEMU migration to and from
+a file: :mod:`mux.guest.migration`). The guest is paused while it is saved and resumed
+afterwards, so a scenario goes on after ``snapshot``.
 
 On disk: ``DIR/NAME/manifest.json`` and ``DIR/NAME/<persona>.state``. The manifest has
 the QEMU version, the active persona, each saved persona's fingerprint (its QEMU
@@ -30,7 +26,6 @@ import dataclasses
 import json
 import os
 import re
-import shlex
 import shutil
 import tempfile
 import time
@@ -40,13 +35,12 @@ from typing import Any
 from mux import images
 from mux.app.controller import Controller
 from mux.config import Config, parse_config
-from mux.errors import ConfigError, Location, PersonaError, SnapshotError
+from mux.errors import ConfigError, Location, SnapshotError
+from mux.guest.migration import MigrationError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 
 MANIFEST = "manifest.json"
-UNLIMITED = 1 << 40  # bytes per second: no migration bandwidth cap
-POLL_S = 0.02
 
 
 def default_dir() -> Path:
@@ -57,12 +51,8 @@ def default_dir() -> Path:
 
 
 def fingerprint(persona: Persona) -> list[str]:
-    """The persona's QEMU command line without its runtime directory (and extra args)."""
-    extra, persona.extra_args = persona.extra_args, []
-    try:
-        return [arg.replace(str(persona.runtime_dir), "{runtime}") for arg in persona.argv()]
-    finally:
-        persona.extra_args = extra
+    """The persona's QEMU command line (of a boot, not a restore) without its runtime directory."""
+    return [arg.replace(str(persona.runtime_dir), "{runtime}") for arg in persona.argv()]
 
 
 def read_manifest(base: Path, name: str) -> dict[str, Any] | None:
@@ -86,35 +76,6 @@ def saved_config(base: Path, name: str) -> Config | None:
         return None
 
 
-async def _migration_done(persona: Persona, timeout: float) -> None:
-    """Wait for the persona's migration (out or in) to complete.
-
-    Raises:
-        SnapshotError: it failed or did not complete within ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        info = await persona.execute("query-migrate")
-        status = info.get("status") if isinstance(info, dict) else None
-        if status == "completed":
-            return
-        if status in ("failed", "cancelled"):
-            raise SnapshotError(f"persona {persona.name!r}: migration {status}: {info.get('error-desc', '')}")
-        if time.monotonic() > deadline:
-            raise SnapshotError(f"persona {persona.name!r}: migration still {status} after {timeout:.0f}s")
-        await asyncio.sleep(POLL_S)
-
-
-async def _save_one(persona: Persona, state: Path, timeout: float) -> None:
-    await persona.execute("stop")
-    try:
-        await persona.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
-        await persona.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(state))}"})
-        await _migration_done(persona, timeout)
-    finally:
-        await persona.execute("cont")
-
-
 async def save(ctl: Controller, base: Path, name: str, config_data: Any, source: Path,
                timeout: float = 60.0) -> Path:
     """Save every running persona as snapshot ``name`` under ``base``; returns its directory.
@@ -135,10 +96,13 @@ async def save(ctl: Controller, base: Path, name: str, config_data: Any, source:
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
     try:
-        await asyncio.gather(*(_save_one(p, tmp / f"{p.name}.state", timeout) for p in running))
-        version = await running[0].execute("query-version")
+        try:
+            await asyncio.gather(*(p.save_state(tmp / f"{p.name}.state", timeout) for p in running))
+        except MigrationError as exc:
+            raise SnapshotError(f"snapshot {name!r}: {exc}") from exc
+        version = await running[0].qemu_version()
         manifest = {
-            "name": name, "saved_at": time.time(), "qemu": version.get("qemu"), "active": ctl.active,
+            "name": name, "saved_at": time.time(), "qemu": version, "active": ctl.active,
             "personas": {p.name: {"state": f"{p.name}.state", "fingerprint": fingerprint(p)}
                          for p in running},
             "config": config_data, "source": str(source),
@@ -185,23 +149,10 @@ async def restore(ctl: Controller, base: Path, name: str, timeout: float = 60.0)
     manifest = check(ctl, base, name)
     saved = manifest.get("personas", {})
     personas = [ctl.personas[n] for n in saved]
-    for persona in personas:
-        persona.extra_args = ["-incoming", "defer"]
     try:
-        await asyncio.gather(*(p.start() for p in personas))
-    finally:
-        for persona in personas:
-            persona.extra_args = []  # a restart after a crash boots afresh
-
-    async def load(persona: Persona) -> None:
-        state = base / name / saved[persona.name]["state"]
-        await persona.execute("migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(state))}"})
-        await _migration_done(persona, timeout)
-        await persona.execute("cont")
-
-    try:
-        await asyncio.gather(*(load(p) for p in personas))
-    except PersonaError as exc:
+        await asyncio.gather(*(p.start(restore_from=base / name / saved[p.name]["state"],
+                                       restore_timeout=timeout) for p in personas))
+    except MigrationError as exc:
         raise SnapshotError(f"snapshot {name!r} did not load: {exc}") from exc
     active = manifest.get("active")
     if isinstance(active, str) and active in saved:

@@ -1,0 +1,92 @@
+"""QEMU's command line for a persona: the one builder, used by the launch and by ``--dry-run``.
+
+Theory. A persona's argv is a pure function of what the controller knows before QEMU
+runs: the persona's config, the private runtime directory (QMP and VNC unix sockets
+live there), the accelerator, the boot files of a built-in image, the devices the guest
+has from boot, the :class:`LaunchOptions` (an absolute pointer for a window that routes
+its mouse, arguments added by hand) and, for a launch that resumes a saved machine,
+``-incoming defer`` (the state file itself is then fed over QMP, see
+:mod:`mux.guest.migration`). Nothing here touches a process or a file, so
+``mux run --dry-run`` prints exactly what :class:`~mux.guest.persona.Persona` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mux.config import PersonaConfig
+from mux.devices.model import DeviceConfig, command_line, initial_devices
+from mux.guest.accel import AccelChoice
+
+QEMU_BINARY = os.environ.get("MUX_QEMU", "qemu-system-x86_64")
+
+#: (kernel, initrd, append) of a built-in image.
+Boot = tuple[Path, Path | None, str]
+
+#: The device that gives a guest an absolute pointer (QMP ``abs`` events land as-is).
+TABLET = ("-device", "usb-tablet,bus=xhci.0,id=tablet")
+#: A launch that waits for a saved machine state instead of booting.
+INCOMING = ("-incoming", "defer")
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How a persona's QEMU is launched, beyond its config (fixed when the persona is made).
+
+    ``tablet``: an absolute pointer (``usb-tablet``), for a window whose mouse is routed
+    to the guest. ``extra_args``: appended verbatim to every launch's argv.
+    """
+
+    tablet: bool = False
+    extra_args: tuple[str, ...] = ()
+
+
+def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
+              boot: Boot | None, devices: Iterable[DeviceConfig] | None = None,
+              options: LaunchOptions | None = None, *, incoming: bool = False) -> list[str]:
+    """QEMU's command line for a persona (pure: no process, no files).
+
+    ``boot`` is (kernel, initrd, append) of a built-in image; None uses the config's own.
+    ``devices`` are those the guest has from boot (``-blockdev``/``-device``); None means
+    the config's initial ones (its devices that do not follow the active persona).
+    ``incoming`` makes QEMU wait for a saved state (``-incoming defer``) instead of booting.
+    QMP connects out to the controller's socket; VNC listens on a unix socket. Both are
+    in the private runtime directory.
+    """
+    options = options or LaunchOptions()
+    kernel, initrd, append = boot or (config.kernel, config.initrd, config.append)
+    argv = [
+        QEMU_BINARY, "-name", config.name, "-nodefaults", "-no-user-config",
+        "-machine", f"pc,accel={accel.accel}", "-m", str(config.memory_mb),
+        "-vga", "std", "-display", "none", "-vnc", f"unix:{vnc_path(runtime_dir, config.name)}",
+        "-qmp", f"unix:{qmp_path(runtime_dir, config.name)}",
+        "-serial", "stdio", "-device", "qemu-xhci,id=xhci",
+    ]
+    if kernel:
+        argv += ["-kernel", str(kernel)]
+        if initrd:
+            argv += ["-initrd", str(initrd)]
+        argv += ["-append", f"{append} mux.persona={config.name} mux.color={config.color}".strip()]
+    if config.disk:
+        fmt = "qcow2" if config.disk.suffix == ".qcow2" else "raw"
+        argv += ["-drive", f"file={config.disk},if=virtio,format={fmt}"]
+    argv += command_line(initial_devices(config.devices) if devices is None else devices)
+    if options.tablet:
+        argv += TABLET
+    argv += options.extra_args
+    if incoming:
+        argv += INCOMING
+    return argv
+
+
+def qmp_path(runtime_dir: Path, name: str) -> Path:
+    """Where persona ``name``'s QEMU connects its QMP monitor (the controller listens)."""
+    return runtime_dir / f"{name}.qmp"
+
+
+def vnc_path(runtime_dir: Path, name: str) -> Path:
+    """Where persona ``name``'s QEMU serves VNC."""
+    return runtime_dir / f"{name}.vnc"
