@@ -12,8 +12,7 @@ The whole tree, and whose fault each one is::
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
      │    ├── StateError      a command against a persona in the wrong run state
-     │    └── MigrationError  saving or loading a guest's state failed
-     │                        (defined in mux.guest.migration, next to the migration)
+     │    └── MigrationError  a guest's machine state could not be saved to or loaded from a file
      ├── RfbError             a guest's VNC link: refused, broke the protocol, closed, too slow
      ├── DeviceError          a device move that was not made (the device stays where it was)
      │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time
@@ -147,6 +146,10 @@ class RfbError(MuxError):
     def __init__(self, path: Path, message: str) -> None:
         self.path = path
         super().__init__(f"VNC {path}: {message}")
+
+
+class MigrationError(PersonaError):
+    """A machine state could not be written to, or read from, its file."""
 
 
 class DeviceError(MuxError):

@@ -15,9 +15,9 @@ import pytest
 
 from mux.bench.runner import bench_config
 from mux.config import PersonaConfig
+from mux.errors import MigrationError
 from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import qemu_argv
-from mux.guest.migration import MigrationError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.scenario.snapshot import measure_speedup, read_manifest

@@ -19,15 +19,11 @@ import shlex
 import time
 from pathlib import Path
 
-from mux.errors import PersonaError
+from mux.errors import MigrationError, PersonaError
 from mux.guest.qmp import QmpLink
 
 UNLIMITED = 1 << 40  # bytes per second: no migration bandwidth cap
 POLL_S = 0.02
-
-
-class MigrationError(PersonaError):
-    """A machine state could not be written to, or read from, its file."""
 
 
 async def save(link: QmpLink, path: Path, timeout: float) -> None:

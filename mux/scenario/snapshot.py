@@ -35,8 +35,7 @@ from typing import Any
 from mux import images
 from mux.app.controller import Controller
 from mux.config import Config, parse_config
-from mux.errors import ConfigError, Location, SnapshotError
-from mux.guest.migration import MigrationError
+from mux.errors import ConfigError, Location, MigrationError, SnapshotError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 
