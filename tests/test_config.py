@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mux.config import demo_config, load_config
-from mux.errors import ConfigError
+from mux.errors import ConfigError, UnknownPersona
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -54,6 +54,7 @@ hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
     ('[[persona]]\nname = "a"\nimage = "nope"\n', 3, "unknown image 'nope'"),
     ('[[persona]]\nname = "a"\nrestart = "sometimes"\n', 3, "on-failure"),
     ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+f1" = "zzz" }\n', 4, "unknown persona 'zzz'"),
+    ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+fone" = "a" }\n', 4, "unknown key name 'fone' in chord"),
     ('[[persona]\nname = "a"\n', 1, "TOML syntax error"),
     ('[mux]\naccel = "tcg"\n', 0, "at least one [[persona]]"),
 ])
@@ -78,3 +79,10 @@ def test_demo_config_has_two_personas() -> None:
     config = demo_config()
     assert config.names == ["work", "home"]
     assert config.persona("work").color != config.persona("home").color
+
+
+def test_asking_for_a_persona_that_is_not_configured_is_a_mux_error() -> None:
+    config = demo_config()
+    assert config.persona("home").name == "home"
+    with pytest.raises(UnknownPersona, match="unknown persona 'office' \\(personas: work, home\\)"):
+        config.persona("office")
