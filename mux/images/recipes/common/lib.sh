@@ -3,6 +3,9 @@
 # The contract with the host (all on ttyS0, one line per write, nothing else):
 #   MUX-READY <persona>                          the guest is up
 #   MUX-KEY <code> <value>                       every EV_KEY the keyboard delivers
+#   MUX-PTR <x> <y> <buttons>                    an absolute pointer (usb-tablet) moved or
+#                                                clicked: framebuffer pixels, buttons 1 left
+#                                                + 2 right + 4 middle
 #   MUX-LED caps=<0|1> num=<0|1> scroll=<0|1>    keyboard LEDs, at start and on change
 #   MUX-UEVENT <action> <subsystem> <devname>    block and usb uevents ("-" = no devname)
 #
@@ -59,15 +62,21 @@ mux_paint() {
 #  - mux/led on input_inject_event(handle, type, code, value) for EV_LED (17): the
 #    LED class (kbd-* triggers, sysfs brightness writes) sets keyboard LEDs through
 #    it. (Handlers only see EV_LED at the next EV_SYN, i.e. the next key press.)
-# awk turns trace_pipe into MUX-KEY / MUX-LED lines.
+#  - mux/ptr on input_event(dev, type, code, value), where drivers (hid-input for the
+#    usb-tablet) hand in events, for EV_ABS (3), the mouse buttons (EV_KEY 0x110..0x117)
+#    and EV_SYN (0): a frame is reported at its SYN when the pointer changed.
+# awk turns trace_pipe into MUX-KEY / MUX-LED / MUX-PTR lines.
 mux_start_input_reporter() {
 	t=/sys/kernel/tracing
 	mount -t tracefs tracefs "$t" 2>/dev/null
 	if ! {
 		echo 'p:mux/key kbd_event type=%si:u32 code=%dx:u32 value=%cx:s32' >"$t/kprobe_events" &&
 			echo 'p:mux/led input_inject_event type=%si:u32 code=%dx:u32 value=%cx:s32' >>"$t/kprobe_events" &&
+			echo 'p:mux/ptr input_event type=%si:u32 code=%dx:u32 value=%cx:s32' >>"$t/kprobe_events" &&
 			echo 'type == 1' >"$t/events/mux/key/filter" &&
 			echo 'type == 17' >"$t/events/mux/led/filter" &&
+			echo 'type == 0 || type == 3 || (type == 1 && code >= 272 && code < 280)' \
+				>"$t/events/mux/ptr/filter" &&
 			echo 1 >"$t/events/mux/enable" &&
 			echo 1 >"$t/tracing_on"
 	}; then
@@ -75,6 +84,9 @@ mux_start_input_reporter() {
 		return 1
 	fi
 	awk -f /lib/mux/input.awk "$t/trace_pipe" >"$MUX_TTY" 2>/dev/null &
+	# usbhid polls a device (here the usb-tablet) only while someone has it open, and
+	# this image has no evdev: reading the mousedev mixer opens every mouse, now and later.
+	cat /dev/input/mice >/dev/null 2>&1 &
 }
 
 # Report block and usb uevents; then load the recipe's modules (in dependency
