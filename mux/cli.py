@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 a scenario failed or a command could not be carried out;
 2 a bad file or bad usage (argparse's own convention).
+
+This is also where frontends meet the controller: :func:`frontends` chooses what
+``mux run`` serves (the control socket, MQTT if configured) and the controller serves
+them through :class:`~mux.app.api.ControlAPI` for as long as it runs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mux import images
 from mux.config import Config, default_control_socket, demo_config, load_config
 from mux.errors import ConfigError, ControlError, MuxError
 from mux.frontends import control
+
+if TYPE_CHECKING:
+    from mux.app.api import Frontend
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -164,6 +172,17 @@ def _logs_dir() -> Path:
     return state / "mux" / "logs" / time.strftime("%Y%m%d-%H%M%S")
 
 
+def frontends(config: Config, control_socket: Path | None = None) -> list[Frontend]:
+    """What a running mux serves: the control socket (at ``control_socket``, by default
+    the config's), and the MQTT bridge if the config has an ``[mqtt]`` section."""
+    serving: list[Frontend] = [control.ControlServer(control_socket or config.mux.control_socket)]
+    if config.mqtt is not None:
+        from mux.frontends.mqtt import MqttBridge
+
+        serving.append(MqttBridge(config.mqtt))
+    return serving
+
+
 async def _run(config: Config, duration: float | None) -> int:
     from mux.app.controller import Controller
 
@@ -172,8 +191,9 @@ async def _run(config: Config, duration: float | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logs = _logs_dir()
-    async with Controller(config, control_socket=config.mux.control_socket, logs_dir=logs) as ctl:
-        print(f"mux: {len(ctl.personas)} personas, active {ctl.active}; control socket {ctl.control_path}")
+    async with Controller(config, frontends=frontends(config), logs_dir=logs) as ctl:
+        print(f"mux: {len(ctl.personas)} personas, active {ctl.active};"
+              f" control socket {config.mux.control_socket}")
         print("mux: serial logs are copied to", logs, "on exit; Ctrl-C stops every guest")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)

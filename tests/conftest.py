@@ -13,6 +13,7 @@ import pytest
 
 from mux import images
 from mux.app.controller import Controller
+from mux.cli import frontends
 from mux.config import Config, MuxSection, PersonaConfig
 from tests.mqtt_helpers import MOSQUITTO, Broker
 
@@ -49,12 +50,13 @@ def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Co
 @pytest.fixture
 async def controller(tmp_path: Path, console_image: images.BuiltImage
                      ) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: ``async with controller(PersonaConfig(...), ...) as ctl``."""
+    """Factory: ``async with controller(PersonaConfig(...), ...) as ctl``, served as
+    ``mux run`` serves it (control socket at ``tmp_path / "control.sock"``, MQTT if set)."""
 
     def factory(*personas: PersonaConfig, **sections: Any) -> Controller:
         config = make_config(tmp_path, *personas, **sections)
-        return Controller(config, control_socket=tmp_path / "control.sock",
-                          logs_dir=tmp_path / "logs", progress=lambda m: None)
+        return Controller(config, frontends=frontends(config), logs_dir=tmp_path / "logs",
+                          progress=lambda m: None)
 
     yield factory
 

@@ -15,6 +15,7 @@ from PIL import Image
 from mux.config import DisplaySection, PersonaConfig
 from mux.display.backbuffer import BackBuffer, Frame, decode_image
 from mux.display.output import HeadlessOutput, display_available
+from mux.errors import UnknownPersona
 from mux.guest.state import RunState
 from tests.conftest import READY_S, wait_until
 
@@ -118,7 +119,7 @@ async def test_switch_presents_the_back_buffered_frame_before_any_live_one(contr
         await wait_until(lambda: ctl.display.links["home"].synced, 10, "home's live link")
         shot = await ctl.screenshot("home")
         assert near(shot.getpixel(CORNER), HOME)
-        with pytest.raises(KeyError):
+        with pytest.raises(UnknownPersona):
             await ctl.screenshot("nobody")
 
 

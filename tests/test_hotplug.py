@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from mux.app.controller import Controller
+from mux.app.events import DevicesChanged, Event
+from mux.cli import frontends
 from mux.config import PersonaConfig
-from mux.devices.hotplug import DeviceEvent
 from mux.devices.model import DeviceConfig
 from mux.errors import DeviceError, DeviceTimeout
 from mux.frontends import control
@@ -40,10 +41,22 @@ UEVENT_S = 60.0
 # --- helpers ----------------------------------------------------------------------------
 
 
+def device_events(ctl: Controller) -> list[DevicesChanged]:
+    """Every device move ``ctl`` publishes from now on, in order."""
+    events: list[DevicesChanged] = []
+
+    def keep(event: Event) -> None:
+        if isinstance(event, DevicesChanged):
+            events.append(event)
+
+    ctl.subscribe(keep)
+    return events
+
+
 @asynccontextmanager
 async def running(tmp_path: Path, *personas: PersonaConfig) -> AsyncIterator[Controller]:
     config = make_config(tmp_path, *personas)
-    async with Controller(config, control_socket=tmp_path / "control.sock", logs_dir=tmp_path / "logs",
+    async with Controller(config, frontends=frontends(config), logs_dir=tmp_path / "logs",
                           progress=lambda m: None) as ctl:
         yield ctl
 
@@ -132,8 +145,7 @@ async def test_ctl_moves_usb_devices_between_running_and_stopped_personas(tmp_pa
     personas = no_guest("a", stick), no_guest("b", cam), no_guest("c", autostart=False)
     async with running(tmp_path, *personas) as ctl:
         a, b, c = ctl.persona("a"), ctl.persona("b"), ctl.persona("c")
-        events: list[DeviceEvent] = []
-        ctl.device_listeners.append(events.append)
+        events = device_events(ctl)
         assert "stick" in await qdev_ids(a) and "cam" in await qdev_ids(b)  # from the command lines
 
         cli = [sys.executable, "-m", "mux", "ctl", "--socket", str(sock)]
@@ -142,7 +154,7 @@ async def test_ctl_moves_usb_devices_between_running_and_stopped_personas(tmp_pa
         assert moved.returncode == 0, moved.stderr
         assert moved.stdout.strip() == "stick: attached to b"
         assert "stick" not in await qdev_ids(a) and {"stick", "cam"} <= await qdev_ids(b)
-        assert events == [DeviceEvent("stick", "a", "b", "b")]
+        assert events == [DevicesChanged("stick", "a", "b", "b")]
 
         refused = await asyncio.to_thread(subprocess.run, [*cli, "detach", "stick", "a"],
                                           capture_output=True, text=True, timeout=60)
@@ -183,8 +195,7 @@ async def test_a_stick_follows_the_active_persona_and_a_third_never_sees_it(
     async with controller(PersonaConfig("work", devices=(stick,)), PersonaConfig("home"),
                           PersonaConfig("third")) as ctl:
         work, home, third = (ctl.persona(n) for n in ("work", "home", "third"))
-        events: list[DeviceEvent] = []
-        ctl.device_listeners.append(events.append)
+        events = device_events(ctl)
         await ready(work, home, third)
         assert ctl.active == "work" and [d["id"] for d in ctl.devices("work")] == ["stick"]
         added = await work.serial.wait_for(ADD_BLOCK, UEVENT_S, start=0)
@@ -280,8 +291,7 @@ async def test_a_disk_moves_between_guests_and_a_late_release_detaches_it(
     disk = DeviceConfig("workdisk", "disk", "work", file=image, release_timeout_s=30)
     async with controller(PersonaConfig("work", devices=(disk,)), PersonaConfig("home")) as ctl:
         work, home = ctl.persona("work"), ctl.persona("home")
-        events: list[DeviceEvent] = []
-        ctl.device_listeners.append(events.append)
+        events = device_events(ctl)
         await ready(work, home)
         vda = re.compile("MUX-UEVENT add block vda")
         await work.serial.wait_for(vda, UEVENT_S, start=0)
@@ -310,7 +320,7 @@ async def test_a_disk_moves_between_guests_and_a_late_release_detaches_it(
                 break
             await asyncio.sleep(0.1)
         assert ctl.devices("home") == [] and ctl.status()["devices"][0]["persona"] is None
-        assert events == [DeviceEvent("workdisk", "home", None, None)]
+        assert events == [DevicesChanged("workdisk", "home", None, None)]
         assert "workdisk" not in await qdev_ids(home)
         # Detached and closed: it can go back to work.
         await ctl.attach("workdisk", "work")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def test_unknown_persona_is_a_key_error_and_status_form() -> None:
 
 
 @pytest.mark.slow
-async def test_physical_leds_follow_the_active_persona_only(controller: Any) -> None:
+async def test_physical_leds_follow_the_active_persona_only(controller: Any, tmp_path: Path) -> None:
     from mux.scenario.runner import StepRunner
 
     sink = RecordingSink()
@@ -118,7 +119,7 @@ async def test_physical_leds_follow_the_active_persona_only(controller: Any) -> 
         await asyncio.sleep(0.5)
         assert all(not leds.num for leds in sink.writes[switched:]), sink.writes[switched:]
         assert ctl.physical_leds == OFF
-        reply = await asyncio.to_thread(control.request, ctl.control_path, {"cmd": "status"})
+        reply = await asyncio.to_thread(control.request, tmp_path / "control.sock", {"cmd": "status"})
         status = reply["status"]  # what `mux ctl status` prints
         assert {p["name"]: p["leds"] for p in status["personas"]} == {
             "a": {"caps": False, "num": True, "scroll": False},

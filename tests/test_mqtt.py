@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mux.app.controller import Controller
+from mux.cli import frontends
 from mux.config import MqttSection, PersonaConfig
+from mux.frontends.mqtt import MqttBridge
 from mux.frontends.mqtt_topics import parse_command
 from tests.conftest import make_config
 from tests.mqtt_helpers import Broker, Panel
@@ -38,8 +40,15 @@ def mqtt_section(broker: Broker, **extra: Any) -> MqttSection:
 async def controller_with_mqtt(tmp_path: Path, broker: Broker, *personas: PersonaConfig,
                                **extra: Any) -> AsyncIterator[Controller]:
     config = make_config(tmp_path, *personas, mqtt=mqtt_section(broker, **extra))
-    async with Controller(config, logs_dir=tmp_path / "logs", progress=lambda m: None) as ctl:
+    async with Controller(config, frontends=frontends(config), logs_dir=tmp_path / "logs",
+                          progress=lambda m: None) as ctl:
         yield ctl
+
+
+def bridge(ctl: Controller) -> MqttBridge:
+    """The MQTT bridge ``ctl`` serves."""
+    (found,) = [f for f in ctl.frontends if isinstance(f, MqttBridge)]
+    return found
 
 
 def idle(*names: str) -> list[PersonaConfig]:
@@ -171,7 +180,7 @@ async def test_random_payloads_never_break_the_controller(
         for topic, payload in commands:
             await panel.publish(topic, payload)
         await asyncio.sleep(0.3)
-        assert ctl.mqtt is not None and ctl.mqtt.connected.is_set()
+        assert bridge(ctl).connected.is_set()
         assert ctl.active in (None, "work", "home")
         assert all(p.state == "stopped" for p in ctl.personas.values())
         if ctl.active:
@@ -186,7 +195,7 @@ async def test_password_auth(tmp_path: Path, broker: Broker, console_image: Any)
         async with controller_with_mqtt(tmp_path / "a", broker, *idle("work"), username="mux",
                                         password="wrong") as ctl:
             await asyncio.sleep(1.5)
-            assert ctl.mqtt is not None and not ctl.mqtt.connected.is_set()
+            assert not bridge(ctl).connected.is_set()
             assert f"{BASE}/availability" not in panel.latest
         async with controller_with_mqtt(tmp_path / "b", broker, *idle("work"), username="mux",
                                         password="hunter2"):
@@ -197,11 +206,10 @@ async def test_password_auth(tmp_path: Path, broker: Broker, console_image: Any)
 async def test_broker_restart_republishes_and_commands_still_work(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     async with controller_with_mqtt(tmp_path, broker, *idle("work", "home")) as ctl:
-        assert ctl.mqtt is not None
-        await asyncio.wait_for(ctl.mqtt.connected.wait(), 10)
+        await asyncio.wait_for(bridge(ctl).connected.wait(), 10)
         broker.stop()
         await asyncio.sleep(1.0)
-        assert not ctl.mqtt.connected.is_set()
+        assert not bridge(ctl).connected.is_set()
         broker.start()  # no persistence: every retained message is gone
         async with Panel(broker).connected() as panel:
             await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online", timeout=40)

@@ -68,8 +68,8 @@ async def test_needle_capture_from_a_live_persona(tmp_path: Path, controller: An
         await ctl.persona("work").serial.wait_for(re.compile("MUX-READY"), READY_S)
         await asyncio.sleep(1)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mux", "needle", "capture", "--socket", str(ctl.control_path), "work",
-            str(tmp_path / "needles" / "work-now"), stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "mux", "needle", "capture", "--socket", str(tmp_path / "control.sock"),
+            "work", str(tmp_path / "needles" / "work-now"), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, stderr.decode()

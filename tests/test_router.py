@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mux.input.events import EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_DROPPED, SYN_REPORT, InputEvent
 from mux.input.hotkeys import HotkeyMatcher
 from mux.input.keymap import key_code, qmp_key
-from mux.input.router import Action, Router, Send, SwitchRequest, Unmapped
+from mux.input.router import Action, Router, Send, SwitchRequest, Unmapped, switch_target
 
 LCTRL, RCTRL, LALT, LSHIFT = 29, 97, 56, 42
 A, B, X, F1, RIGHT, LEFT, SCROLL = 30, 48, 45, 59, 106, 105, 70
@@ -93,14 +93,6 @@ def test_syn_dropped_discards_until_the_next_report() -> None:
     assert router.feed(ev(EV_KEY, B, 1)) == []
     assert router.feed(SYN) == []  # the end of the dropped stretch
     assert press(router, X) == [send("a", key(X, True))]
-
-
-def test_sync_releases_keys_whose_release_was_lost() -> None:
-    router = router_ab()
-    press(router, A)
-    press(router, X)
-    assert router.sync(down={X}) == [send("a", key(A, False))]
-    assert router.held("a") == {X}
 
 
 # --- ownership and switching -----------------------------------------------------------------
@@ -430,7 +422,10 @@ class Harness:
             elif isinstance(action, SwitchRequest):
                 assert pressed is not None, "a switch request without a key press"
                 self.record_chord(action.target, pressed)
-                self.switch(self.router.resolve(action.target))
+                # where next/previous land: the function the production switcher uses
+                target = switch_target(PERSONAS, self.router.active, action.target)
+                assert target is not None
+                self.switch(target)
             else:
                 raise AssertionError(f"unexpected {action}")
 
@@ -517,3 +512,19 @@ def test_routing_invariants(
         assert not final.reached, f"final key {final.code} of a chord reached a guest"
         for candidates in slots:
             assert any(not p.reached for p in candidates), f"prefix {candidates} leaked"
+
+
+def test_the_switcher_lands_where_the_router_and_this_test_do() -> None:
+    """next/previous exist once: the production switcher resolves them as above."""
+    from mux.app.events import Events
+    from mux.app.switcher import Switcher
+
+    async def nothing(old: str | None, new: str) -> None:
+        pass
+
+    for active in (None, *PERSONAS):
+        router = Router(PERSONAS, active=active)
+        switcher = Switcher(PERSONAS, Events(), prepare=nothing, parts=[], active=active)
+        for target in ("next", "previous", *PERSONAS):
+            assert switcher.resolve(target) == router.resolve(target) == switch_target(
+                PERSONAS, active, target)

@@ -1,13 +1,21 @@
 """The controller: the root of the ownership tree, and the seam between the parts.
 
-``async with Controller(config) as ctl`` makes the private runtime directory, builds
-the guest images it needs, starts the personas, and runs the long-lived loops (the
-switcher, the control socket) in one TaskGroup. Leaving the block cancels the loops,
-stops every guest, and removes the runtime directory, in that order.
+``async with Controller(config, frontends=[...]) as ctl`` makes the private runtime
+directory, builds the guest images it needs, runs the long-lived loops (the switcher,
+the display, the input sources) in one TaskGroup, serves the frontends it was given
+(the control socket, MQTT: ``mux.cli`` chooses them; the controller imports none), and
+starts the personas. Leaving the block stops the frontends, cancels the loops, stops
+every guest, and removes the runtime directory, in that order.
+
+The controller implements :class:`~mux.app.api.ControlAPI`, the only thing frontends
+see. Changes (switches, run states, LEDs, device moves) are published as events on one
+hub, :class:`~mux.app.events.Events` (:meth:`Controller.subscribe`).
 
 Input enters through :meth:`Controller.input` whatever its source (evdev device,
 scenario step, recording): the pure :class:`~mux.input.router.Router` decides which persona
-gets what, and only the switcher changes who is active.
+gets what, and only the :class:`~mux.app.switcher.Switcher` changes who is active; it
+applies a switch to the router, the display and the LEDs as one step (see its module
+docstring for what happens when a part fails).
 """
 
 from __future__ import annotations
@@ -15,21 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from PIL import Image
 
 from mux import images
+from mux.app.api import Frontend
+from mux.app.events import DevicesChanged, Events, LedsChanged, StateChanged, Subscriber, Unsubscribe
 from mux.app.runtime import private_runtime_dir
 from mux.app.switcher import Switcher
 from mux.config import Config
-from mux.devices.hotplug import DeviceListener, Hotplug
+from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
 from mux.display.leds import Leds, LedSink, leds_dict
 from mux.display.output import Output, open_output
-from mux.errors import MuxError, PersonaError
+from mux.errors import MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
 from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
@@ -39,45 +49,53 @@ from mux.input.hotkeys import OVERVIEW
 from mux.input.router import Router, Send, SwitchRequest, Unmapped
 from mux.input.sources import EvdevSource, InputSource, discover
 
-if TYPE_CHECKING:
-    from mux.frontends.mqtt import MqttBridge
-
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-SwitchHook = Callable[[str | None, str], Awaitable[None]]
 
 
 class Controller:
     """Runs a config's personas and routes input, switches and screenshots among them."""
 
-    def __init__(self, config: Config, *, control_socket: Path | None = None,
+    def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
                  logs_dir: Path | None = None, progress: Progress = print) -> None:
         self.config = config
-        self.control_socket = control_socket
+        self.frontends = list(frontends)
         self.logs_dir = logs_dir
         self.progress = progress
+        self.events = Events()
         self.personas: dict[str, Persona] = {}
         self.router = Router(config.names, **_router_options(config))
-        self.switcher = Switcher(config.names, self._apply_switch)
         self.runtime_dir = Path()
         self._route_lock = asyncio.Lock()
         self.input_sources: list[EvdevSource] = []
-        self.mqtt: MqttBridge | None = None
-        self.before_switch: list[SwitchHook] = []
-        self.after_switch: list[SwitchHook] = []
         # Devices: follow = "active" ones move before the input does (mux.devices.hotplug).
         self.hotplug = Hotplug.from_config(config, self.personas)
-        self.before_switch.append(self.hotplug.follow_active)
-        self.device_listeners: list[DeviceListener] = self.hotplug.listeners
+        self.hotplug.listeners.append(self._device_moved)
         self.display = Display(config.names, config.display)
+        self.display.leds.listeners.append(self._leds_reported)
+        # The parts are looked up at each switch (not bound now), in the order they apply.
+        self.switcher = Switcher(
+            config.names, self.events,
+            prepare=lambda old, new: self.hotplug.follow_active(old, new),
+            parts=[("input", self._route_to), ("display", lambda old, new: self.display.switch(old, new))])
         self._unmapped_reported: set[int] = set()
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
 
     @property
     def active(self) -> str | None:
+        """The active persona, as the switcher (its one owner) has it."""
         return self.switcher.active
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured persona names, in config order."""
+        return tuple(self.config.names)
+
+    def subscribe(self, callback: Subscriber) -> Unsubscribe:
+        """Hear of every event (:mod:`mux.app.events`) from now on; returns how to stop."""
+        return self.events.subscribe(callback)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -103,29 +121,16 @@ class Controller:
             persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name))
             self.personas[pc.name] = persona
             self.hotplug.watch(persona)
+            persona.listeners.append(self._state_changed)
         stack.push_async_callback(self._close_personas)
         self._open_display()
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
         self._loops.append(group.create_task(self.switcher.run(), name="switcher"))
         self._loops.append(group.create_task(self.display.run(), name="display"))
-        socket_path = self.control_socket or self.runtime_dir / "control.sock"
-        from mux.frontends.control import serve_control
-
-        server = await serve_control(self, socket_path)
-        stack.push_async_callback(_close_server, server)
-        self.control_path = socket_path
+        for frontend in self.frontends:  # closed first on exit, before the loops are cancelled
+            await stack.enter_async_context(frontend.serve(self))
         await self.start_personas([p.name for p in self.config.personas if p.autostart])
-        if self.config.mqtt is not None:
-            from mux.frontends.mqtt import MqttBridge
-
-            self.mqtt = MqttBridge(self, self.config.mqtt)
-            self.switcher.listeners.append(self.mqtt.notify)
-            self.device_listeners.append(self.mqtt.notify)
-            self.display.leds.listeners.append(self.mqtt.notify)
-            for persona in self.personas.values():
-                persona.listeners.append(self.mqtt.notify)
-            self._loops.append(group.create_task(self.mqtt.run(), name="mqtt"))
         for spec in discover(list(self.config.input.devices)):
             source = EvdevSource(spec)
             self.input_sources.append(source)
@@ -143,7 +148,6 @@ class Controller:
             for persona in self.personas.values():
                 persona.options = LaunchOptions(tablet=True)  # the window's mouse is an absolute pointer
         self.display.attach(self.personas, self.runtime_dir, output)
-        self.after_switch.append(self.display.switch)
 
     async def _pump(self, source: InputSource) -> None:
         """Feed one input source's frames to the router until cancelled."""
@@ -151,6 +155,18 @@ class Controller:
         async with contextlib.aclosing(batches) as frames:
             async for frame in frames:
                 await self.input(frame)
+
+    # --- events: the parts' own callbacks, published on the one hub -------------------
+
+    def _state_changed(self, persona: Persona) -> None:
+        self.events.publish(StateChanged(persona.name, str(persona.state)))
+
+    def _leds_reported(self, name: str, leds: Leds) -> None:
+        self.events.publish(LedsChanged(name, leds.caps, leds.num, leds.scroll))
+
+    def _device_moved(self, event: DeviceEvent) -> None:
+        self.events.publish(DevicesChanged(event.device, event.source, event.target,
+                                           event.persona, event.error))
 
     async def _close_personas(self) -> None:
         """Stop every guest at once: each may wait seconds for its guest to power down."""
@@ -179,10 +195,13 @@ class Controller:
         """Start personas concurrently; one that fails is reported, the others go on.
 
         The first persona that starts becomes active if none is.
+
+        Raises:
+            UnknownPersona: a name is not configured (nothing is started then).
         """
-        names = list(names)
-        results = await asyncio.gather(*(self.personas[n].start() for n in names),
-                                       return_exceptions=True)
+        personas = [self.persona(n) for n in names]
+        names = [p.name for p in personas]
+        results = await asyncio.gather(*(p.start() for p in personas), return_exceptions=True)
         for name, result in zip(names, results, strict=True):
             if isinstance(result, MuxError):
                 log.error("%s", result)
@@ -195,28 +214,47 @@ class Controller:
             if running:
                 await self.switch(running[0], "startup")
 
+    async def start(self, persona: str) -> None:
+        """Start ``persona`` (it becomes active if none is); nothing if it runs already.
+
+        Raises:
+            UnknownPersona: no such persona.  PersonaError: it did not start.
+        """
+        await self.start_personas([persona])
+        state = self.persona(persona).state
+        if state != RunState.RUNNING:
+            raise PersonaError(f"persona {persona!r} did not start (state {state})")
+
+    async def stop(self, persona: str) -> None:
+        """Stop ``persona``'s guest (it stays active if it was).
+
+        Raises:
+            UnknownPersona: no such persona.  PersonaError: QEMU could not be stopped.
+        """
+        await self.persona(persona).stop()
+
+    async def restart(self, persona: str) -> None:
+        """Stop, then start ``persona``. Raises as :meth:`stop` and :meth:`start`."""
+        await self.stop(persona)
+        await self.start(persona)
+
     # --- switching and input --------------------------------------------------------
 
     async def switch(self, target: str, source: str) -> str:
         """Queue a switch through the switcher and wait for it; returns the new active name.
 
         Raises:
-            ValueError: no such persona.
+            UnknownPersona: no such persona.  DeviceError: a device that follows the active
+            persona could not move: the switch was not made.  SwitchIncomplete: the switch
+            was made but a part of it failed (see :mod:`mux.app.switcher`).
         """
         return await self.switcher.request(target, source)
 
-    async def _apply_switch(self, old: str | None, new: str) -> None:
-        """The switch itself, in order: ``before_switch`` hooks (which may refuse by
-        raising, e.g. a device the old guest has not released yet), input (the old
-        persona's held keys released, new input routed to the new one), then
-        ``after_switch`` hooks (display, LEDs, MQTT)."""
-        for hook in self.before_switch:
-            await hook(old, new)
+    async def _route_to(self, old: str | None, new: str) -> None:
+        """The input part of a switch: release what ``old`` holds, route new input to ``new``."""
         async with self._route_lock:
             actions = self.router.switch(new)
             await self._dispatch(actions)
-        for hook in self.after_switch:
-            await hook(old, new)
 
     async def input(self, events: Iterable[InputEvent]) -> None:
         """Route events from any input source; a completed hotkey switches at once."""
@@ -230,7 +268,7 @@ class Controller:
                 elif isinstance(action, SwitchRequest):
                     try:
                         await self.switch(action.target, "hotkey")
-                    except (ValueError, MuxError) as exc:  # MuxError: a device kept the switch back
+                    except MuxError as exc:  # e.g. a device kept the switch back
                         log.error("hotkey: %s", exc)
 
     async def _dispatch(self, actions: list[Any]) -> None:
@@ -256,7 +294,7 @@ class Controller:
         first if it is older than ``backbuffer_interval_s`` or there is none yet.
 
         Raises:
-            KeyError: no such persona.  StateError: it is not running and has no frame
+            UnknownPersona: no such persona.  StateError: it is not running and has no frame
             yet.  PersonaError: the screendump failed and there is no frame yet.
         """
         return await self.display.screenshot(self.persona(name).name)
@@ -270,9 +308,9 @@ class Controller:
         """The LEDs ``name``'s guest last set (None before its first report).
 
         Raises:
-            KeyError: no such persona.
+            UnknownPersona: no such persona.
         """
-        return self.display.leds.persona(name)
+        return self.display.leds.persona(self.persona(name).name)
 
     @property
     def physical_leds(self) -> Leds | None:
@@ -284,6 +322,7 @@ class Controller:
         self.display.leds.add_sink(sink)
 
     def status(self) -> dict[str, Any]:
+        """What ``mux ctl status`` prints (JSON-ready)."""
         personas = [p.status() for p in self.personas.values()]
         for entry in personas:
             entry["leds"] = leds_dict(self.display.leds.persona(entry["name"]))
@@ -319,21 +358,19 @@ class Controller:
         return await self.hotplug.detach(device, persona, timeout)
 
     def devices(self, persona: str) -> list[dict[str, Any]]:
-        """The devices ``persona`` holds now, as JSON-ready dicts. Raises KeyError if unknown."""
+        """The devices ``persona`` holds now, as JSON-ready dicts. Raises UnknownPersona."""
         return self.hotplug.devices(self.persona(persona).name)
 
     def persona(self, name: str) -> Persona:
-        """Raises KeyError naming the configured personas."""
-        try:
-            return self.personas[name]
-        except KeyError:
-            raise KeyError(f"unknown persona {name!r} (personas: {', '.join(self.personas)})") from None
+        """The persona called ``name``.
 
-
-async def _close_server(server: asyncio.AbstractServer) -> None:
-    server.close()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(server.wait_closed(), 2)
+        Raises:
+            UnknownPersona: not configured (the message names the configured ones).
+        """
+        persona = self.personas.get(name)
+        if persona is None:
+            raise UnknownPersona(name, self.config.names)
+        return persona
 
 
 def _router_options(config: Config) -> dict[str, Any]:

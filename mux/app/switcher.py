@@ -1,11 +1,28 @@
-"""The switcher: the one owner of "who is active".
+"""The switcher: the one owner of "who is active", and of how a switch is applied.
 
-Every switch request (hotkey, control socket, scenario step, MQTT) is put on one queue
-and applied by one consumer, in order, so two sources can never interleave half a
-switch. Applying a switch is the controller's business (release held keys, repaint,
-write LEDs); the switcher only orders the requests, resolves ``next``/``previous``
-against the state at the moment the request is applied, and tells each caller the
-outcome through a future.
+Every switch request (hotkey, control socket, scenario step, MQTT, the window's
+overview) is put on one queue and applied by one consumer, in order, so two sources can
+never interleave half a switch. ``next``/``previous`` are resolved against the state at
+the moment the request is applied, by :func:`mux.input.router.switch_target` (the one
+implementation, shared with the router's tests).
+
+The consistency rule. A switch has two halves:
+
+1. **prepare** (devices that follow the active persona move to the new one) may
+   *refuse*: if it raises, nothing else is touched, :attr:`Switcher.active` stays the
+   old persona, and the caller gets the error. Routing, display and LEDs never heard of
+   the switch, so they still agree with ``status``.
+2. the **parts** (the router with the old persona's held-key releases, then the display
+   with the LEDs) are then *all* applied, in order, even if one raises; the switch is
+   complete, :attr:`Switcher.active` becomes the new persona, :class:`Switched` is
+   published, and only then is the failure reported: a :class:`~mux.errors.MuxError`
+   as :class:`~mux.errors.SwitchIncomplete` (naming the part), anything else (a bug in
+   mux) re-raised as it is. Either way every failure is logged here too, so none is lost
+   when nobody waits for the answer.
+
+So after any switch, successful or not, the router, the display, the LEDs and
+``status`` name the same active persona. Rolling back instead was rejected: undoing a
+device move can fail in turn, and a half-undone switch is worse than a reported one.
 """
 
 from __future__ import annotations
@@ -15,9 +32,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from mux.app.events import Events, Switched
+from mux.errors import MuxError, SwitchIncomplete, UnknownPersona
+from mux.input.router import switch_target
+
 log = logging.getLogger(__name__)
 
-ApplySwitch = Callable[[str | None, str], Awaitable[None]]
+SwitchPart = Callable[[str | None, str], Awaitable[None]]
+"""``part(old, new)``: one piece of applying a switch."""
 
 
 @dataclass
@@ -28,38 +50,42 @@ class _Request:
 
 
 class Switcher:
-    """Orders switch requests; ``apply(old, new)`` does the work of each."""
+    """Orders switch requests and applies each: ``prepare`` (may refuse), then every part."""
 
-    def __init__(self, names: Sequence[str], apply: ApplySwitch, active: str | None = None) -> None:
-        self.names = list(names)
-        self.active = active
-        self._apply = apply
+    def __init__(self, names: Sequence[str], events: Events, *, prepare: SwitchPart,
+                 parts: Sequence[tuple[str, SwitchPart]], active: str | None = None) -> None:
+        self.names = tuple(names)
+        self._active = active
+        self._events = events
+        self._prepare = prepare
+        self._parts = list(parts)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self.listeners: list[Callable[[str], None]] = []
+
+    @property
+    def active(self) -> str | None:
+        """The active persona: changed only by a switch this switcher applied."""
+        return self._active
 
     def resolve(self, target: str) -> str:
-        """Persona name for ``target`` (a name, ``next`` or ``previous``).
+        """Persona name for ``target`` (a name, ``next`` or ``previous``) now.
 
         Raises:
-            ValueError: no such persona.
+            UnknownPersona: no such persona.
         """
-        if target in ("next", "previous"):
-            if self.active is None:
-                return self.names[0]
-            step = 1 if target == "next" else -1
-            return self.names[(self.names.index(self.active) + step) % len(self.names)]
-        if target not in self.names:
-            raise ValueError(f"unknown persona {target!r} (personas: {', '.join(self.names)})")
-        return target
+        persona = switch_target(self.names, self._active, target)
+        if persona is None:
+            raise UnknownPersona(target, self.names)
+        return persona
 
     async def request(self, target: str, source: str) -> str:
         """Queue a switch and wait until it is applied; returns the new active persona.
 
         Raises:
-            ValueError: unknown persona (checked before queueing, and again when applied).
+            UnknownPersona: unknown persona (checked before queueing).
+            MuxError: ``prepare`` refused the switch (e.g. DeviceError); nothing changed.
+            SwitchIncomplete: switched, but a part failed (see the module docstring).
         """
-        if target not in ("next", "previous"):
-            self.resolve(target)
+        self.resolve(target)
         request = _Request(target, source)
         await self._queue.put(request)
         return await request.done
@@ -69,14 +95,7 @@ class Switcher:
         while True:
             request = await self._queue.get()
             try:
-                new = self.resolve(request.target)
-                old = self.active
-                if new != old:
-                    await self._apply(old, new)
-                    self.active = new
-                    log.info("switched %s -> %s (%s)", old, new, request.source)
-                    for listener in list(self.listeners):
-                        listener(new)
+                new = await self._apply(request)
                 if not request.done.done():
                     request.done.set_result(new)
             except asyncio.CancelledError:
@@ -85,3 +104,32 @@ class Switcher:
             except Exception as exc:  # the caller gets it; the switcher goes on
                 if not request.done.done():
                     request.done.set_exception(exc)
+
+    async def _apply(self, request: _Request) -> str:
+        new = self.resolve(request.target)
+        old = self._active
+        if new == old:
+            return new
+        try:
+            await self._prepare(old, new)
+        except MuxError as exc:
+            log.warning("switch %s -> %s (%s) refused: %s", old, new, request.source, exc)
+            raise
+        failures: list[tuple[str, Exception]] = []
+        try:
+            for name, part in self._parts:
+                try:
+                    await part(old, new)
+                except Exception as exc:  # the others still apply: see the module docstring
+                    log.error("switch %s -> %s: the %s part failed", old, new, name, exc_info=exc)
+                    failures.append((name, exc))
+        finally:  # even if cancelled midway: the parts already applied name ``new``
+            self._active = new
+        log.info("switched %s -> %s (%s)", old, new, request.source)
+        self._events.publish(Switched(old, new, request.source))
+        for _, error in failures:
+            if not isinstance(error, MuxError):
+                raise error  # a bug in mux: not dressed up as a refused request
+        if failures:
+            raise SwitchIncomplete(new, [(name, str(error)) for name, error in failures]) from failures[0][1]
+        return new

@@ -96,10 +96,12 @@ async def bench_mqtt(switches: int = 200) -> dict[str, Any]:
         config = dataclasses.replace(
             bench_config(2), mqtt=mqtt,
             personas=tuple(dataclasses.replace(p, autostart=False) for p in bench_config(2).personas))
-        async with Controller(config, progress=lambda m: None) as ctl, \
+        from mux.frontends.mqtt import MqttBridge
+
+        bridge = MqttBridge(mqtt)
+        async with Controller(config, frontends=[bridge], progress=lambda m: None) as ctl, \
                 aiomqtt.Client("127.0.0.1", port, socket_options=[NO_DELAY]) as panel:
-            assert ctl.mqtt is not None
-            await asyncio.wait_for(ctl.mqtt.connected.wait(), 10)
+            await asyncio.wait_for(bridge.connected.wait(), 10)
             await panel.subscribe("mux/active", qos=1)
             await panel.subscribe("bench/echo", qos=1)
             messages = aiomqtt_messages(panel)

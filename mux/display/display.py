@@ -22,8 +22,9 @@ or the persona restarts, with a short back-off. The link carries:
   the active one too while its link has no synced live picture);
 - every frame kept for the active persona is presented on the output, and only those:
   an inactive persona's frames go to the back-buffer, never to the output;
-- :meth:`Display.switch` (an ``after_switch`` hook) presents the new persona's
-  back-buffered frame at once, writes its LEDs, then turns its link live.
+- :meth:`Display.switch` (the display's part of a switch, applied by
+  :mod:`mux.app.switcher`) presents the new persona's back-buffered frame at once,
+  writes its LEDs, then turns its link live.
 
 Nothing here raises into the controller's loops: a link or a screendump that fails is
 logged and retried.
@@ -225,7 +226,11 @@ class Display:
             group.create_task(self.output.run(), name=f"output:{self.output.kind}")
 
     async def switch(self, old: str | None, new: str) -> None:
-        """The ``after_switch`` hook: the new persona's last picture and LEDs, now; then live."""
+        """The display's part of a switch: the new persona's last picture and LEDs, now; then live.
+
+        ``active`` is set first, so even if a later step raises, the display names the
+        persona the switcher made active (see :mod:`mux.app.switcher`).
+        """
         self.active = new
         self._present(new, self.backbuffer.get(new))
         self.leds.switch(new)

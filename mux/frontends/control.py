@@ -12,28 +12,59 @@ One request per line, one reply per line::
                                                        -> {"ok": true, "device": {...}}
     anything wrong                                     -> {"ok": false, "error": "..."}
 
-A bad request gets an error reply and the connection stays open; the controller is
-never affected. ``mux ctl`` is the client.
+A bad request, or one mux cannot carry out (a :class:`~mux.errors.MuxError`), gets an
+error reply and the connection stays open; the controller is never affected. Anything
+else that goes wrong while answering is a bug in mux: it is logged with its traceback
+and answered as ``{"ok": false, "error": "internal error in mux: ..."}``, never passed
+off as a refused command. ``mux ctl`` is the client.
+
+The socket talks to mux only through :class:`~mux.app.api.ControlAPI`;
+:class:`ControlServer` is the :class:`~mux.app.api.Frontend` that ``mux.cli`` gives the
+controller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mux.app.api import ControlAPI
 from mux.errors import ControlError, MuxError
 
-if TYPE_CHECKING:
-    from mux.app.controller import Controller
-
+log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 
 
-async def serve_control(controller: Controller, path: Path) -> asyncio.AbstractServer:
+class ControlServer:
+    """The control socket as a frontend: listens on ``path`` while it is served."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.asynccontextmanager
+    async def serve(self, api: ControlAPI) -> AsyncIterator[ControlServer]:
+        """Listen while inside; close the socket on the way out.
+
+        Raises:
+            ControlError: another controller is listening there, or the path is unusable.
+        """
+        server = await serve_control(api, self.path)
+        try:
+            yield self
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+
+
+async def serve_control(controller: ControlAPI, path: Path) -> asyncio.AbstractServer:
     """Listen on ``path``; refuses to take over a socket another controller answers on.
 
     Raises:
@@ -76,35 +107,56 @@ def _answers(path: Path) -> bool:
         return True
 
 
-async def _handle_line(controller: Controller, line: bytes) -> dict[str, Any]:
+class _BadRequest(MuxError):
+    """The request line itself is wrong (not JSON, unknown command, missing fields)."""
+
+
+async def _handle_line(controller: ControlAPI, line: bytes) -> dict[str, Any]:
+    try:
+        return await _answer(controller, line)
+    except MuxError as exc:
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:  # a bug in mux: say so, loudly, and keep serving
+        log.exception("control socket: answering %r failed", line[:200])
+        return {"ok": False, "error": f"internal error in mux (see its log): {exc!r}"}
+
+
+async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
+    """The reply to one request line.
+
+    Raises:
+        MuxError: a bad request (_BadRequest), or one mux could not carry out.
+    """
     try:
         request = json.loads(line)
-        if not isinstance(request, dict):
-            raise ValueError("a request is a JSON object")
-        cmd = request.get("cmd")
-        if cmd == "status":
-            return {"ok": True, "status": controller.status()}
-        if cmd == "switch":
-            active = await controller.switch(str(request.get("persona")), "control socket")
-            return {"ok": True, "active": active}
-        if cmd == "screenshot":
-            name, file = str(request.get("persona")), Path(str(request.get("file")))
-            image = await controller.screenshot(controller.persona(name).name)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _BadRequest(str(exc)) from exc
+    if not isinstance(request, dict):
+        raise _BadRequest("a request is a JSON object")
+    cmd = request.get("cmd")
+    if cmd == "status":
+        return {"ok": True, "status": controller.status()}
+    if cmd == "switch":
+        active = await controller.switch(str(request.get("persona")), "control socket")
+        return {"ok": True, "active": active}
+    if cmd == "screenshot":
+        name, file = str(request.get("persona")), Path(str(request.get("file")))
+        image = await controller.screenshot(name)
+        try:
             image.save(file)
-            return {"ok": True, "file": str(file)}
-        if cmd in ("attach", "detach"):
-            device, persona = request.get("device"), request.get("persona")
-            if not isinstance(device, str) or not isinstance(persona, str | None) or (
-                    cmd == "attach" and persona is None):
-                raise ValueError(f"{cmd} needs \"device\" and {'' if cmd == 'attach' else 'optionally '}"
-                                 "\"persona\" (strings)")
-            if cmd == "attach":
-                return {"ok": True, "device": await controller.attach(device, str(persona))}
-            return {"ok": True, "device": await controller.detach(device, persona)}
-        raise ValueError(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach)")
-    except (ValueError, KeyError, OSError, MuxError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        return {"ok": False, "error": message}
+        except (OSError, ValueError) as exc:  # ValueError: Pillow knows no such extension
+            raise ControlError(str(exc)) from exc
+        return {"ok": True, "file": str(file)}
+    if cmd in ("attach", "detach"):
+        device, persona = request.get("device"), request.get("persona")
+        if not isinstance(device, str) or not isinstance(persona, str | None) or (
+                cmd == "attach" and persona is None):
+            raise _BadRequest(f"{cmd} needs \"device\" and {'' if cmd == 'attach' else 'optionally '}"
+                             "\"persona\" (strings)")
+        if cmd == "attach":
+            return {"ok": True, "device": await controller.attach(device, str(persona))}
+        return {"ok": True, "device": await controller.detach(device, persona)}
+    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach)")
 
 
 def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

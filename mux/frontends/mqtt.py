@@ -1,5 +1,11 @@
 """The MQTT bridge: a home-lab panel (Home Assistant) watches and steers mux.
 
+The bridge is a :class:`~mux.app.api.Frontend`: it talks to mux only through
+:class:`~mux.app.api.ControlAPI` and hears of changes through its one event
+subscription. ``async with bridge.serve(api)`` owns a TaskGroup holding the
+connection loop (task ``mqtt``) and every command being carried out (tasks
+``mqtt:<kind>:<persona>``); leaving it cancels them all and waits for them.
+
 One long-lived loop, :meth:`MqttBridge.run`, keeps a connection to the broker: an
 ``async with aiomqtt.Client`` inside a reconnect loop with capped exponential back-off
 (as aiomqtt's docs recommend), with ``<base>/availability = offline`` as the last will.
@@ -7,7 +13,10 @@ Each connection runs three tasks in one TaskGroup:
 
 - commands: every message on a ``.../set`` topic goes through the pure
   :func:`~mux.frontends.mqtt_topics.parse_command`; a refused one earns one ``error`` message, a
-  good one goes to the controller (switches through the same switcher as hotkeys);
+  good one goes to the API (switches through the same switcher as hotkeys) in its own
+  task, so a slow device move does not hold up the next message. A command mux cannot
+  carry out (a :class:`~mux.errors.MuxError`) earns an ``error`` message too; anything
+  else is a bug, logged with its traceback (and reported as an internal error);
 - state: retained topics derived from the controller (active persona, states, LEDs,
   devices) are recomputed on every change notification (and every second as a safety
   net) and only what changed is published; a new connection starts from nothing, so
@@ -28,12 +37,14 @@ import json
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
 from PIL import Image
 
+from mux.app.api import ControlAPI, Event
 from mux.config import MqttSection
 from mux.errors import MuxError
 from mux.frontends.mqtt_topics import (
@@ -45,10 +56,6 @@ from mux.frontends.mqtt_topics import (
     safe_node_id,
     state_messages,
 )
-from mux.guest.state import RunState
-
-if TYPE_CHECKING:
-    from mux.app.controller import Controller
 
 log = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 30.0)  # first and largest wait between reconnects
@@ -56,10 +63,11 @@ SAFETY_REFRESH_S = 1.0
 
 
 class MqttBridge:
-    """Publishes the controller's state and takes commands; see the module docstring."""
+    """Publishes mux's state and takes commands; see the module docstring."""
 
-    def __init__(self, ctl: Controller, config: MqttSection) -> None:
-        self.ctl = ctl
+    api: ControlAPI  # set by serve()
+
+    def __init__(self, config: MqttSection) -> None:
         self.config = config
         self.base = config.base_topic.rstrip("/")
         self.connected = asyncio.Event()
@@ -67,10 +75,37 @@ class MqttBridge:
         self._published: dict[str, str] = {}
         self._screens: dict[str, str] = {}
         self._client: aiomqtt.Client | None = None
-        self._commands: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def notify(self, *_: object) -> None:
-        """Something in the controller changed: recompute the retained state soon."""
+    @contextlib.asynccontextmanager
+    async def serve(self, api: ControlAPI) -> AsyncIterator[MqttBridge]:
+        """Bridge ``api`` to the broker while inside (see the module docstring)."""
+        self.api = api
+        unsubscribe = api.subscribe(self._on_event)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._spawn(self.run(), "mqtt")
+                try:
+                    yield self
+                finally:
+                    self._group = None
+                    await _cancel_until_done(self._tasks)
+        finally:
+            unsubscribe()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        assert self._group is not None, "the bridge is not being served"
+        task = self._group.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_event(self, _: Event) -> None:
+        self.notify()
+
+    def notify(self) -> None:
+        """Something in mux changed: recompute the retained state soon."""
         self._changed.set()
 
     # --- connection -------------------------------------------------------------------
@@ -137,7 +172,7 @@ class MqttBridge:
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         c = self.config
         for topic, payload in discovery_messages(c.discovery_prefix, c.node_id, self.base,
-                                                 self.ctl.config.names).items():
+                                                 self.api.names).items():
             await client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # --- incoming ---------------------------------------------------------------------
@@ -151,63 +186,54 @@ class MqttBridge:
                 await self._publish_discovery(client)
             return
         if is_own_discovery(topic, prefix, self.config.node_id):
-            current = discovery_messages(prefix, self.config.node_id, self.base, self.ctl.config.names)
+            current = discovery_messages(prefix, self.config.node_id, self.base, self.api.names)
             if payload and topic not in current:  # an entity of a persona no longer configured
                 await client.publish(topic, b"", qos=1, retain=True)
             return
         if not topic.endswith("/set"):
             return  # our own retained state, echoed back by the broker
-        command = parse_command(topic, payload, self.base, self.ctl.config.names)
+        command = parse_command(topic, payload, self.base, self.api.names)
         if isinstance(command, CommandError):
-            await self._refuse(client, command)
+            await self._refuse(command)
             return
-        task = asyncio.create_task(self._carry_out(client, command, topic, payload),
-                                   name=f"mqtt:{command.kind}:{command.persona}")
-        self._commands.add(task)
-        task.add_done_callback(self._commands.discard)
+        self._spawn(self._carry_out(command, topic, payload), f"mqtt:{command.kind}:{command.persona}")
 
-    async def _carry_out(self, client: aiomqtt.Client, command: Command, topic: str,
-                         payload: bytes) -> None:
+    async def _carry_out(self, command: Command, topic: str, payload: bytes) -> None:
+        """One command, in its own task; what goes wrong is reported here, never raised."""
+        text = payload.decode(errors="replace")
         try:
             if command.kind == "switch":
-                await self.ctl.switch(command.persona, "mqtt")
+                await self.api.switch(command.persona, "mqtt")
             elif command.kind == "persona":
-                await self._persona_action(command.persona, command.action)
+                action = {"start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}
+                await action[command.action](command.persona)
             elif command.action == "attach":
-                await self.ctl.attach(command.device, command.persona)
+                await self.api.attach(command.device, command.persona)
             else:
-                await self.ctl.detach(command.device, command.persona)
-        except (MuxError, ValueError, KeyError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            await self._refuse(client, CommandError(topic, payload.decode(errors="replace"), message))
+                await self.api.detach(command.device, command.persona)
+        except MuxError as exc:
+            await self._refuse(CommandError(topic, text, str(exc)))
+        except Exception as exc:  # a bug in mux: logged with its traceback, the panel told
+            log.exception("MQTT %s: carrying out %r failed", topic, text[:60])
+            await self._refuse(CommandError(topic, text, f"internal error in mux (see its log): {exc!r}"))
         self.notify()
 
-    async def _persona_action(self, name: str, action: str) -> None:
-        persona = self.ctl.persona(name)
-        if action in ("stop", "restart"):
-            await persona.stop()
-        if action in ("start", "restart"):
-            await self.ctl.start_personas([name])
-            if persona.state != RunState.RUNNING:
-                raise MuxError(f"persona {name!r} did not start (state {persona.state})")
-
-    async def _refuse(self, client: aiomqtt.Client, error: CommandError) -> None:
+    async def _refuse(self, error: CommandError) -> None:
         log.warning("MQTT %s: refused %r: %s", error.topic, error.payload[:60], error.error)
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(f"{self.base}/error", error.to_json(), qos=1)
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(f"{self.base}/error", error.to_json(), qos=1)
 
     # --- outgoing ---------------------------------------------------------------------
 
     def _state(self) -> dict[str, str]:
-        ctl = self.ctl
-        leds: dict[str, dict[str, bool] | None] = {}
-        for name in ctl.config.names:
-            state = ctl.leds(name)
-            leds[name] = None if state is None else {
-                "caps": state.caps, "num": state.num, "scroll": state.scroll}
-        devices = {n: ctl.devices(n) for n in ctl.config.names}
-        return state_messages(self.base, ctl.active,
-                              {n: str(p.state) for n, p in ctl.personas.items()}, leds, devices)
+        status = self.api.status()
+        personas = status["personas"]
+        leds = {p["name"]: p["leds"] for p in personas}
+        devices = {n: self.api.devices(n) for n in self.api.names}
+        return state_messages(self.base, status["active"],
+                              {p["name"]: p["state"] for p in personas}, leds, devices)
 
     async def _publish_changes(self, client: aiomqtt.Client) -> None:
         self._changed.clear()
@@ -224,11 +250,12 @@ class MqttBridge:
 
     async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            for name, persona in self.ctl.personas.items():
-                if persona.state != RunState.RUNNING:
+            for persona in self.api.status()["personas"]:
+                name = persona["name"]
+                if persona["state"] != "running":
                     continue
                 try:
-                    image = await self.ctl.screenshot(name)
+                    image = await self.api.screenshot(name)
                 except MuxError as exc:
                     log.debug("MQTT: no screenshot of %s: %s", name, exc)
                     continue
@@ -238,6 +265,18 @@ class MqttBridge:
                     await client.publish(f"{self.base}/persona/{name}/screenshot", jpeg, qos=0, retain=True)
                     self._screens[name] = digest
             await asyncio.sleep(self.config.screenshot_interval_s)
+
+
+async def _cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel the tasks, again every second until each has ended.
+
+    Once is not always enough: on Python 3.11, ``asyncio.wait_for`` (which aiomqtt uses
+    for every publish) swallows a cancel that arrives together with its result.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
 
 
 def _jpeg(image: Image.Image) -> bytes:

@@ -5,14 +5,16 @@ actions: :class:`Send` (events for one persona's ``input-send-event``),
 :class:`SwitchRequest` (a hotkey asked for a switch) and :class:`Unmapped` (a key QEMU
 cannot express, reported once per code). The router never changes the active persona on
 its own; the switcher does that by calling :meth:`Router.switch`, which returns the
-releases owed to the persona being left.
+releases owed to the persona being left. Where ``next`` and ``previous`` land is
+:func:`switch_target`, the one implementation the switcher and these tests share.
 
 The rules, and why:
 
 - Frames. evdev groups events into frames ended by ``SYN_REPORT``; a frame becomes at
   most one ``Send`` per persona, so QEMU sees e.g. a diagonal move as one step. After
-  ``SYN_DROPPED`` the rest of the frame and the next one are discarded; the I/O edge
-  should then call :meth:`Router.sync` with the keys the device reports down.
+  ``SYN_DROPPED`` the rest of the frame and the next one are discarded; the input
+  source then sends a frame releasing the keys the device no longer reports down
+  (:mod:`mux.input.sources`).
 - Ownership ("consistent" routing, as in evsieve). Each key or button that is down is
   owned by the persona that got its press; its release goes there and nowhere else. A
   switch releases everything the old persona owns at once, so keys held across a switch
@@ -37,7 +39,7 @@ The rules, and why:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -101,6 +103,21 @@ class Unmapped:
 
 
 Action: TypeAlias = Send | SwitchRequest | Unmapped
+
+
+def switch_target(personas: Sequence[str], active: str | None, target: str) -> str | None:
+    """The persona a switch to ``target`` (a persona, ``next`` or ``previous``) lands on.
+
+    ``next``/``previous`` walk ``personas`` in order, wrapping around; with no active
+    persona, ``next`` is the first persona and ``previous`` the last. None if ``target``
+    is neither a persona nor ``next``/``previous``.
+    """
+    if target in (NEXT, PREVIOUS):
+        step = 1 if target == NEXT else -1
+        if active is None:
+            return personas[0 if step == 1 else -1]
+        return personas[(list(personas).index(active) + step) % len(personas)]
+    return target if target in personas else None
 
 
 class _Out:
@@ -214,20 +231,14 @@ class Router:
         return out.actions()
 
     def resolve(self, target: str) -> str:
-        """A persona name for ``next``/``previous`` (wrapping around) or a name.
+        """A persona name for ``next``/``previous`` or a name (see :func:`switch_target`).
 
-        With no active persona, ``next`` is the first persona and ``previous`` the last.
         Raises ValueError for an unknown target.
         """
-        if target in (NEXT, PREVIOUS):
-            step = 1 if target == NEXT else -1
-            if self._active is None:
-                return self._personas[0 if step == 1 else -1]
-            index = self._personas.index(self._active)
-            return self._personas[(index + step) % len(self._personas)]
-        if target in self._personas:
-            return target
-        raise ValueError(f"unknown switch target {target!r}; expected next, previous or a persona")
+        persona = switch_target(self._personas, self._active, target)
+        if persona is None:
+            raise ValueError(f"unknown switch target {target!r}; expected next, previous or a persona")
+        return persona
 
     def held(self, persona: str) -> frozenset[int]:
         """The key and button codes currently down in ``persona``.
@@ -237,15 +248,6 @@ class Router:
         if persona not in self._personas:
             raise ValueError(f"unknown persona {persona!r}; expected one of {self._personas}")
         return frozenset(code for code, owner in self._owner.items() if owner == persona)
-
-    def sync(self, down: Collection[int]) -> list[Action]:
-        """Forget presses whose release was lost: release every key the router thinks is
-        down but that is not in ``down`` (the device's current key state)."""
-        out = _Out()
-        for code in [*self._held_back, *self._owner, *self._swallowed]:
-            if code not in down:
-                self._release(code, out)
-        return out.actions()
 
     # --- keys and buttons -------------------------------------------------------------
 

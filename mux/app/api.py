@@ -1,0 +1,106 @@
+"""The control API: everything a frontend may ask of mux, as a ``Protocol``.
+
+Frontends (the control socket :mod:`mux.frontends.control`, the MQTT bridge
+:mod:`mux.frontends.mqtt`) import this module and nothing else from :mod:`mux.app`;
+:class:`~mux.app.controller.Controller` implements it, and ``mux.cli`` hands the
+controller the frontends to serve (:class:`Frontend`), so the controller imports no
+frontend either. What crosses the API is plain data: names, JSON-ready dicts, PIL
+images, and the events of :mod:`mux.app.events` (re-exported here).
+
+Errors: every method raises only :class:`~mux.errors.MuxError` subclasses for a
+request that cannot be carried out (an unknown persona is
+:class:`~mux.errors.UnknownPersona`); anything else escaping is a bug in mux, and a
+frontend reports it as one, never as a refused command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from PIL import Image
+
+from mux.app.events import (
+    DevicesChanged,
+    Event,
+    LedsChanged,
+    StateChanged,
+    Subscriber,
+    Switched,
+    Unsubscribe,
+)
+
+__all__ = ["ControlAPI", "DevicesChanged", "Event", "Frontend", "LedsChanged", "StateChanged",
+           "Subscriber", "Switched", "Unsubscribe"]
+
+
+class ControlAPI(Protocol):
+    """What frontends may do: see who is active and what runs, switch, start and stop
+    personas, move devices, take screenshots, and hear of changes."""
+
+    @property
+    def names(self) -> Sequence[str]:
+        """The configured persona names, in config order (the order ``next`` walks)."""
+        ...
+
+    @property
+    def active(self) -> str | None:
+        """The active persona (None before the first one runs)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``mux ctl status`` prints: active, personas (state, LEDs...), devices."""
+        ...
+
+    def devices(self, persona: str) -> list[dict[str, Any]]:
+        """The devices ``persona`` holds now. Raises UnknownPersona."""
+        ...
+
+    async def switch(self, target: str, source: str) -> str:
+        """Switch to a persona, ``next`` or ``previous``; returns the new active persona.
+
+        Raises UnknownPersona; DeviceError (a device kept the switch back: nothing
+        changed); SwitchIncomplete (switched, but a part failed; see mux.app.switcher).
+        """
+        ...
+
+    async def start(self, persona: str) -> None:
+        """Start a persona (nothing if it runs). Raises UnknownPersona, PersonaError."""
+        ...
+
+    async def stop(self, persona: str) -> None:
+        """Stop a persona's guest (nothing if stopped). Raises UnknownPersona, PersonaError."""
+        ...
+
+    async def restart(self, persona: str) -> None:
+        """Stop, then start. Raises UnknownPersona, PersonaError."""
+        ...
+
+    async def attach(self, device: str, persona: str, timeout: float | None = None) -> dict[str, Any]:
+        """Move a device to a persona; returns its status. Raises DeviceError."""
+        ...
+
+    async def detach(self, device: str, persona: str | None = None,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """Unplug a device (held by ``persona`` if given); returns its status. Raises DeviceError."""
+        ...
+
+    async def screenshot(self, persona: str) -> Image.Image:
+        """The persona's latest screen. Raises UnknownPersona, StateError, PersonaError."""
+        ...
+
+    def subscribe(self, callback: Subscriber) -> Unsubscribe:
+        """Hear of every event from now on (see mux.app.events); returns how to stop."""
+        ...
+
+
+class Frontend(Protocol):
+    """A way into mux from outside, served for as long as the controller runs."""
+
+    def serve(self, api: ControlAPI) -> contextlib.AbstractAsyncContextManager[object]:
+        """Start serving ``api`` on entry (raising MuxError if it cannot), stop on exit.
+
+        Tasks the frontend needs live inside this context, named, and end with it.
+        """
+        ...

@@ -1,0 +1,89 @@
+"""What happened in mux, as typed events on one hub: the only way to hear of changes.
+
+Frontends (the MQTT bridge, tests) learn of switches, persona run states, LED reports
+and device moves by subscribing to :class:`Events` (``unsubscribe = events.subscribe(cb)``);
+there are no per-part listener lists to find. The events carry plain data (names,
+strings, booleans), so a subscriber imports nothing from the parts that made them.
+
+Delivery is synchronous and in order, on the event loop, right after the change: a
+subscriber must not block (set a flag, put on a queue). A subscriber that raises is
+logged with its traceback and the others are still called: one broken subscriber never
+undoes a switch or hides an event from the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Switched:
+    """The active persona changed from ``old`` (None: none was) to ``new``; ``source`` asked."""
+
+    old: str | None
+    new: str
+    source: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """A persona's run state changed (``"starting"``, ``"running"``, ``"stopped"``...)."""
+
+    persona: str
+    state: str
+
+
+@dataclass(frozen=True)
+class LedsChanged:
+    """A persona's guest reported its lock LEDs."""
+
+    persona: str
+    caps: bool
+    num: bool
+    scroll: bool
+
+
+@dataclass(frozen=True)
+class DevicesChanged:
+    """A device move was made (``error`` None) or tried; ``persona`` is where it is now."""
+
+    device: str
+    source: str | None
+    target: str | None
+    persona: str | None
+    error: str | None = None
+
+
+Event: TypeAlias = Switched | StateChanged | LedsChanged | DevicesChanged
+Subscriber: TypeAlias = Callable[[Event], None]
+Unsubscribe: TypeAlias = Callable[[], None]
+
+
+class Events:
+    """The hub: ``publish`` an event to every subscriber; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> Unsubscribe:
+        """Call ``callback(event)`` for every event from now on; returns how to stop."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Tell every subscriber, in subscription order; a failing one is logged, never raised."""
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber %r failed on %s", callback, event)
