@@ -58,8 +58,9 @@ class Controller:
     """Runs a config's personas and routes input, switches and screenshots among them."""
 
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
-                 logs_dir: Path | None = None, progress: Progress = print) -> None:
+                 logs_dir: Path | None = None, progress: Progress = print, tablet: bool = False) -> None:
         self.config = config
+        self.tablet = tablet  # every persona gets an absolute pointer (usb-tablet): clicking steps
         self.frontends = list(frontends)
         self.logs_dir = logs_dir
         self.progress = progress
@@ -118,7 +119,8 @@ class Controller:
         self.progress(f"accelerator: {accel}")
         boots = await asyncio.to_thread(self._resolve_boots)
         for pc in self.config.personas:
-            persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name))
+            persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name),
+                              LaunchOptions(tablet=True) if self.tablet else None)
             self.personas[pc.name] = persona
             self.hotplug.watch(persona)
             persona.listeners.append(self._state_changed)
