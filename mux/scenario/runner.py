@@ -44,6 +44,7 @@ from mux.scenario.screen_steps import ScreenSteps
 
 SYN = InputEvent(EV_SYN, 0, 0)
 KEY_GAP_S = 0.01  # between key events of typed text, so a slow TCG guest keeps up
+CLICK_STEPS = ("assert_and_click", "click_lastmatch")  # their personas get an absolute pointer
 SNAPSHOT_TIMEOUT_S = 60.0
 # What fails a step (recorded, the scenario stops); anything else is a bug in mux and propagates.
 # TimeoutError: a wait (serial, snapshot restore) that did not end in time.
@@ -112,7 +113,8 @@ async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str],
             dataclasses.replace(p, autostart=False) for p in config.personas))
     store = snapshots or snapshot.default_dir()
     try:
-        async with Controller(config, logs_dir=logs, progress=lambda m: say(f"  {m}")) as ctl:
+        clicks = any(s.kind in CLICK_STEPS for top in scenario.steps for s in top.walk())
+        async with Controller(config, logs_dir=logs, progress=lambda m: say(f"  {m}"), tablet=clicks) as ctl:
             runner = StepRunner(ctl, logs, result=result, say=say, snapshots=store, scenario=scenario)
             try:
                 if scenario.from_snapshot:

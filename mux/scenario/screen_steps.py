@@ -2,11 +2,24 @@
 
 Every screen step looks at :meth:`Controller.screenshot` (the persona's back-buffered
 frame) and polls until its timeout: ``assert_screen`` and ``check_screen`` match
-needles (:mod:`mux.needles.needles`; matching runs in a worker thread so the event loop keeps
-routing input), ``wait_screen_change`` and ``wait_still_screen`` compare whole screens
-by PSNR as os-autoinst does. A step whose ``persona`` is left out looks at the active
-persona. A failed screen assertion raises :class:`ScreenMismatch`, which carries the
-screen and the best match so the runner can save a picture of the difference.
+needles (:mod:`mux.needles.match`; matching runs in a worker thread so the event loop
+keeps routing input), ``wait_screen_change`` and ``wait_still_screen`` compare whole
+screens by PSNR as os-autoinst does. A step whose ``persona`` is left out looks at the
+active persona. A failed screen assertion raises :class:`ScreenMismatch`, which carries
+the screen and the closest candidate (where it came closest) so the runner can save a
+picture of the difference.
+
+While waiting, needles are searched as os-autoinst searches them: within each area's
+margin widened by 2% towards the whole screen, and over the whole screen when the
+whole seconds left are a multiple of 5 and once more at the deadline; an unchanged
+screen is not searched again at the same or a narrower width.
+
+``assert_and_click`` and ``click_lastmatch`` click the winning needle's click point (or
+the centre of its first match area) with an absolute pointer through the router, like
+all input: the persona must be the active one and have a ``usb-tablet`` (the runner
+gives one to every persona of a scenario that clicks). ``assert_text`` and
+``check_text`` read the screen with tesseract (:mod:`mux.needles.ocr`), re-reading only
+the bands of the screen that changed.
 
 ``wait_screen_change`` compares against the screen as it was *before the previous
 step* (the runner takes that reference when it sees a wait_screen_change coming), so a
@@ -20,6 +33,7 @@ wrote to the physical keyboards.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from pathlib import Path
@@ -30,10 +44,19 @@ from PIL import Image
 from mux.app.controller import Controller
 from mux.display.leds import Leds
 from mux.errors import MuxError, StepFailed
-from mux.needles.needles import Needle, NeedleMatch, best_match
+from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_SYN, InputEvent
+from mux.input.router import QEMU_ABS_MAX
+from mux.needles.match import NeedleMatch, SearchResult, search
+from mux.needles.model import Needle
+from mux.needles.ocr import OcrUnavailable, TextReader
+from mux.scenario.model import MOUSE_BUTTONS
 from mux.scenario.screens import psnr, similar, unchanged_fraction
 
+log = logging.getLogger(__name__)
 SCREEN_POLL_S = 0.25
+NARROW_SEARCH = 0.02  # os-autoinst's search ratio while waiting
+WIDE_EVERY_S = 5  # ... and the whole screen when the seconds left are a multiple of this
+CLICK_GAP_S = 0.05  # between the pointer's move, press and release
 LED_POLL_S = 0.05
 _SERIAL_LEDS = re.compile(r"MUX-LED caps=([01]) num=([01]) scroll=([01])")
 
@@ -56,6 +79,8 @@ class ScreenSteps:
     message: str
     pictures: list[Path]
     reference: dict[str, Image.Image]
+    last_match: tuple[str, NeedleMatch, tuple[int, int]] | None = None  # persona, winner, screen size
+    text_reader: TextReader | None = None
 
     def timeout(self, seconds: float) -> float:
         raise NotImplementedError
@@ -70,16 +95,37 @@ class ScreenSteps:
         return str(name)
 
     async def look(self, name: str, needles: list[Needle], timeout: float) -> tuple[NeedleMatch, Image.Image]:
-        """Poll ``name``'s screen until one of ``needles`` matches or ``timeout`` passes;
-        returns the best match of the last look and that screen."""
+        """Poll ``name``'s screen until one of ``needles`` matches or ``timeout`` passes,
+        widening the search as os-autoinst does; returns the winner (or the closest
+        candidate of the last search) and that screen. A winner is kept for
+        ``click_lastmatch``.
+
+        Raises:
+            StepFailed: no needle's picture could be read.
+        """
         deadline = time.monotonic() + timeout
+        last: tuple[bytes, float, SearchResult] | None = None
         while True:
             screen = await self.ctl.screenshot(name)
-            match = await asyncio.to_thread(best_match, screen, needles)
             left = deadline - time.monotonic()
-            if match.ok or left <= 0:
-                return match, screen
-            await asyncio.sleep(min(SCREEN_POLL_S, left))
+            ratio = 1.0 if left <= 0 or int(left) % WIDE_EVERY_S == 0 else NARROW_SEARCH
+            pixels = screen.tobytes()
+            if last is not None and last[0] == pixels and last[1] >= ratio:
+                result = last[2]
+            else:
+                result = await asyncio.to_thread(search, screen, needles, 0.0, ratio)
+                last = (pixels, ratio, result)
+                for skipped in result.skipped:
+                    log.warning("%s; needle skipped", skipped)
+            closest = result.closest
+            if closest is None:
+                raise StepFailed(f"{name}: no needle could be matched ({'; '.join(result.skipped)})")
+            if result.best is not None:
+                self.last_match = (name, result.best, screen.size)
+                return result.best, screen
+            if left <= 0:
+                return closest, screen
+            await asyncio.sleep(min(SCREEN_POLL_S, max(left, 0.01)))
 
     async def check(self, a: dict[str, Any]) -> bool:
         """check_screen's arguments (also ``if`` and ``until``): whether the needle matches."""
@@ -147,6 +193,84 @@ class ScreenSteps:
         message = f"{name}: {match.describe()} after {a['tries']} x {a['key']}"
         raise ScreenMismatch(message, name, screen, match)
 
+    async def step_assert_and_click(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        timeout = self.timeout(a["timeout"])
+        match, screen = await self.look(name, a["_needles"], timeout)
+        if not match.ok:
+            message = f"{name}: {match.describe()} (looked for {timeout:.0f}s)"
+            raise ScreenMismatch(message, name, screen, match)
+        x, y = match.click_point()
+        await self.click(name, x, y, screen.size, a["button"])
+        self.message = f"{name}: {match.describe()}; clicked {a['button']} at +{x}+{y}"
+
+    async def step_click_lastmatch(self, a: dict[str, Any]) -> None:
+        if self.last_match is None:
+            raise StepFailed("click_lastmatch: no needle has matched yet in this scenario")
+        name, match, size = self.last_match
+        x, y = match.click_point()
+        await self.click(name, x, y, size, a["button"])
+        self.message = f"{name}: clicked {a['button']} at +{x}+{y} (needle {match.needle.name})"
+
+    async def click(self, name: str, x: int, y: int, size: tuple[int, int], button: str) -> None:
+        """Move the absolute pointer to screen pixel (x, y) of ``name`` and click ``button``,
+        as input from a tablet: through the router, so to the active persona.
+
+        Raises:
+            StepFailed: ``name`` is not the active persona.
+        """
+        if self.ctl.active != name:
+            raise StepFailed(f"cannot click on {name}: input goes to the active persona "
+                             f"({self.ctl.active}); switch to {name} first")
+        width, height = size
+        syn = InputEvent(EV_SYN, 0, 0)
+        code = MOUSE_BUTTONS[button]
+        await self.ctl.input([InputEvent(EV_ABS, ABS_X, round(x * QEMU_ABS_MAX / max(width - 1, 1))),
+                              InputEvent(EV_ABS, ABS_Y, round(y * QEMU_ABS_MAX / max(height - 1, 1))), syn])
+        for down in (1, 0):
+            await asyncio.sleep(CLICK_GAP_S)
+            await self.ctl.input([InputEvent(EV_KEY, code, down), syn])
+
+    async def read_text(self, a: dict[str, Any]) -> tuple[bool, str, str]:
+        """Poll the screen (or its ``area``) until the ``text`` regex is in what tesseract
+        reads, or the timeout passes; returns (found, persona, the text read last).
+
+        Raises:
+            StepFailed: OCR is not installed.
+        """
+        name = self._persona(a)
+        wanted = re.compile(a["text"], re.MULTILINE)  # ^ and $ match at each line read
+        area = a.get("area")
+        box = None
+        if area:
+            box = (int(area["xpos"]), int(area["ypos"]), int(area["width"]), int(area["height"]))
+        if self.text_reader is None:
+            self.text_reader = TextReader()
+        deadline = time.monotonic() + self.timeout(a["timeout"])
+        while True:
+            screen = await self.ctl.screenshot(name)
+            try:
+                text = await asyncio.to_thread(self.text_reader.text, screen, box)
+            except OcrUnavailable as exc:
+                raise StepFailed(f"cannot read text: {exc}") from exc
+            if wanted.search(text):
+                return True, name, text
+            if time.monotonic() >= deadline:
+                return False, name, text
+            await asyncio.sleep(SCREEN_POLL_S)
+
+    async def step_assert_text(self, a: dict[str, Any]) -> None:
+        found, name, text = await self.read_text(a)
+        if not found:
+            raise StepFailed(f"{name}: no text matching {a['text']!r} on the screen"
+                             f" (waited {self.timeout(a['timeout']):.0f}s); read: {_quote(text)}")
+        self.message = f"{name}: found {a['text']!r}"
+
+    async def step_check_text(self, a: dict[str, Any]) -> None:
+        found, name, text = await self.read_text(a)
+        self.message = f"{name}: {'found' if found else 'no'} {a['text']!r}" + (
+            "" if found else f"; read: {_quote(text)}")
+
     async def step_screenshot(self, a: dict[str, Any]) -> None:
         name = self._persona(a)
         screen = await self.ctl.screenshot(name)
@@ -212,6 +336,11 @@ class ScreenSteps:
                 caps, num, scroll = (v == "1" for v in reports[-1])
                 leds = Leds(caps=caps, num=num, scroll=scroll)
         return leds
+
+
+def _quote(text: str, limit: int = 600) -> str:
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return repr(shown)
 
 
 def _show(leds: Leds) -> str:

@@ -225,8 +225,14 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
     if kind == "mouse_move" and args.get("delta") is not None and not (
             len(args["delta"]) == 2 and all(type(v) is int for v in args["delta"])):
         fail((*where, "delta"), "mouse_move takes [dx, dy], two integers")
-    if kind == "mouse_click" and args.get("button") not in MOUSE_BUTTONS:
-        fail((*where, "button"), f"mouse_click: button must be one of {', '.join(MOUSE_BUTTONS)}")
+    clicks = ("mouse_click", "assert_and_click", "click_lastmatch")
+    if kind in clicks and args.get("button") not in MOUSE_BUTTONS:
+        fail((*where, "button"), f"{kind}: button must be one of {', '.join(MOUSE_BUTTONS)}")
+    area = args.get("area")
+    if kind in ("assert_text", "check_text") and area is not None and not (
+            set(area) == {"xpos", "ypos", "width", "height"}
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in area.values())):
+        fail((*where, "area"), f"{kind}: area is {{xpos, ypos, width, height}}, whole numbers >= 0")
     if kind == "assert_led":
         if names is not None and args.get("persona") not in (None, "physical", *names):
             fail((*where, "persona"), f"assert_led: persona must be one of {', '.join(names)} or"
