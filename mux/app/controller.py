@@ -144,7 +144,7 @@ class Controller:
         colors = {pc.name: pc.color for pc in self.config.personas}
         output = open_output(self.config.display, colors, self.display.backbuffer,
                              on_input=None if self.config.input.devices else self.input,
-                             on_switch=lambda name: self.switch(name, "overview"))
+                             on_switch=self._overview_switch)
         self._stack.callback(output.close)
         if output.kind == "window" and not self.config.input.devices:
             for persona in self.personas.values():
@@ -251,6 +251,13 @@ class Controller:
             was made but a part of it failed (see :mod:`mux.app.switcher`).
         """
         return await self.switcher.request(target, source)
+
+    async def _overview_switch(self, name: str) -> None:
+        """A click on a tile of the window's overview: like a hotkey, a refusal is logged."""
+        try:
+            await self.switch(name, "overview")
+        except MuxError as exc:
+            log.error("overview: %s", exc)
 
     async def _route_to(self, old: str | None, new: str) -> None:
         """The input part of a switch: release what ``old`` holds, route new input to ``new``."""
