@@ -15,7 +15,7 @@ from PIL import Image
 from mux.config import DisplaySection, PersonaConfig
 from mux.display.backbuffer import BackBuffer, Frame, decode_image
 from mux.display.output import HeadlessOutput, display_available
-from mux.errors import UnknownPersona
+from mux.errors import DisplayError, UnknownPersona
 from mux.guest.state import RunState
 from tests.conftest import READY_S, wait_until
 
@@ -48,7 +48,7 @@ def test_backbuffer_keeps_the_newest_frame_only() -> None:
     assert buffer.put("a", new)
     assert not buffer.put("a", old)  # a slow screendump never overwrites a newer live frame
     assert buffer.get("a") is new
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownPersona):
         buffer.get("zz")
 
 
@@ -59,7 +59,7 @@ def test_screendump_unchanged_screen_keeps_image_with_new_time() -> None:
     assert again.image is first.image and again.captured == 2.0
     changed = buffer.put_screendump("a", ppm(solid(GREEN)), 3.0)
     assert changed.image.getpixel((0, 0)) == GREEN
-    with pytest.raises(ValueError):
+    with pytest.raises(DisplayError):
         decode_image(b"P6\nnot a picture")
 
 

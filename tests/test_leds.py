@@ -11,6 +11,7 @@ import pytest
 
 from mux.config import PersonaConfig
 from mux.display.leds import LedRouter, Leds, leds_dict
+from mux.errors import UnknownPersona
 from mux.frontends import control
 from tests.conftest import READY_S, wait_until
 
@@ -69,11 +70,11 @@ def test_a_sink_added_later_gets_the_physical_state_and_a_broken_sink_spoils_not
     assert late.writes == [NUM, CAPS]
 
 
-def test_unknown_persona_is_a_key_error_and_status_form() -> None:
+def test_unknown_persona_is_a_mux_error_and_status_form() -> None:
     router = LedRouter(["a"])
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownPersona):
         router.persona("zz")
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownPersona):
         router.guest_set("zz", OFF)
     assert leds_dict(NUM) == {"caps": False, "num": True, "scroll": False}
     assert leds_dict(None) is None

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mux.errors import MuxError, UnknownPersona
 from mux.input.events import EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_DROPPED, SYN_REPORT, InputEvent
 from mux.input.hotkeys import HotkeyMatcher
 from mux.input.keymap import key_code, qmp_key
@@ -159,15 +160,15 @@ def test_resolve() -> None:
     assert router.resolve("next") == "a"
     assert router.resolve("previous") == "b"
     assert router.resolve("b") == "b"
-    with pytest.raises(ValueError, match="unknown switch target 'd'"):
+    with pytest.raises(UnknownPersona, match="unknown switch target 'd'"):
         router.resolve("d")
 
 
 def test_unknown_personas_raise() -> None:
     router = router_ab()
-    with pytest.raises(ValueError, match="unknown persona 'z'"):
+    with pytest.raises(UnknownPersona, match="unknown persona 'z'"):
         router.switch("z")
-    with pytest.raises(ValueError, match="unknown persona 'z'"):
+    with pytest.raises(UnknownPersona, match="unknown persona 'z'"):
         router.held("z")
 
 
@@ -177,14 +178,14 @@ def test_unknown_personas_raise() -> None:
         ({"personas": []}, "at least one persona"),
         ({"personas": ["a", "a"]}, "duplicated"),
         ({"personas": ["next"]}, "reserved"),
-        ({"personas": ["a"], "active": "b"}, "not one of"),
+        ({"personas": ["a"], "active": "b"}, "unknown active persona 'b'"),
         ({"personas": ["a"], "autorepeat": "sometimes"}, "autorepeat"),
         ({"personas": ["a"], "hotkeys": {"scrolllock+f1": "b"}}, "unknown target 'b'"),
         ({"personas": ["a"], "abs_ranges": {0: (5, 5)}}, "empty range"),
     ],
 )
 def test_bad_router_configuration(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(MuxError, match=message):
         Router(**kwargs)
 
 

@@ -44,7 +44,7 @@ from mux.config import DisplaySection
 from mux.display.backbuffer import BackBuffer, Frame
 from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
-from mux.errors import PersonaError, RfbError
+from mux.errors import DisplayError, PersonaError, RfbError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 
@@ -281,7 +281,7 @@ class Display:
             try:
                 data = path.read_bytes()
                 return self.backbuffer.put_screendump(name, data, captured)
-            except (OSError, ValueError) as exc:
+            except (OSError, DisplayError) as exc:
                 raise PersonaError(f"persona {name!r}: screendump {path}: {exc}") from exc
 
     async def _refresh_loop(self) -> None:

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from mux.errors import InputError, UnknownPersona
 from mux.input.events import (
     EV_ABS,
     EV_KEY,
@@ -148,22 +149,24 @@ class Router:
     ) -> None:
         """``abs_ranges`` maps ABS_X/ABS_Y to the device's (min, max), for scaling.
 
-        Raises ValueError for no personas, an empty, duplicate or reserved (``next``, ``overview``,
-        ``previous``) persona name, an unknown ``active`` or ``autorepeat``, an empty
-        abs range, or bad hotkeys (see :class:`mux.input.hotkeys.HotkeyMatcher`).
+        Raises:
+            InputError: no personas, an empty, duplicate or reserved (``next``,
+                ``overview``, ``previous``) persona name, an unknown ``autorepeat``, an
+                empty abs range, or bad hotkeys (see :class:`mux.input.hotkeys.HotkeyMatcher`).
+            UnknownPersona: ``active`` is not one of ``personas``.
         """
         if not personas:
-            raise ValueError("the router needs at least one persona")
+            raise InputError("the router needs at least one persona")
         for name in personas:
             if not name or name in TARGETS or list(personas).count(name) > 1:
-                raise ValueError(f"bad persona name {name!r}: empty, reserved or duplicated")
+                raise InputError(f"bad persona name {name!r}: empty, reserved or duplicated")
         if active is not None and active not in personas:
-            raise ValueError(f"active persona {active!r} is not one of {list(personas)}")
+            raise UnknownPersona(active, personas, what="active persona")
         if autorepeat not in ("pass", "drop"):
-            raise ValueError(f"autorepeat must be 'pass' or 'drop', not {autorepeat!r}")
+            raise InputError(f"autorepeat must be 'pass' or 'drop', not {autorepeat!r}")
         for code, (low, high) in (abs_ranges or {}).items():
             if high <= low:
-                raise ValueError(f"abs axis {code}: empty range {low}..{high}")
+                raise InputError(f"abs axis {code}: empty range {low}..{high}")
         self._personas = tuple(personas)
         self._matcher = HotkeyMatcher(hotkeys, self._personas)
         self._autorepeat = autorepeat
@@ -216,11 +219,13 @@ class Router:
     def switch(self, persona: str) -> list[Action]:
         """Make ``persona`` active; return the releases owed to the persona left.
 
-        Switching to the active persona does nothing. Raises ValueError for an unknown
-        persona.
+        Switching to the active persona does nothing.
+
+        Raises:
+            UnknownPersona: ``persona`` is not one of the router's.
         """
         if persona not in self._personas:
-            raise ValueError(f"unknown persona {persona!r}; expected one of {self._personas}")
+            raise UnknownPersona(persona, self._personas)
         out = _Out()
         if persona != self._active:
             for code in reversed(list(self._owner)):  # newest first: modifiers last
@@ -233,20 +238,22 @@ class Router:
     def resolve(self, target: str) -> str:
         """A persona name for ``next``/``previous`` or a name (see :func:`switch_target`).
 
-        Raises ValueError for an unknown target.
+        Raises:
+            UnknownPersona: ``target`` is neither a persona nor ``next``/``previous``.
         """
         persona = switch_target(self._personas, self._active, target)
         if persona is None:
-            raise ValueError(f"unknown switch target {target!r}; expected next, previous or a persona")
+            raise UnknownPersona(target, (*self._personas, NEXT, PREVIOUS), what="switch target")
         return persona
 
     def held(self, persona: str) -> frozenset[int]:
         """The key and button codes currently down in ``persona``.
 
-        Raises ValueError for an unknown persona.
+        Raises:
+            UnknownPersona: ``persona`` is not one of the router's.
         """
         if persona not in self._personas:
-            raise ValueError(f"unknown persona {persona!r}; expected one of {self._personas}")
+            raise UnknownPersona(persona, self._personas)
         return frozenset(code for code, owner in self._owner.items() if owner == persona)
 
     # --- keys and buttons -------------------------------------------------------------
