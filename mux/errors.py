@@ -12,7 +12,9 @@ The whole tree, and whose fault each one is::
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
      │    ├── StateError      a command against a persona in the wrong run state
-     │    └── MigrationError  a guest's machine state could not be saved to or loaded from a file
+     │    ├── MigrationError  a guest's machine state could not be saved to or loaded from a file
+     │    └── AgentError      the guest agent did not answer, broke the protocol or failed
+     │                        (defined in mux.guest.agent, with the agent)
      ├── RfbError             a guest's VNC link: refused, broke the protocol, closed, too slow
      ├── DeviceError          a device move that was not made (the device stays where it was)
      │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time

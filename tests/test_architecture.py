@@ -153,3 +153,31 @@ def test_no_module_is_over_400_lines_except_generated_tables() -> None:
     assert set(GENERATED) <= {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")}
     over = {path: lines for path, lines in long.items() if path not in GENERATED}
     assert over == {}, f"modules over {MAX_LINES} lines: {over}"
+
+
+# --- the error tree ---------------------------------------------------------------------
+
+
+def test_every_mux_error_is_drawn_in_the_error_tree() -> None:
+    """errors.py's docstring draws the whole tree: each public MuxError subclass in it."""
+    import importlib
+    import pkgutil
+
+    from mux import errors
+
+    for info in pkgutil.walk_packages([str(PACKAGE)], "mux."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    found: set[type[errors.MuxError]] = set()
+    pending: list[type[errors.MuxError]] = [errors.MuxError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls)
+        pending.extend(sub for sub in cls.__subclasses__() if sub.__module__.startswith("mux."))
+    drawing = errors.__doc__ or ""
+    missing = sorted(f"{c.__module__}.{c.__name__}" for c in found
+                     if not c.__name__.startswith("_") and f"── {c.__name__} " not in drawing
+                     and c is not errors.MuxError)
+    assert "MuxError\n" in drawing
+    assert missing == [], "MuxError subclasses missing from the drawing in mux/errors.py"
+    assert len(found) > 15  # the walk found the tree, not just the root
