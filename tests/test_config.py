@@ -54,7 +54,7 @@ hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
     ('[[persona]]\nname = "a"\nimage = "nope"\n', 3, "unknown image 'nope'"),
     ('[[persona]]\nname = "a"\nrestart = "sometimes"\n', 3, "on-failure"),
     ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+f1" = "zzz" }\n', 4, "unknown persona 'zzz'"),
-    ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+fone" = "a" }\n', 4, "unknown key name 'fone' in chord"),
+    ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+fone" = "a" }\n', 4, "unknown key name 'fone'"),
     ('[[persona]\nname = "a"\n', 1, "TOML syntax error"),
     ('[mux]\naccel = "tcg"\n', 0, "at least one [[persona]]"),
 ])
