@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("device")
     s.add_argument("name", metavar="persona", nargs="?", help="must be the persona holding it")
     s.set_defaults(func=cmd_ctl_detach)
+    s = csub.add_parser("text", help="print the text on a persona's screen (OCR)")
+    s.add_argument("name", metavar="persona")
+    s.add_argument("--area", type=_area, metavar="X,Y,W,H", help="read only this part of the screen")
+    s.set_defaults(func=cmd_ctl_text)
     return parser
 
 
@@ -340,6 +344,22 @@ def cmd_ctl_detach(args: argparse.Namespace) -> int:
     reply = _ctl(args, {"cmd": "detach", "device": args.device, "persona": args.name}, timeout=DEVICE_MOVE_S)
     print(_device_line(reply["device"]))
     return 0
+
+
+def cmd_ctl_text(args: argparse.Namespace) -> int:
+    print(_ctl(args, {"cmd": "text", "persona": args.name, "area": args.area}, timeout=120)["text"])
+    return 0
+
+
+def _area(value: str) -> list[int]:
+    """``X,Y,W,H`` as four whole numbers (argparse type)."""
+    try:
+        parts = [int(v) for v in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4 or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not X,Y,W,H (four whole numbers >= 0)")
+    return parts
 
 
 def _device_line(device: object) -> str:

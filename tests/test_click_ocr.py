@@ -57,3 +57,33 @@ def test_click_at_the_click_point_and_read_typed_text(tmp_path: Path, console_im
     assert "clicked left at +10+81" in steps[2]["message"]
     failure = steps[-1]["message"]
     assert "no text matching 'no-such-text-[0-9]+'" in failure and "needle-marker" in failure.split("read:")[1]
+
+
+async def test_ctl_text_prints_the_screen(tmp_path: Path, controller: Any) -> None:
+    import asyncio
+    import re
+
+    from mux.config import PersonaConfig
+    from mux.scenario.runner import StepRunner
+    from tests.conftest import READY_S
+
+    async with controller(PersonaConfig("work")) as ctl:
+        await ctl.persona("work").serial.wait_for(re.compile("MUX-READY"), READY_S)
+        await StepRunner(ctl).step_type({"text": "needle-marker"})
+
+        async def ctl_text(*more: str) -> str:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mux", "ctl", "--socket", str(tmp_path / "control.sock"), "text", "work",
+                *more, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, stderr.decode()
+            return stdout.decode()
+
+        for _ in range(20):  # the typed text reaches the screen a little later
+            whole = await ctl_text()
+            if "needle-marker" in whole:
+                break
+            await asyncio.sleep(0.5)
+        assert "needle-marker" in whole and "BusyBox" in whole
+        corner = await ctl_text("--area", "0,600,1024,168")
+        assert "needle-marker" not in corner and "BusyBox" not in corner

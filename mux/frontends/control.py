@@ -10,6 +10,8 @@ One request per line, one reply per line::
                                                        -> {"ok": true, "device": {...}}
     {"cmd": "detach", "device": "stick"}   ("persona" optional: must hold it)
                                                        -> {"ok": true, "device": {...}}
+    {"cmd": "text", "persona": "work", "area": [x, y, w, h]}   (area optional)
+                                                       -> {"ok": true, "text": "..."}
     anything wrong                                     -> {"ok": false, "error": "..."}
 
 A bad request, or one mux cannot carry out (a :class:`~mux.errors.MuxError`), gets an
@@ -156,7 +158,28 @@ async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
         if cmd == "attach":
             return {"ok": True, "device": await controller.attach(device, str(persona))}
         return {"ok": True, "device": await controller.detach(device, persona)}
-    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach)")
+    if cmd == "text":
+        return {"ok": True, "text": await _read_text(controller, request)}
+    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text)")
+
+
+async def _read_text(controller: ControlAPI, request: dict[str, Any]) -> str:
+    """The text on a persona's screen (or in ``area``), read by tesseract in a thread.
+
+    Raises:
+        MuxError: a bad area, OCR not installed, or the screenshot failed.
+    """
+    from mux.needles.ocr import OcrUnavailable, TextReader
+
+    area = request.get("area")
+    if area is not None and not (isinstance(area, list) and len(area) == 4
+                                 and all(type(v) is int and v >= 0 for v in area)):
+        raise _BadRequest("text: area is [x, y, width, height], whole numbers >= 0")
+    image = await controller.screenshot(str(request.get("persona")))
+    try:
+        return await asyncio.to_thread(TextReader().text, image, tuple(area) if area else None)
+    except OcrUnavailable as exc:
+        raise ControlError(str(exc)) from exc
 
 
 def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
