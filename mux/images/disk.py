@@ -166,3 +166,23 @@ def _copy_at(source: Path, fd: int, offset: int, chunk: int = 1 << 20) -> None:
 def to_qcow2(raw: Path, qcow2: Path) -> None:
     """Convert the raw disk to qcow2 (zeros are not stored). Raises ImageError."""
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)], "qemu-img convert")
+
+
+#: Where Debian's ``ovmf`` package puts the UEFI firmware: (code, variable store template),
+#: the 4 MiB build first (Debian 12 and 13), then the older 2 MiB names.
+OVMF_DIRS = (Path("/usr/share/OVMF"),)
+OVMF_NAMES = (("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"), ("OVMF_CODE.fd", "OVMF_VARS.fd"))
+
+
+def find_ovmf() -> tuple[Path, Path]:
+    """OVMF's code (read-only) and the variable store template to copy for each guest.
+
+    Raises:
+        ImageError: neither pair is installed (names the ``ovmf`` package).
+    """
+    for directory in OVMF_DIRS:
+        for code, variables in OVMF_NAMES:
+            if (directory / code).is_file() and (directory / variables).is_file():
+                return directory / code, directory / variables
+    looked = ", ".join(str(d / c) for d in OVMF_DIRS for c, _ in OVMF_NAMES)
+    raise ImageError(f"UEFI needs OVMF firmware ({looked}): apt-get install ovmf")
