@@ -267,3 +267,11 @@ def test_two_click_points_skip_the_needle(tmp_path: Path) -> None:
     library = NeedleLibrary()
     assert library.file(tmp_path / "twice.json") is None
     assert "more than one area has a click point" in library.warnings[0][1]
+
+
+def test_a_window_is_blurred_as_the_whole_screen_is() -> None:
+    screen = Screen(desktop())
+    whole = prep(np.asarray(desktop()))
+    for box in ((0, 0, 300, 200), (378, 221, 648, 371), (900, 700, 1024, 768)):
+        left, top, right, bottom = box
+        assert np.array_equal(screen.window([], box), whole[top:bottom, left:right]), box

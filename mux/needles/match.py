@@ -55,10 +55,16 @@ def as_rgb(picture: Image.Image | RGB) -> RGB:
 
 
 class Screen:
-    """One screen frame, with its grey blurred forms kept per set of exclude areas."""
+    """One screen frame, with its grey blurred forms kept per set of exclude areas.
+
+    A search window under half the screen is blurred on its own (with a pixel of its
+    surroundings, so it comes out as in the whole blurred screen); a larger one blurs
+    and keeps the whole screen, as os-autoinst does.
+    """
 
     def __init__(self, picture: Image.Image | RGB) -> None:
         self.rgb = as_rgb(picture)
+        self._painted: dict[tuple[tuple[int, int, int, int], ...], RGB] = {}
         self._prepped: dict[tuple[tuple[int, int, int, int], ...], Grey] = {}
 
     @property
@@ -66,10 +72,29 @@ class Screen:
         return self.rgb.shape[1], self.rgb.shape[0]
 
     def prepped(self, excludes: list[Area]) -> Grey:
+        """The whole screen, exclude areas painted, grey and blurred (kept)."""
         key = tuple(a.box for a in excludes)
         if key not in self._prepped:
-            self._prepped[key] = prep(paint_excludes(self.rgb, excludes))
+            self._prepped[key] = prep(self._paint(excludes))
         return self._prepped[key]
+
+    def window(self, excludes: list[Area], box: tuple[int, int, int, int]) -> Grey:
+        """The grey blurred screen within ``box`` (left, top, right, bottom)."""
+        left, top, right, bottom = box
+        key = tuple(a.box for a in excludes)
+        width, height = self.size
+        if key in self._prepped or 2 * (right - left) * (bottom - top) >= width * height:
+            return self.prepped(excludes)[top:bottom, left:right]
+        pl, pt = max(left - 1, 0), max(top - 1, 0)
+        pr, pb = min(right + 1, width), min(bottom + 1, height)
+        blurred = prep(self._paint(excludes)[pt:pb, pl:pr])
+        return blurred[top - pt:top - pt + bottom - top, left - pl:left - pl + right - left]
+
+    def _paint(self, excludes: list[Area]) -> RGB:
+        key = tuple(a.box for a in excludes)
+        if key not in self._painted:
+            self._painted[key] = paint_excludes(self.rgb, excludes)
+        return self._painted[key]
 
 
 def search_margin(margin: int, search_ratio: float) -> int:
@@ -85,37 +110,40 @@ def mean_square(a: Grey, b: Grey) -> float:
     return float(np.mean(diff * diff)) if diff.size else 0.0
 
 
-def search_area(scene: Grey, needle: Grey, x: int, y: int, width: int, height: int,
-                margin: int) -> tuple[float, int, int]:
-    """Where the needle's area ``(x, y, width, height)`` fits best in ``scene`` within
-    ``margin``; returns (similarity, found x, found y). An area outside either picture
-    gives (0, 0, 0), as in os-autoinst."""
-    rows, cols = scene.shape
+def search_area(screen: Screen, excludes: list[Area], needle: Grey, x: int, y: int, width: int,
+                height: int, margin: int) -> tuple[float, int, int]:
+    """Where the needle's area ``(x, y, width, height)`` fits best on the screen (exclude
+    areas painted) within ``margin``; returns (similarity, found x, found y). An area
+    outside either picture gives (0, 0, 0), as in os-autoinst."""
+    cols, rows = screen.size
     if (x < 0 or y < 0 or x + width > cols or y + height > rows or width <= 0 or height <= 0
             or x + width > needle.shape[1] or y + height > needle.shape[0]):
         return 0.0, 0, 0
     target = needle[y:y + height, x:x + width]
-    here = scene[y:y + height, x:x + width]
-    if np.array_equal(here, target):
-        return 1.0, x, y
     left, top = max(0, x - margin), max(0, y - margin)
     right, bottom = min(cols, x + width + margin), min(rows, y + height + margin)
-    window = scene[top:bottom, left:right]
-    errors = cv2.matchTemplate(window, target, cv2.TM_SQDIFF).astype(np.float64)
+    window = screen.window(excludes, (left, top, right, bottom))
     origin = (x - left, y - top)
-    bound = float(errors[origin[1], origin[0]])
-    flat = errors.ravel()
-    first = int(np.argmin(flat))  # the first place (in reading order) with the smallest error
-    if flat[first] < bound:
-        # os-autoinst's scan restarts its list at the first smallest error it meets
-        good = np.flatnonzero(flat[first:] <= flat[first] + GOOD_WITHIN) + first
+    if np.array_equal(window[origin[1]:origin[1] + height, origin[0]:origin[0] + width], target):
+        return 1.0, x, y
+    if window.shape == target.shape:  # one place only: no search
+        fx, fy = x, y
     else:
-        good = np.flatnonzero(flat <= bound + GOOD_WITHIN)
-    gy, gx = np.divmod(good, errors.shape[1])
-    nearest = int(np.argmin((gx - origin[0]) ** 2 + (gy - origin[1]) ** 2))
-    fx, fy = int(gx[nearest]) + left, int(gy[nearest]) + top
-    mse = mean_square(scene[fy:fy + height, fx:fx + width], target)
-    return similarity_of(mse), fx, fy
+        errors = cv2.matchTemplate(window.astype(np.float32), target.astype(np.float32),
+                                   cv2.TM_SQDIFF).astype(np.float64)
+        bound = float(errors[origin[1], origin[0]])
+        flat = errors.ravel()
+        first = int(np.argmin(flat))  # the first place (in reading order) with the smallest error
+        if flat[first] < bound:
+            # os-autoinst's scan restarts its list at the first smallest error it meets
+            good = np.flatnonzero(flat[first:] <= flat[first] + GOOD_WITHIN) + first
+        else:
+            good = np.flatnonzero(flat <= bound + GOOD_WITHIN)
+        gy, gx = np.divmod(good, errors.shape[1])
+        nearest = int(np.argmin((gx - origin[0]) ** 2 + (gy - origin[1]) ** 2))
+        fx, fy = int(gx[nearest]) + left, int(gy[nearest]) + top
+    found = window[fy - top:fy - top + height, fx - left:fx - left + width]
+    return similarity_of(mean_square(found, target)), fx, fy
 
 
 @dataclass(frozen=True)
@@ -178,11 +206,11 @@ def match_needle(screen: Screen | Image.Image | RGB, needle: Needle, threshold: 
     """
     screen = screen if isinstance(screen, Screen) else Screen(screen)
     needle_p = needle_prepped(needle)
-    scene_p = screen.prepped(needle.excludes)
     results = []
     for area in needle.match_areas:
         margin = search_margin(area.margin, search_ratio)
-        sim, x, y = search_area(scene_p, needle_p, area.xpos, area.ypos, area.width, area.height, margin)
+        sim, x, y = search_area(screen, needle.excludes, needle_p, area.xpos, area.ypos, area.width,
+                                area.height, margin)
         results.append(AreaResult(area, sim, x, y, sim >= area.match / 100 - threshold))
     return NeedleMatch(needle, tuple(results), search_ratio)
 
