@@ -13,6 +13,7 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
   and the like-for-like ``input_latency_ratio_p50`` and ``input_latency_ratio_p99``;
 - ``mqtt_switch_latency_ms``: publishing ``active/set`` until ``active`` comes back, next
   to ``mqtt_roundtrip_ms``, a bare publish-and-receive on the same private broker;
+- ``needle_search_ms``, ``ocr_ms``: see :mod:`mux.bench.needles`;
 - ``snapshot_speedup``: seconds until two personas are ready when cold-booted
   (``snapshot_cold_boot_s``) over the same when restored from a snapshot
   (``snapshot_restore_s``); target >= 5.
@@ -171,6 +172,10 @@ async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any
     async with Controller(bench_config(2), progress=lambda m: print(f"bench: {m}")) as ctl:
         print(f"bench: input, {events} events with {len(ctl.personas)} personas running")
         results.update(await bench_input(ctl, events))
+        from mux.bench.needles import bench_needles, console_screens
+
+        print("bench: needle search and OCR")
+        results.update(bench_needles(*await console_screens(ctl)))
     print("bench: mqtt switch latency")
     results.update(await bench_mqtt())
     print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
