@@ -56,7 +56,8 @@ def test_click_at_the_click_point_and_read_typed_text(tmp_path: Path, console_im
     assert [s["status"] for s in steps] == ["passed"] * 10 + ["failed"], result.stdout
     assert "clicked left at +10+81" in steps[2]["message"]
     failure = steps[-1]["message"]
-    assert "no text matching 'no-such-text-[0-9]+'" in failure and "needle-marker" in failure.split("read:")[1]
+    assert "no text matching 'no-such-text-[0-9]+'" in failure
+    assert "needle-marker" in failure.split("read:")[1]
 
 
 async def test_ctl_text_prints_the_screen(tmp_path: Path, controller: Any) -> None:
@@ -73,8 +74,8 @@ async def test_ctl_text_prints_the_screen(tmp_path: Path, controller: Any) -> No
 
         async def ctl_text(*more: str) -> str:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "mux", "ctl", "--socket", str(tmp_path / "control.sock"), "text", "work",
-                *more, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                sys.executable, "-m", "mux", "ctl", "--socket", str(tmp_path / "control.sock"), "text",
+                "work", *more, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
             assert proc.returncode == 0, stderr.decode()
             return stdout.decode()
