@@ -285,6 +285,13 @@ async def test_debian_boots_until_the_agent_answers(
         while (out := await guest.agent.exec(["cat", "/tmp/t"])).exitcode and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         assert out.stdout == b"typed\n", out
+        extra = tmp_path / "extra.img"  # a hotplugged disk is reported by MUX-UEVENT
+        extra.write_bytes(bytes(4 << 20))
+        await guest.qmp.execute("blockdev-add", {"node-name": "extra", "driver": "raw",
+                                                 "file": {"driver": "file", "filename": str(extra)}})
+        mark = len(guest.lines()) - 1
+        await guest.qmp.execute("device_add", {"driver": "virtio-blk-pci", "id": "extra", "drive": "extra"})
+        await guest.wait_line("MUX-UEVENT add block vdb", 120, mark)
         written = await guest.agent.exec(["/bin/sh", "-c", "echo x > /root/written && sync"])
         assert written.exitcode == 0
     after = debian_image.disk.stat()
