@@ -17,7 +17,7 @@ A persona that is stopped or crashed takes part "cold": D is only added to, or d
 from, its next command line. One lock serialises the moves, so a switch's moves and hand
 moves (control socket, scenario steps, MQTT) never interleave.
 
-Switches: :meth:`Hotplug.follow_active` is a ``before_switch`` hook that moves every
+Switches: :meth:`Hotplug.follow_active` is the switch's prepare step (mux.app.switcher): it moves every
 ``follow = "active"`` device to the new persona. If an old guest does not release a
 device, the switch is refused (DeviceTimeout) and the devices already moved for it go
 back: no switch goes ahead until the old guest has released. If the new persona refuses
@@ -152,7 +152,7 @@ class Hotplug:
             return await self._carry_out(move, timeout)
 
     async def follow_active(self, old: str | None, new: str) -> None:
-        """The ``before_switch`` hook: every ``follow = "active"`` device moves to ``new``.
+        """The prepare step of a switch: every ``follow = "active"`` device moves to ``new``.
 
         Raises:
             DeviceTimeout: an old guest did not release a device; the switch must not go
