@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("images", help="build or list the built-in guest images")
     isub = p.add_subparsers(required=True, metavar="ACTION")
-    b = isub.add_parser("build", help="build one image, or all")
+    b = isub.add_parser("build", help="build one image, or those built by default (not debian)")
     b.add_argument("name", nargs="?", choices=images.image_names())
+    b.add_argument("--all", action="store_true", help="also the on-demand images (debian: root, minutes)")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     b.set_defaults(func=cmd_images_build)
     isub.add_parser("list", help="list images and their cache state").set_defaults(func=cmd_images_list)
@@ -216,7 +217,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    for name in [args.name] if args.name else images.image_names():
+    names = images.image_names() if args.all else images.default_image_names()
+    for name in [args.name] if args.name else names:
         built = images.build(name, progress=lambda m: print(f"mux: {m}"), force=args.force)
         print(f"{name}: {built.kernel.parent}")
     return 0
