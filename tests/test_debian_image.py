@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from qemu.qmp import QMPClient
@@ -88,6 +90,27 @@ def test_missing_ovmf_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_pat
     (tmp_path / "OVMF_CODE.fd").write_bytes(b"code")  # Debian 12's older names
     (tmp_path / "OVMF_VARS.fd").write_bytes(b"vars")
     assert disk.find_ovmf() == (tmp_path / "OVMF_CODE.fd", tmp_path / "OVMF_VARS.fd")
+
+
+def test_a_sudo_build_belongs_to_the_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    home = tmp_path / "home"
+    entry = home / ".cache" / "mux" / "images" / "debian-0123"
+    (entry / "sub").mkdir(parents=True)
+    (entry / "disk.qcow2").write_bytes(b"qcow")
+    monkeypatch.setenv("SUDO_UID", "4242")
+    monkeypatch.setenv("SUDO_GID", "4343")
+    monkeypatch.setattr("pwd.getpwuid", lambda uid: SimpleNamespace(pw_dir=str(home)))
+    debian.give_to_sudo_user(entry)
+    for path in (entry, entry / "sub", entry / "disk.qcow2", entry.parent, home / ".cache"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4242, 4343), path
+    assert home.stat().st_uid == 0 and tmp_path.stat().st_uid == 0  # not above the cache
+
+    outside = tmp_path / "elsewhere" / "debian-0123"
+    outside.mkdir(parents=True)
+    debian.give_to_sudo_user(outside)  # not in the user's home: left to root
+    assert outside.stat().st_uid == 0
 
 
 def test_disk_ids_follow_the_cache_key() -> None:

@@ -301,6 +301,8 @@ def build(name: str, progress: Progress = print, force: bool = False) -> BuiltIm
             else:
                 busybox.build(recipe, versions, key, staging / "work", out, progress)
             _install(out, final, force)
+            if recipe.kind == "disk":
+                debian.give_to_sudo_user(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:

@@ -22,6 +22,7 @@ No loop devices and no mounts: every step works on files.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import time
@@ -111,6 +112,30 @@ def check_host() -> str:
         raise ImageError(f"building the debian image needs {', '.join(missing)}:"
                          f" apt-get install {' '.join(packages)}")
     return codename
+
+
+def give_to_sudo_user(entry: Path) -> None:
+    """After ``sudo mux images build debian`` with the cache in the user's home: the cache
+    entry, and the cache directories above it that root made, go to the user who ran
+    sudo (``SUDO_UID``/``SUDO_GID``), so their own mux can replace and delete them.
+    Otherwise nothing. Raises OSError if a chown fails."""
+    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    if os.geteuid() != 0 or not uid.isdigit() or not gid.isdigit():
+        return
+    try:
+        home = Path(pwd.getpwuid(int(uid)).pw_dir).resolve()
+    except KeyError:
+        return
+    entry = entry.resolve()
+    if not entry.is_relative_to(home) or entry == home:
+        return
+    for directory, _dirs, names in os.walk(entry):
+        for name in (".", *names):
+            os.lchown(os.path.join(directory, name), int(uid), int(gid))
+    parent = entry.parent
+    while parent != home and parent.is_relative_to(home) and parent.stat().st_uid == 0:
+        os.chown(parent, int(uid), int(gid))
+        parent = parent.parent
 
 
 @contextmanager
