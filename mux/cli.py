@@ -196,7 +196,7 @@ async def _run(config: Config, duration: float | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logs = _logs_dir()
-    async with Controller(config, frontends=frontends(config), logs_dir=logs) as ctl:
+    async with Controller(config, frontends=frontends(config), logs_dir=logs, remember_active=True) as ctl:
         print(f"mux: {len(ctl.personas)} personas, active {ctl.active};"
               f" control socket {config.mux.control_socket}")
         print("mux: serial logs are copied to", logs, "on exit; Ctrl-C stops every guest")

@@ -33,7 +33,8 @@ from mux import images
 from mux.app.api import Frontend
 from mux.app.events import DevicesChanged, Events, LedsChanged, StateChanged, Subscriber, Unsubscribe
 from mux.app.runtime import private_runtime_dir
-from mux.app.switcher import Switcher
+from mux.app.statedir import remember_switches, remembered_active
+from mux.app.switcher import Switcher, first_active, start_to_switch
 from mux.config import Config
 from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
@@ -58,7 +59,8 @@ class Controller:
     """Runs a config's personas and routes input, switches and screenshots among them."""
 
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
-                 logs_dir: Path | None = None, progress: Progress = print, tablet: bool = False) -> None:
+                 logs_dir: Path | None = None, progress: Progress = print, tablet: bool = False,
+                 remember_active: bool = False) -> None:
         self.config = config
         self.tablet = tablet  # every persona gets an absolute pointer (usb-tablet): clicking steps
         self.frontends = list(frontends)
@@ -79,7 +81,11 @@ class Controller:
         self.switcher = Switcher(
             config.names, self.events,
             prepare=lambda old, new: self.hotplug.follow_active(old, new),
-            parts=[("input", self._route_to), ("display", lambda old, new: self.display.switch(old, new))])
+            parts=[("input", self._route_to), ("display", lambda old, new: self.display.switch(old, new))],
+            ready=lambda new: start_to_switch(self.persona(new), config.mux.start_on_switch))
+        self._remembered = remembered_active(config.source) if remember_active else None
+        if remember_active:
+            remember_switches(self.events, config.source)
         self._unmapped_reported: set[int] = set()
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
@@ -196,7 +202,8 @@ class Controller:
     async def start_personas(self, names: Iterable[str]) -> None:
         """Start personas concurrently; one that fails is reported, the others go on.
 
-        The first persona that starts becomes active if none is.
+        If none is active, one becomes active: the one active when mux last ran (if
+        remembered), else ``[mux] active``, else the first running (config order).
 
         Raises:
             UnknownPersona: a name is not configured (nothing is started then).
@@ -213,8 +220,9 @@ class Controller:
                 self.progress(f"persona {name}: running, serial log {self.personas[name].serial.path}")
         if self.active is None:
             running = [n for n in self.config.names if self.personas[n].state == RunState.RUNNING]
-            if running:
-                await self.switch(running[0], "startup")
+            first = first_active(running, self._remembered, self.config.mux.active)
+            if first is not None:
+                await self.switch(first, "startup")
 
     async def start(self, persona: str) -> None:
         """Start ``persona`` (it becomes active if none is); nothing if it runs already.

@@ -6,6 +6,12 @@ never interleave half a switch. ``next``/``previous`` are resolved against the s
 the moment the request is applied, by :func:`mux.input.router.switch_target` (the one
 implementation, shared with the router's tests).
 
+A switch goes to a running persona. Before anything else, ``ready(new)`` makes sure of
+it: the controller starts a stopped persona (``[mux] start_on_switch = true``, the
+default) or refuses the switch (``false``); a refusal changes nothing, like one from
+prepare below. This is the one place that rule lives, so hotkeys, ``ctl switch``,
+scenario steps and MQTT's ``active/set`` all follow it.
+
 The consistency rule. A switch has two halves:
 
 1. **prepare** (devices that follow the active persona move to the new one) may
@@ -33,13 +39,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from mux.app.events import Events, Switched
-from mux.errors import MuxError, SwitchIncomplete, UnknownPersona
+from mux.errors import MuxError, StateError, SwitchIncomplete, UnknownPersona
+from mux.guest.persona import Persona
+from mux.guest.state import RunState
 from mux.input.router import switch_target
 
 log = logging.getLogger(__name__)
 
 SwitchPart = Callable[[str | None, str], Awaitable[None]]
 """``part(old, new)``: one piece of applying a switch."""
+
+Ready = Callable[[str], Awaitable[None]]
+"""``ready(new)``: make the target persona run, or raise a MuxError to refuse the switch."""
+
+
+async def _always_ready(_: str) -> None:
+    return None
 
 
 @dataclass
@@ -53,8 +68,10 @@ class Switcher:
     """Orders switch requests and applies each: ``prepare`` (may refuse), then every part."""
 
     def __init__(self, names: Sequence[str], events: Events, *, prepare: SwitchPart,
-                 parts: Sequence[tuple[str, SwitchPart]], active: str | None = None) -> None:
+                 parts: Sequence[tuple[str, SwitchPart]], active: str | None = None,
+                 ready: Ready = _always_ready) -> None:
         self.names = tuple(names)
+        self._ready = ready
         self._active = active
         self._events = events
         self._prepare = prepare
@@ -82,7 +99,8 @@ class Switcher:
 
         Raises:
             UnknownPersona: unknown persona (checked before queueing).
-            MuxError: ``prepare`` refused the switch (e.g. DeviceError); nothing changed.
+            MuxError: ``ready`` (e.g. StateError: the persona is stopped and may not be
+                started) or ``prepare`` (e.g. DeviceError) refused the switch; nothing changed.
             SwitchIncomplete: switched, but a part failed (see the module docstring).
         """
         self.resolve(target)
@@ -108,9 +126,10 @@ class Switcher:
     async def _apply(self, request: _Request) -> str:
         new = self.resolve(request.target)
         old = self._active
-        if new == old:
-            return new
         try:
+            await self._ready(new)  # even for the active persona: it may have been stopped
+            if new == old:
+                return new
             await self._prepare(old, new)
         except MuxError as exc:
             log.warning("switch %s -> %s (%s) refused: %s", old, new, request.source, exc)
@@ -133,3 +152,35 @@ class Switcher:
         if failures:
             raise SwitchIncomplete(new, [(name, str(error)) for name, error in failures]) from failures[0][1]
         return new
+
+
+def first_active(running: Sequence[str], remembered: str | None, configured: str | None) -> str | None:
+    """The persona made active when none is yet, among the ``running`` ones (config order).
+
+    The one active when mux last ran this config (``remembered``) comes first, then
+    ``[mux] active`` (``configured``), then the first running persona; a choice that is
+    not running is passed over.
+    """
+    for choice in (remembered, configured):
+        if choice is not None and choice in running:
+            return choice
+    return running[0] if running else None
+
+
+async def start_to_switch(persona: Persona, start_on_switch: bool) -> None:
+    """The controller's ``ready``: the switch target runs, started now if it may be.
+
+    A persona that is starting or stopping is waited for first.
+
+    Raises:
+        StateError: it is stopped or crashed and ``[mux] start_on_switch`` is false.
+        PersonaError: it did not start (LaunchError...).
+    """
+    while persona.state in (RunState.STARTING, RunState.STOPPING):
+        await asyncio.sleep(0.05)
+    if persona.state == RunState.RUNNING:
+        return
+    if not start_on_switch:
+        raise StateError(persona.name, persona.state, "running ([mux] start_on_switch is false)")
+    log.info("%s is %s: starting it to switch to it", persona.name, persona.state)
+    await persona.start()
