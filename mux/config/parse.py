@@ -125,15 +125,21 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     top = c.table(data, prefix, {"mux", "persona", "input", "display", "mqtt"})
 
     p = (*prefix, "mux")
-    t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket"})
+    t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
+                                    "start_on_switch"})
     mux = MuxSection(
         accel=c.choice(t, p, "accel", ("auto", "kvm", "tcg"), "auto"),
         runtime_dir=_relative_to(source, c.get(t, p, "runtime_dir", str, None)) or runtime_base(),
         control_socket=_relative_to(source, c.get(t, p, "control_socket", str, None))
         or default_control_socket(),
+        active=c.get(t, p, "active", str, None),
+        start_on_switch=c.get(t, p, "start_on_switch", bool, True),
     )
 
     personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source)
+    if mux.active is not None and personas and mux.active not in [q.name for q in personas]:
+        c.fail((*p, "active"), f"mux.active: unknown persona {mux.active!r} "
+               f"(personas: {', '.join(q.name for q in personas)})")
 
     p = (*prefix, "input")
     t = c.table(top.get("input"), p, {"devices", "hotkeys", "autorepeat"})
@@ -317,7 +323,7 @@ def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSec
     if data is None:
         return None
     known = {"url", "username", "password", "tls_ca", "tls_cert", "tls_key", "base_topic",
-             "discovery_prefix", "node_id", "screenshot_interval_s"}
+             "discovery_prefix", "node_id", "screenshot_interval_s", "discovery"}
     t = c.table(data, p, known)
     url = c.get(t, p, "url", str, "",
                 lambda v: None if re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", v)
@@ -336,6 +342,7 @@ def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSec
         node_id=c.get(t, p, "node_id", str, socket.gethostname()),
         screenshot_interval_s=float(c.get(t, p, "screenshot_interval_s", (int, float), 5.0, _positive)),
     )
+        discovery=c.choice(t, p, "discovery", ("entities", "device"), "entities"),
 
 
 def load_config(path: Path) -> Config:

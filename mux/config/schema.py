@@ -41,6 +41,11 @@ class MuxSection:
     control_socket: Path = field(default_factory=default_control_socket)
 
 
+    #: The persona made active on a first start (None: the first autostarted one); later
+    #: starts restore the one that was active when mux last ran, if it is running.
+    active: str | None = None
+    #: A switch to a stopped persona starts it first (False: the switch is refused).
+    start_on_switch: bool = True
 @dataclass(frozen=True)
 class PersonaConfig:
     name: str
@@ -86,6 +91,8 @@ class MqttSection:
 
 
 @dataclass(frozen=True)
+    #: Home Assistant discovery: one config per entity, or one per device (HA 2024.11+).
+    discovery: Literal["entities", "device"] = "entities"
 class Config:
     mux: MuxSection
     personas: tuple[PersonaConfig, ...]
