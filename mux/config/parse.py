@@ -341,8 +341,8 @@ def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSec
         discovery_prefix=c.get(t, p, "discovery_prefix", str, "homeassistant"),
         node_id=c.get(t, p, "node_id", str, socket.gethostname()),
         screenshot_interval_s=float(c.get(t, p, "screenshot_interval_s", (int, float), 5.0, _positive)),
-    )
         discovery=c.choice(t, p, "discovery", ("entities", "device"), "entities"),
+    )
 
 
 def load_config(path: Path) -> Config:

@@ -39,13 +39,13 @@ class MuxSection:
     accel: Accel = "auto"
     runtime_dir: Path = field(default_factory=runtime_base)
     control_socket: Path = field(default_factory=default_control_socket)
-
-
     #: The persona made active on a first start (None: the first autostarted one); later
     #: starts restore the one that was active when mux last ran, if it is running.
     active: str | None = None
     #: A switch to a stopped persona starts it first (False: the switch is refused).
     start_on_switch: bool = True
+
+
 @dataclass(frozen=True)
 class PersonaConfig:
     name: str
@@ -88,11 +88,11 @@ class MqttSection:
     discovery_prefix: str = "homeassistant"
     node_id: str = field(default_factory=socket.gethostname)
     screenshot_interval_s: float = 5.0
+    #: Home Assistant discovery: one config per entity, or one per device (HA 2024.11+).
+    discovery: Literal["entities", "device"] = "entities"
 
 
 @dataclass(frozen=True)
-    #: Home Assistant discovery: one config per entity, or one per device (HA 2024.11+).
-    discovery: Literal["entities", "device"] = "entities"
 class Config:
     mux: MuxSection
     personas: tuple[PersonaConfig, ...]
