@@ -171,7 +171,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
         c.fail(path, "at least one [[persona]] is needed")
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
-             "restart", "autostart", "devices"}
+             "restart", "autostart", "devices", "keyboard"}
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
@@ -211,6 +211,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
                         _color).lstrip("#").lower(),
             restart=c.choice(t, p, "restart", ("no", "on-failure", "always"), "no"),
             autostart=c.get(t, p, "autostart", bool, True),
+            keyboard=c.choice(t, p, "keyboard", ("ps2", "virtio"), "ps2"),
             devices=_parse_devices(c, t, p, source, name),
             location=c.locate(p),
         ))

@@ -19,6 +19,8 @@ from mux.errors import Location, UnknownPersona
 
 Accel = Literal["auto", "kvm", "tcg"]
 RestartPolicy = Literal["no", "on-failure", "always"]
+#: The guest's keyboard: the PC's PS/2 one (i8042) or a virtio one (deeper queue, faster typing).
+Keyboard = Literal["ps2", "virtio"]
 
 # Background colours handed out to personas that do not choose one.
 DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
@@ -59,6 +61,7 @@ class PersonaConfig:
     restart: RestartPolicy = "no"
     autostart: bool = True
     devices: tuple[DeviceConfig, ...] = ()
+    keyboard: Keyboard = "ps2"
     location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
 
 

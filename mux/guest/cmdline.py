@@ -28,6 +28,12 @@ Boot = tuple[Path, Path | None, str]
 
 #: The device that gives a guest an absolute pointer (QMP ``abs`` events land as-is).
 TABLET = ("-device", "usb-tablet,bus=xhci.0,id=tablet")
+#: The virtio keyboard of a ``keyboard = "virtio"`` persona. QEMU sends typed keys to the
+#: keyboard the guest activated last (its driver loaded: ``virtio_input``), the PS/2 one
+#: until then. Its event queue (64 entries) is deeper than PS/2's 16 bytes.
+VIRTIO_KEYBOARD = ("-device", "virtio-keyboard-pci,id=mux-keyboard")
+#: Its virtio device's QOM path (for QMP ``x-query-virtio-status``).
+VIRTIO_KEYBOARD_PATH = "/machine/peripheral/mux-keyboard/virtio-backend"
 #: A launch that waits for a saved machine state instead of booting.
 INCOMING = ("-incoming", "defer")
 
@@ -74,12 +80,26 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
         fmt = "qcow2" if config.disk.suffix == ".qcow2" else "raw"
         argv += ["-drive", f"file={config.disk},if=virtio,format={fmt}"]
     argv += command_line(initial_devices(config.devices) if devices is None else devices)
+    if config.keyboard == "virtio":
+        argv += VIRTIO_KEYBOARD
     if options.tablet:
         argv += TABLET
     argv += options.extra_args
     if incoming:
         argv += INCOMING
     return argv
+
+
+def keyboard_in_use(virtio_status: object) -> str:
+    """Which keyboard gets typed keys, from QMP ``x-query-virtio-status`` of the virtio one.
+
+    QEMU gives keys to the keyboard a guest activated last: the virtio one once its driver
+    has set DRIVER_OK, the PS/2 one until then (also when the answer is not understood:
+    the slower pace is the safe one).
+    """
+    status = virtio_status.get("status") if isinstance(virtio_status, dict) else None
+    statuses = status.get("statuses", []) if isinstance(status, dict) else []
+    return "virtio" if any(str(s).startswith("VIRTIO_CONFIG_S_DRIVER_OK") for s in statuses) else "ps2"
 
 
 def qmp_path(runtime_dir: Path, name: str) -> Path:

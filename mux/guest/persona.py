@@ -38,7 +38,7 @@ from mux.config import PersonaConfig
 from mux.devices.model import DeviceConfig, initial_devices
 from mux.display.leds import Leds
 from mux.errors import LaunchError, PersonaError, StateError
-from mux.guest import migration, process
+from mux.guest import cmdline, migration, process
 from mux.guest.accel import KVM_PROOF_S, AccelChoice
 from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, vnc_path
 from mux.guest.plug import GuestDevices
@@ -315,6 +315,16 @@ class Persona:
             StateError: not running.  PersonaError: QEMU refused it.
         """
         await self.execute("input-send-event", {"events": events})
+
+    async def keyboard(self) -> str:
+        """The keyboard typed keys reach now, ``"ps2"`` or ``"virtio"`` (see
+        :func:`~mux.guest.cmdline.keyboard_in_use`). Raises StateError when not running."""
+        if self.config.keyboard != "virtio":
+            return "ps2"
+        with contextlib.suppress(PersonaError):
+            status = await self.execute("x-query-virtio-status", {"path": cmdline.VIRTIO_KEYBOARD_PATH})
+            return cmdline.keyboard_in_use(status)
+        return "ps2"
 
     async def screendump(self, path: Path) -> Path:
         """Write the framebuffer to ``path`` as PPM (fast) and return it.

@@ -66,7 +66,7 @@ STEPS: dict[str, StepSpec] = {
     "stop": StepSpec({"persona": _persona()}, "persona"),
     "kill": StepSpec({"persona": _persona()}, "persona"),
     "switch": StepSpec({"persona": Arg(str, required=True)}, "persona"),
-    "type": StepSpec({"text": Arg(str, required=True)}, "text"),
+    "type": StepSpec({"text": Arg(str, required=True), "rate": Arg(Number)}, "text"),
     "press": StepSpec({"keys": Arg(str, required=True)}, "keys"),
     "hold": StepSpec({"key": Arg(str, required=True)}, "key"),
     "release": StepSpec({"key": Arg(str, required=True)}, "key"),

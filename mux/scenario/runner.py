@@ -33,7 +33,7 @@ from mux.app.controller import Controller
 from mux.config import Config
 from mux.errors import MuxError, ScenarioError, SnapshotError, StepFailed
 from mux.guest.state import RunState
-from mux.input import keymap
+from mux.input import keymap, pacing
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.input.sources import RecordingSource
 from mux.scenario import snapshot
@@ -287,8 +287,15 @@ class StepRunner(ScreenSteps):
         await self.ctl.switch(a["persona"], "scenario")
 
     async def step_type(self, a: dict[str, Any]) -> None:
-        for chord in keymap.text_to_chords(a["text"]):
-            await self._keys([(code, 1) for code in chord] + [(code, 0) for code in reversed(chord)])
+        # Whole batches of key edges per command, paced for the active persona's keyboard.
+        # (A virtio persona's keys go to its PS/2 keyboard until its guest loads the driver.)
+        active = self.ctl.active
+        persona = self.ctl.persona(active) if active else None
+        keyboard = await persona.keyboard() if persona and persona.state == RunState.RUNNING else "ps2"
+        for batch in pacing.type_batches(a["text"], keyboard, a.get("rate")):
+            began = time.monotonic()
+            await self.ctl.input([*(InputEvent(EV_KEY, code, value) for code, value in batch.edges), SYN])
+            await asyncio.sleep(max(0.0, batch.wait_s - (time.monotonic() - began)))
 
     async def step_press(self, a: dict[str, Any]) -> None:
         await self.press_keys(a["keys"])

@@ -222,6 +222,9 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
         value = args.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             fail((*where, key), f"{kind}: {key} must be >= 0")
+    rate = args.get("rate")
+    if kind == "type" and isinstance(rate, int | float) and not isinstance(rate, bool) and not rate > 0:
+        fail((*where, "rate"), "type: rate is characters a second, above 0")
     if kind == "mouse_move" and args.get("delta") is not None and not (
             len(args["delta"]) == 2 and all(type(v) is int for v in args["delta"])):
         fail((*where, "delta"), "mouse_move takes [dx, dy], two integers")

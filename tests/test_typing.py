@@ -1,0 +1,154 @@
+"""Typing: whole batches of key edges per QMP command, paced per keyboard, no key lost.
+
+The pure part (how text is cut into batches, the config key, the argv) is checked
+directly; the slow part types into real `console` guests, one on each keyboard, and
+compares the guest's own MUX-KEY lines with the edges sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mux.config import PersonaConfig, load_config
+from mux.errors import ConfigError, InputError, ScenarioError
+from mux.guest.accel import AccelChoice
+from mux.guest.cmdline import VIRTIO_KEYBOARD, keyboard_in_use, qemu_argv
+from mux.input import keymap
+from mux.input.pacing import PACES, chord_edges, type_batches
+from mux.scenario.parse import load_scenario
+from mux.scenario.runner import StepRunner
+from tests.conftest import READY_S, wait_until
+
+TEXT = ": The quick brown fox jumps over the lazy dog; 0123456789 QWERTY\n"
+
+
+def all_edges(text: str) -> list[tuple[int, int]]:
+    return [edge for chord in keymap.text_to_chords(text) for edge in chord_edges(chord)]
+
+
+@pytest.mark.parametrize("keyboard", ["ps2", "virtio"])
+def test_batches_carry_every_edge_in_order_and_fit_the_keyboard(keyboard: str) -> None:
+    batches = type_batches(TEXT * 5, keyboard)
+    assert [edge for b in batches for edge in b.edges] == all_edges(TEXT * 5)
+    pace = PACES[keyboard]
+    for batch in batches:
+        used = sum(pace.cost(code) for code, _ in batch.edges) + (0 if pace.counts_bytes else 1)
+        assert used <= pace.capacity
+        assert batch.wait_s == pace.interval_s
+    assert sum(b.characters for b in batches) == len(TEXT * 5)
+    # As few commands as fit: every batch but the last is too full for one more character.
+    assert len(batches) < len(TEXT * 5) / 3
+
+
+def test_ps2_counts_bytes_extended_keys_cost_two() -> None:
+    pace = PACES["ps2"]
+    assert pace.cost(keymap.key_code("a")) == 1
+    assert pace.cost(keymap.key_code("rightctrl")) == 2
+    assert PACES["virtio"].cost(keymap.key_code("rightctrl")) == 1
+
+
+def test_a_rate_spreads_characters_out() -> None:
+    batches = type_batches("abcdefghij", "virtio", rate=20)
+    assert [b.characters for b in batches] == [1] * 10
+    assert all(b.wait_s == pytest.approx(1 / 20) for b in batches)
+    fast = type_batches("abcdefghij" * 10, "virtio", rate=200)
+    assert {b.characters for b in fast} == {3, 1}  # 200/s * 15 ms = 3 a command
+    assert fast[0].wait_s == pytest.approx(3 / 200)
+
+
+@pytest.mark.parametrize(("keyboard", "rate", "words"), [
+    ("usb", None, "keyboard must be one of"), ("ps2", 0, "above 0"), ("ps2", -3, "above 0")])
+def test_bad_keyboard_or_rate_is_an_input_error(keyboard: str, rate: float | None, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        type_batches("a", keyboard, rate)
+
+
+def test_the_virtio_keyboard_is_on_the_command_line_only_when_asked(tmp_path: Path) -> None:
+    tcg = AccelChoice("tcg", "test", proven=True)
+    virtio = qemu_argv(PersonaConfig("v", keyboard="virtio"), tmp_path, tcg, None)
+    plain = qemu_argv(PersonaConfig("p"), tmp_path, tcg, None)
+    assert " ".join(VIRTIO_KEYBOARD) in " ".join(virtio)
+    assert "virtio-keyboard-pci" not in " ".join(plain)
+
+
+def test_keys_go_to_virtio_only_once_its_driver_is_ready() -> None:
+    ready = {"status": {"statuses": ["VIRTIO_CONFIG_S_ACKNOWLEDGE: x",
+                                     "VIRTIO_CONFIG_S_DRIVER_OK: Driver setup and ready"]}}
+    assert keyboard_in_use(ready) == "virtio"
+    assert keyboard_in_use({"status": {"statuses": ["VIRTIO_CONFIG_S_ACKNOWLEDGE: x"]}}) == "ps2"
+    assert keyboard_in_use("nonsense") == "ps2"
+
+
+def test_keyboard_config_key(tmp_path: Path) -> None:
+    path = tmp_path / "mux.toml"
+    path.write_text('[[persona]]\nname = "a"\nkeyboard = "virtio"\n[[persona]]\nname = "b"\n')
+    config = load_config(path)
+    assert config.persona("a").keyboard == "virtio" and config.persona("b").keyboard == "ps2"
+    path.write_text('[[persona]]\nname = "a"\n\nkeyboard = "usb"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}:4" in str(caught.value) and "ps2, virtio" in str(caught.value)
+
+
+def test_type_rate_must_be_above_zero_with_its_location(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nconfig:\n  persona: [{name: a}]\nsteps:\n  - type: {text: hi, rate: 40}\n"
+                    "  - type: {text: hi, rate: 0}\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert [(loc.line, "above 0" in message) for loc, message in caught.value.problems] == [(6, True)]
+
+
+# --- real guests ------------------------------------------------------------------------
+
+
+def guest_keys(text: str) -> list[tuple[int, int]]:
+    return [(int(c), int(v)) for c, v in re.findall(r"MUX-KEY (\d+) (\d+)", text)]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+async def settled(persona: Any, timeout: float = 60) -> None:
+    """Wait until the guest has finished booting (its QEMU uses under half a core)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = cpu_seconds(persona.pid)
+        await asyncio.sleep(1.0)
+        if cpu_seconds(persona.pid) - before < 0.5:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{persona.name}'s guest stayed busy for {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keyboard", ["ps2", "virtio"])
+async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboard: str) -> None:
+    text = TEXT * 10  # 650 characters, 1460 key edges
+    async with controller(PersonaConfig("typist", keyboard=keyboard)) as ctl:
+        persona = ctl.persona("typist")
+        await persona.serial.wait_for(re.compile("MUX-READY typist"), READY_S)
+        await ctl.switch("typist", "test")
+        if keyboard == "virtio":  # the guest loads its driver after MUX-READY
+            deadline = time.monotonic() + READY_S
+            while await persona.keyboard() != "virtio":
+                assert time.monotonic() < deadline, "the virtio keyboard's driver never came up"
+                await asyncio.sleep(0.2)
+        await settled(persona)
+        assert await persona.keyboard() == keyboard  # the keys do go to this keyboard
+        before = len(guest_keys(persona.serial.text))
+        await StepRunner(ctl).step_type({"text": text})
+        expected = all_edges(text)
+        with contextlib.suppress(AssertionError):  # a lost key shows in the comparison below
+            await wait_until(lambda: len(guest_keys(persona.serial.text)) - before >= len(expected), 60,
+                             "every typed key on the guest's serial port")
+        assert guest_keys(persona.serial.text)[before:] == expected
