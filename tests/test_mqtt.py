@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -38,8 +39,9 @@ def mqtt_section(broker: Broker, **extra: Any) -> MqttSection:
 
 @asynccontextmanager
 async def controller_with_mqtt(tmp_path: Path, broker: Broker, *personas: PersonaConfig,
-                               **extra: Any) -> AsyncIterator[Controller]:
+                               start_on_switch: bool = True, **extra: Any) -> AsyncIterator[Controller]:
     config = make_config(tmp_path, *personas, mqtt=mqtt_section(broker, **extra))
+    config = dataclasses.replace(config, mux=dataclasses.replace(config.mux, start_on_switch=start_on_switch))
     async with Controller(config, frontends=frontends(config), logs_dir=tmp_path / "logs",
                           progress=lambda m: None) as ctl:
         yield ctl
@@ -94,9 +96,9 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
         unique_ids = set()
         for topic, config in configs.items():
             assert config["device"] == device, topic
-            assert config["availability_topic"] == f"{BASE}/availability"
-            assert config["payload_available"] == "online"
-            assert config["payload_not_available"] == "offline"
+            assert config["availability"][0] == {"topic": f"{BASE}/availability"}
+            assert config["availability_mode"] == "all"
+            assert config["origin"]["name"] == "mux"
             assert config["unique_id"] not in unique_ids
             unique_ids.add(config["unique_id"])
         select = configs[f"{HA}/select/{NODE}/active/config"]
@@ -118,7 +120,7 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
                 assert sensor["state_topic"] == f"{BASE}/persona/{name}/leds"
                 assert sensor["payload_on"] == "ON" and led in sensor["value_template"]
             assert panel.latest[f"{BASE}/persona/{name}/state"] == b"stopped"
-        assert len(configs) == 1 + 2 * 6
+        assert len(configs) == 2 + 2 * 7  # active, events; per persona 7
         async with Panel(broker).connected(f"{HA}/#") as late:  # a panel that comes later
             await late.wait_for(f"{HA}/select/{NODE}/active/config")
             await asyncio.sleep(0.3)
@@ -151,8 +153,7 @@ async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, brok
     async with Panel(broker).connected() as panel, \
             controller_with_mqtt(tmp_path, broker, *idle("work", "home")) as ctl:
         await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online")
-        await ctl.switch("work", "test")
-        await panel.wait_for(f"{BASE}/active", lambda p: p == b"work")
+        await panel.wait_for(f"{BASE}/active", lambda p: p == b"")
         for index, (topic, payload) in enumerate(bad, start=1):
             await panel.publish(topic, payload)
             await panel.wait_for(f"{BASE}/error", lambda p, n=index: len(panel.heard(f"{BASE}/error")) >= n)
@@ -160,8 +161,8 @@ async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, brok
             assert error["topic"] == topic and error["error"]
         await asyncio.sleep(0.5)
         assert len(panel.heard(f"{BASE}/error")) == len(bad)
-        assert ctl.active == "work"
-        assert panel.heard(f"{BASE}/active")[-1] == b"work"
+        assert ctl.active is None
+        assert panel.heard(f"{BASE}/active")[-1] == b""
         assert all(p.state == "stopped" for p in ctl.personas.values())
 
 
@@ -175,7 +176,7 @@ async def test_random_payloads_never_break_the_controller(
         tmp_path: Path, broker: Broker, console_image: Any, commands: list[tuple[str, bytes]]) -> None:
     commands = [(t, p) for t, p in commands if p.strip() not in (b"start", b"restart")]  # no boots
     async with Panel(broker).connected() as panel, \
-            controller_with_mqtt(tmp_path, broker, *idle("work", "home")) as ctl:
+            controller_with_mqtt(tmp_path, broker, *idle("work", "home"), start_on_switch=False) as ctl:
         await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online")
         for topic, payload in commands:
             await panel.publish(topic, payload)
@@ -205,7 +206,7 @@ async def test_password_auth(tmp_path: Path, broker: Broker, console_image: Any)
 
 async def test_broker_restart_republishes_and_commands_still_work(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
-    async with controller_with_mqtt(tmp_path, broker, *idle("work", "home")) as ctl:
+    async with controller_with_mqtt(tmp_path, broker, *idle("work", "home"), start_on_switch=False) as ctl:
         await asyncio.wait_for(bridge(ctl).connected.wait(), 10)
         broker.stop()
         await asyncio.sleep(1.0)
@@ -214,9 +215,10 @@ async def test_broker_restart_republishes_and_commands_still_work(
         async with Panel(broker).connected() as panel:
             await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online", timeout=40)
             await panel.wait_for(f"{BASE}/persona/home/state", lambda p: p == b"stopped")
-            await panel.publish(f"{BASE}/active/set", "home")
-            await panel.wait_for(f"{BASE}/active", lambda p: p == b"home")
-            assert ctl.active == "home"
+            await panel.publish(f"{BASE}/active/set", "home")  # carried out: refused, home is stopped
+            error = json.loads(await panel.wait_for(f"{BASE}/error"))
+            assert error["topic"] == f"{BASE}/active/set" and "start_on_switch" in error["error"]
+            assert ctl.active is None
 
 
 def test_last_will_after_sigkill(tmp_path: Path, broker: Broker, console_image: Any) -> None:

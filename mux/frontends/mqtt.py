@@ -9,7 +9,11 @@ connection loop (task ``mqtt``) and every command being carried out (tasks
 One long-lived loop, :meth:`MqttBridge.run`, keeps a connection to the broker: an
 ``async with aiomqtt.Client`` inside a reconnect loop with capped exponential back-off
 (as aiomqtt's docs recommend), with ``<base>/availability = offline`` as the last will.
-Each connection runs three tasks in one TaskGroup:
+On connect, the retained discovery configs already on the broker are read first (up to
+a marker message the bridge sends itself, ``<base>/sync``): configs of the other
+``[mqtt] discovery`` mode are handed over with Home Assistant's ``migrate_discovery``
+procedure, and configs of personas or devices no longer configured are cleared (see
+:mod:`mux.frontends.mqtt_discovery`). Each connection then runs four tasks in one TaskGroup:
 
 - commands: every message on a ``.../set`` topic goes through the pure
   :func:`~mux.frontends.mqtt_topics.parse_command`; a refused one earns one ``error`` message, a
@@ -22,9 +26,13 @@ Each connection runs three tasks in one TaskGroup:
   net) and only what changed is published; a new connection starts from nothing, so
   everything is re-published after a broker restart;
 - screenshots: every ``screenshot_interval_s``, each running persona's latest
-  back-buffered frame as JPEG, published only when it changed.
+  back-buffered frame as JPEG, published only when it changed;
+- events: switches, crashes and refused commands as JSON on ``<base>/event`` (not
+  retained; an event while disconnected is dropped), for automations.
 
-The bridge never stops the controller: broker trouble is logged and retried.
+On a clean stop the bridge leaves every persona ``stopped`` (mux stops the guests as it
+exits) and its ``availability`` ``offline``, in that order. The bridge never stops the
+controller: broker trouble is logged and retried.
 """
 
 from __future__ import annotations
@@ -37,29 +45,37 @@ import json
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from importlib import metadata
 from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
 from PIL import Image
 
-from mux.app.api import ControlAPI, Event
+from mux.app.api import ControlAPI, Event, StateChanged, Switched
 from mux.config import MqttSection
 from mux.errors import MuxError
+from mux.frontends.mqtt_discovery import (
+    MIGRATE,
+    discovery_messages,
+    discovery_mode_of,
+    migration_plan,
+    safe_node_id,
+)
 from mux.frontends.mqtt_topics import (
     Command,
     CommandError,
-    discovery_messages,
-    is_own_discovery,
+    event_message,
     parse_command,
-    safe_node_id,
     state_messages,
+    stopped_messages,
 )
 
 log = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 30.0)  # first and largest wait between reconnects
 SAFETY_REFRESH_S = 1.0
+SYNC_TIMEOUT_S = 5.0  # waiting for the broker's retained discovery configs on connect
 
 
 class MqttBridge:
@@ -77,6 +93,8 @@ class MqttBridge:
         self._client: aiomqtt.Client | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._events: asyncio.Queue[str] = asyncio.Queue()
+        self._support_url = _support_url()
 
     @contextlib.asynccontextmanager
     async def serve(self, api: ControlAPI) -> AsyncIterator[MqttBridge]:
@@ -101,8 +119,17 @@ class MqttBridge:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_event(self, _: Event) -> None:
+    def _on_event(self, event: Event) -> None:
         self.notify()
+        if isinstance(event, Switched):
+            self._event("switched", event.new, event.source, f"switched from {event.old} to {event.new}")
+        elif isinstance(event, StateChanged) and event.state == "crashed":
+            self._event("crashed", event.persona, "guest", f"persona {event.persona!r} crashed")
+
+    def _event(self, event_type: str, persona: str | None, source: str | None, text: str) -> None:
+        """Queue one ``event`` message (dropped while not connected: events are not retained)."""
+        if self._client is not None:
+            self._events.put_nowait(event_message(event_type, persona, source, text))
 
     def notify(self) -> None:
         """Something in mux changed: recompute the retained state soon."""
@@ -144,7 +171,7 @@ class MqttBridge:
                         self._client = None
                         self.connected.clear()
                         if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                            await _say_offline(client, self.base)
+                            await _say_offline(client, self.base, self.api.names)
             except* aiomqtt.MqttError as group:  # the session's TaskGroup wraps it
                 log.warning("MQTT %s: %s; reconnecting in %.1fs", self.config.url,
                             group.exceptions[0], delay)
@@ -154,11 +181,20 @@ class MqttBridge:
     async def _session(self, client: aiomqtt.Client) -> None:
         self._published.clear()
         self._screens.clear()
-        prefix = self.config.discovery_prefix
+        while not self._events.empty():
+            self._events.get_nowait()
+        prefix, node = self.config.discovery_prefix, safe_node_id(self.config.node_id)
         await client.subscribe(f"{self.base}/#", qos=1)
         await client.subscribe(f"{prefix}/status", qos=1)
-        await client.subscribe(f"{prefix}/+/{safe_node_id(self.config.node_id)}/+/config", qos=1)
+        await client.subscribe(f"{prefix}/+/{node}/+/config", qos=1)
+        await client.subscribe(f"{prefix}/device/{node}/config", qos=1)
+        retained, early = await self._read_retained(client)
+        migrate, clear = migration_plan(retained, self._discovery(), prefix, self.config.node_id)
+        for topic in migrate:  # Home Assistant's migrate_discovery: hand over, publish, clear
+            await client.publish(topic, json.dumps(MIGRATE), qos=1, retain=True)
         await self._publish_discovery(client)
+        for topic in clear:
+            await client.publish(topic, b"", qos=1, retain=True)
         await self._publish_changes(client)
         await client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
         log.info("MQTT connected to %s, topics under %s/", self.config.url, self.base)
@@ -166,33 +202,65 @@ class MqttBridge:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._state_loop(client), name="mqtt:state")
             group.create_task(self._screenshot_loop(client), name="mqtt:screenshots")
+            group.create_task(self._event_loop(client), name="mqtt:events")
+            for message in early:
+                await self._on_message(client, message)
             async for message in client.messages:
                 await self._on_message(client, message)
 
-    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+    async def _read_retained(self, client: aiomqtt.Client) -> tuple[dict[str, bytes], list[aiomqtt.Message]]:
+        """The retained discovery configs of this node, up to our own ``sync`` marker.
+
+        The broker sends retained messages as it grants a subscription, so all of them
+        arrive before a message published afterwards. Returns them (topic → payload) and
+        the other messages met meanwhile (commands: handled once the session runs).
+        """
+        token = f"{id(client)}-{asyncio.get_running_loop().time()}"
+        await client.publish(f"{self.base}/sync", token, qos=1)
+        retained: dict[str, bytes] = {}
+        early: list[aiomqtt.Message] = []
+        prefix = self.config.discovery_prefix
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SYNC_TIMEOUT_S):
+                async for message in client.messages:
+                    payload = _payload(message)
+                    if message.topic.value == f"{self.base}/sync" and payload == token.encode():
+                        break
+                    if discovery_mode_of(message.topic.value, prefix, self.config.node_id):
+                        retained[message.topic.value] = payload
+                    else:
+                        early.append(message)
+        return retained, early
+
+    def _discovery(self) -> dict[str, dict[str, Any]]:
         c = self.config
-        for topic, payload in discovery_messages(c.discovery_prefix, c.node_id, self.base,
-                                                 self.api.names).items():
+        devices = [d["id"] for d in self.api.status()["devices"]]
+        return discovery_messages(c.discovery_prefix, c.node_id, self.base, self.api.names, devices,
+                                  c.discovery, self._support_url)
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        for topic, payload in self._discovery().items():
             await client.publish(topic, json.dumps(payload), qos=1, retain=True)
 
     # --- incoming ---------------------------------------------------------------------
 
     async def _on_message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        payload = _payload(message)
         prefix = self.config.discovery_prefix
         if topic == f"{prefix}/status":
             if payload == b"online":
                 await self._publish_discovery(client)
             return
-        if is_own_discovery(topic, prefix, self.config.node_id):
-            current = discovery_messages(prefix, self.config.node_id, self.base, self.api.names)
-            if payload and topic not in current:  # an entity of a persona no longer configured
+        if discovery_mode_of(topic, prefix, self.config.node_id):
+            # a config that is not ours now (a persona or device no longer configured)
+            if payload and payload != json.dumps(MIGRATE).encode() and topic not in self._discovery():
                 await client.publish(topic, b"", qos=1, retain=True)
             return
         if not topic.endswith("/set"):
             return  # our own retained state, echoed back by the broker
-        command = parse_command(topic, payload, self.base, self.api.names)
+        devices = [d["id"] for d in self.api.status()["devices"]]
+        command = parse_command(topic, payload, self.base, self.api.names, devices)
         if isinstance(command, CommandError):
             await self._refuse(command)
             return
@@ -210,12 +278,13 @@ class MqttBridge:
             elif command.action == "attach":
                 await self.api.attach(command.device, command.persona)
             else:
-                await self.api.detach(command.device, command.persona)
+                await self.api.detach(command.device, command.persona or None)
         except MuxError as exc:
-            await self._refuse(CommandError(topic, text, str(exc)))
+            await self._refuse(CommandError(topic, text, str(exc), command.persona or None))
         except Exception as exc:  # a bug in mux: logged with its traceback, the panel told
             log.exception("MQTT %s: carrying out %r failed", topic, text[:60])
-            await self._refuse(CommandError(topic, text, f"internal error in mux (see its log): {exc!r}"))
+            await self._refuse(CommandError(topic, text, f"internal error in mux (see its log): {exc!r}",
+                                            command.persona or None))
         self.notify()
 
     async def _refuse(self, error: CommandError) -> None:
@@ -224,6 +293,7 @@ class MqttBridge:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(f"{self.base}/error", error.to_json(), qos=1)
+        self._event("refused", error.persona, "mqtt", f"{error.topic} {error.payload!r}: {error.error}")
 
     # --- outgoing ---------------------------------------------------------------------
 
@@ -232,8 +302,9 @@ class MqttBridge:
         personas = status["personas"]
         leds = {p["name"]: p["leds"] for p in personas}
         devices = {n: self.api.devices(n) for n in self.api.names}
+        owners = {d["id"]: d["persona"] for d in status["devices"]}
         return state_messages(self.base, status["active"],
-                              {p["name"]: p["state"] for p in personas}, leds, devices)
+                              {p["name"]: p["state"] for p in personas}, leds, devices, owners)
 
     async def _publish_changes(self, client: aiomqtt.Client) -> None:
         self._changed.clear()
@@ -247,6 +318,10 @@ class MqttBridge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), SAFETY_REFRESH_S)
             await self._publish_changes(client)
+
+    async def _event_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await client.publish(f"{self.base}/event", await self._events.get(), qos=1)
 
     async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -285,6 +360,26 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-async def _say_offline(client: aiomqtt.Client, base: str) -> None:
+def _payload(message: aiomqtt.Message) -> bytes:
+    return message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+
+
+def _support_url() -> str | None:
+    """The package's home page (``[project.urls]``), for the discovery's origin block."""
+    try:
+        urls = metadata.metadata("mux").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    return next((u.split(",", 1)[1].strip() for u in urls if "," in u), None)
+
+
+async def _say_offline(client: aiomqtt.Client, base: str, personas: Sequence[str]) -> None:
+    """A clean stop: every persona ``stopped`` (mux stops them as it exits), then ``offline``."""
+
+    async def say() -> None:
+        for topic, payload in stopped_messages(base, personas).items():
+            await client.publish(topic, payload, qos=1, retain=True)
+        await client.publish(f"{base}/availability", "offline", qos=1, retain=True)
+
     with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
-        await asyncio.shield(client.publish(f"{base}/availability", "offline", qos=1, retain=True))
+        await asyncio.shield(say())

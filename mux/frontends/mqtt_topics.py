@@ -1,30 +1,26 @@
-"""MQTT topics, commands and Home Assistant discovery (pure: no asyncio, no broker).
+"""MQTT topics, commands, state and events (pure: no asyncio, no broker).
 
 Everything mux says on MQTT lives under ``<base_topic>``; the table in the README is
 the contract for panel builders. Incoming messages go through :func:`parse_command`,
 payload in and :class:`Command` or :class:`CommandError` out, so a hostile or broken
 panel can never do more than earn an ``error`` message. Outgoing state is described by
 :func:`state_messages` as a mapping topic → payload; the bridge publishes only what
-changed, and everything again after a reconnect. Discovery configs follow Home
-Assistant's MQTT discovery schema for ``select``, ``image``, ``sensor``,
-``binary_sensor`` and ``button``, one device block shared by all, availability wired to
-``<base_topic>/availability``.
+changed, and everything again after a reconnect. :func:`event_message` is one message
+on the ``event`` topic (not retained), for automations. Home Assistant discovery is in
+:mod:`mux.frontends.mqtt_discovery`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mux import __version__
+from mux.frontends.mqtt_discovery import DETACHED, LED_NAMES
 
 MAX_PAYLOAD = 1024  # bytes; every command payload is a short word or name
 PERSONA_ACTIONS = ("start", "stop", "restart")
-STATES = ("stopped", "starting", "running", "stopping", "crashed")
-LED_NAMES = ("caps", "num", "scroll")
 
 
 @dataclass(frozen=True)
@@ -39,9 +35,12 @@ class Command:
 
 @dataclass(frozen=True)
 class CommandError:
+    """A refused command: the ``error`` message's fields (``persona``: whom it was for, if known)."""
+
     topic: str
     payload: str
     error: str
+    persona: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({"topic": self.topic, "payload": self.payload, "error": self.error})
@@ -53,13 +52,15 @@ def _show(payload: bytes) -> str:
     return text + ("..." if len(payload) > 200 else "")
 
 
-def parse_command(topic: str, payload: bytes, base: str,
-                  personas: Sequence[str]) -> Command | CommandError:
+def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str],
+                  devices: Sequence[str] = ()) -> Command | CommandError:
     """Turn one incoming message into a command, or say exactly what is wrong with it.
 
     Command topics: ``<base>/active/set`` (a persona name), ``<base>/persona/<name>/set``
     (``start``, ``stop``, ``restart``), ``<base>/persona/<name>/devices/set``
-    (``attach <device>`` or ``detach <device>``; a bare device id means attach).
+    (``attach <device>`` or ``detach <device>``; a bare device id means attach),
+    ``<base>/device/<id>/set`` (a persona name to move the device there, or ``none`` to
+    detach it; the device select's command).
     """
 
     def error(message: str) -> CommandError:
@@ -94,67 +95,51 @@ def parse_command(topic: str, payload: bytes, base: str,
             if len(words) != 2 or words[0] not in ("attach", "detach"):
                 return error("expected 'attach DEVICE' or 'detach DEVICE'")
             return Command("device", name, words[0], words[1])
+    if len(parts) == 3 and parts[0] == "device" and parts[2] == "set":
+        device = parts[1]
+        if device not in devices:
+            return error(f"unknown device {device!r} in topic (devices: {', '.join(devices) or 'none'})")
+        if text == DETACHED:
+            return Command("device", "", "detach", device)
+        if text not in personas:
+            return error(f"unknown persona {text!r} (personas: {known}, or {DETACHED} to detach)")
+        return Command("device", text, "attach", device)
     return error("no such command topic (commands: active/set, persona/<name>/set, "
-                 "persona/<name>/devices/set)")
+                 "persona/<name>/devices/set, device/<id>/set)")
 
 
 def state_messages(base: str, active: str | None, states: Mapping[str, str],
                    leds: Mapping[str, Mapping[str, bool] | None],
-                   devices: Mapping[str, list[Any]] | None = None) -> dict[str, str]:
-    """Retained state as topic → payload (personas with unknown LEDs publish none)."""
+                   devices: Mapping[str, list[Any]] | None = None,
+                   owners: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """Retained state as topic → payload (personas with unknown LEDs publish none).
+
+    ``owners`` maps each device to the persona holding it (None: detached).
+    """
     messages = {f"{base}/active": active or ""}
     for name, state in states.items():
         messages[f"{base}/persona/{name}/state"] = state
+        messages[f"{base}/persona/{name}/availability"] = "online" if state == "running" else "offline"
         persona_leds = leds.get(name)
         if persona_leds is not None:
             messages[f"{base}/persona/{name}/leds"] = json.dumps(
                 {led: bool(persona_leds.get(led)) for led in LED_NAMES})
         if devices is not None and name in devices:
             messages[f"{base}/persona/{name}/devices"] = json.dumps(devices[name])
+    for device, owner in (owners or {}).items():
+        messages[f"{base}/device/{device}"] = owner or DETACHED
     return messages
 
 
-def safe_node_id(node_id: str) -> str:
-    """Home Assistant accepts ``[a-zA-Z0-9_-]`` in discovery topics; map the rest to ``_``."""
-    return re.sub(r"[^a-zA-Z0-9_-]", "_", node_id) or "mux"
-
-
-def discovery_messages(prefix: str, node_id: str, base: str,
-                       personas: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Home Assistant discovery configs, topic → config, for a node and its personas."""
-    node = safe_node_id(node_id)
-    device = {"identifiers": [f"mux_{node}"], "name": f"mux {node_id}", "manufacturer": "mux",
-              "model": "persona controller", "sw_version": __version__}
-    common = {"availability_topic": f"{base}/availability", "payload_available": "online",
-              "payload_not_available": "offline", "device": device}
-
-    def entity(component: str, object_id: str, name: str, **fields: Any) -> tuple[str, dict[str, Any]]:
-        topic = f"{prefix}/{component}/{node}/{object_id}/config"
-        return topic, {"name": name, "unique_id": f"mux_{node}_{object_id}",
-                       "object_id": f"mux_{node}_{object_id}", **fields, **common}
-
-    configs = dict([entity("select", "active", "Active persona", command_topic=f"{base}/active/set",
-                           state_topic=f"{base}/active", options=list(personas), icon="mdi:account-switch")])
+def stopped_messages(base: str, personas: Sequence[str]) -> dict[str, str]:
+    """What a clean stop leaves retained, before ``availability`` says ``offline``."""
+    messages: dict[str, str] = {}
     for name in personas:
-        topics = f"{base}/persona/{name}"
-        configs.update([
-            entity("image", f"{name}_screen", f"{name} screen", image_topic=f"{topics}/screenshot",
-                   content_type="image/jpeg"),
-            entity("sensor", f"{name}_state", f"{name} state", state_topic=f"{topics}/state",
-                   device_class="enum", options=list(STATES)),
-            entity("button", f"{name}_restart", f"{name} restart", command_topic=f"{topics}/set",
-                   payload_press="restart", device_class="restart"),
-        ])
-        for led in LED_NAMES:
-            configs.update([entity(
-                "binary_sensor", f"{name}_{led}", f"{name} {led} lock", state_topic=f"{topics}/leds",
-                value_template=f"{{{{ 'ON' if value_json.{led} else 'OFF' }}}}",
-                payload_on="ON", payload_off="OFF", icon="mdi:keyboard")])
-    return configs
+        messages[f"{base}/persona/{name}/state"] = "stopped"
+        messages[f"{base}/persona/{name}/availability"] = "offline"
+    return messages
 
 
-def is_own_discovery(topic: str, prefix: str, node_id: str) -> bool:
-    """Is this a discovery config topic of this node (from this run or an earlier one)?"""
-    parts = topic.split("/")
-    return (len(parts) == 5 and parts[0] == prefix and parts[2] == safe_node_id(node_id)
-            and parts[4] == "config")
+def event_message(event_type: str, persona: str | None, source: str | None, text: str) -> str:
+    """One message on ``<base>/event``: JSON ``{"event_type", "persona", "source", "text"}``."""
+    return json.dumps({"event_type": event_type, "persona": persona, "source": source, "text": text})
