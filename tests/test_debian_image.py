@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 from qemu.qmp import QMPClient
 
 from mux.errors import ImageError
@@ -308,6 +309,9 @@ async def test_debian_boots_until_the_agent_answers(
         while (out := await guest.agent.exec(["cat", "/tmp/t"])).exitcode and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         assert out.stdout == b"typed\n", out
+        await guest.qmp.execute("screendump", {"filename": str(tmp_path / "screen.ppm")})
+        with Image.open(tmp_path / "screen.ppm") as screen:
+            assert screen.size == (1024, 768)  # the same with either firmware
         extra = tmp_path / "extra.img"  # a hotplugged disk is reported by MUX-UEVENT
         extra.write_bytes(bytes(4 << 20))
         await guest.qmp.execute("blockdev-add", {"node-name": "extra", "driver": "raw",
