@@ -15,7 +15,7 @@ import pytest
 from mux.config import PersonaConfig
 from mux.errors import LaunchError, StateError
 from mux.guest import cmdline as cmdline_module
-from mux.guest import persona as persona_module
+from mux.guest import policy as policy_module
 from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
@@ -133,7 +133,7 @@ def _tcp_listeners(inodes: set[str]) -> list[str]:
 async def test_unproven_kvm_falls_back_to_tcg(tmp_path: Path, console_image: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Here KVM either hangs the guest (kvm_pvm) or does not start: both end in TCG."""
-    monkeypatch.setattr(persona_module, "KVM_PROOF_S", 3.0)
+    monkeypatch.setattr(policy_module, "KVM_PROOF_S", 3.0)
     unproven = AccelChoice("kvm", "auto: must prove itself", proven=False)
     boot = (console_image.kernel, console_image.initrd, console_image.append)
     async with Persona(PersonaConfig("p"), tmp_path, unproven, boot) as p:

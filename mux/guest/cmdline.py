@@ -1,13 +1,14 @@
 """QEMU's command line for a persona: the one builder, used by the launch and by ``--dry-run``.
 
 Theory. A persona's argv is a pure function of what the controller knows before QEMU
-runs: the persona's config, the private runtime directory (QMP and VNC unix sockets
-live there), the accelerator, the boot files of a built-in image, the devices the guest
-has from boot, the :class:`LaunchOptions` (an absolute pointer for a window that routes
-its mouse, arguments added by hand) and, for a launch that resumes a saved machine,
-``-incoming defer`` (the state file itself is then fed over QMP, see
-:mod:`mux.guest.migration`). Nothing here touches a process or a file, so
-``mux run --dry-run`` prints exactly what :class:`~mux.guest.persona.Persona` runs.
+runs: the persona's config, its private directory (QEMU serves QMP, VNC and the serial
+port on unix sockets there), the accelerator, the boot files of a built-in image, the
+devices the guest has from boot (and its keyboard: PS/2, or virtio), the
+:class:`LaunchOptions` (an absolute pointer for a window that routes its mouse,
+arguments added by hand) and, for a launch that resumes a saved machine, ``-incoming
+defer`` (the state file itself is then fed over QMP, see :mod:`mux.guest.migration`).
+Nothing here touches a process or a file, so ``mux run --dry-run`` prints exactly what
+:class:`~mux.guest.persona.Persona` runs.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
     ``devices`` are those the guest has from boot (``-blockdev``/``-device``); None means
     the config's initial ones (its devices that do not follow the active persona).
     ``incoming`` makes QEMU wait for a saved state (``-incoming defer``) instead of booting.
-    QMP connects out to the controller's socket; VNC listens on a unix socket. Both are
-    in the private runtime directory.
+    QEMU listens on every socket (QMP, VNC, the serial port, which it also writes to the
+    serial log), all in ``runtime_dir`` (private: the runtime directory, or a kept guest's
+    state directory), and starts paused (``-S``) until the controller has connected.
     """
     options = options or LaunchOptions()
     kernel, initrd, append = boot or (config.kernel, config.initrd, config.append)
@@ -68,8 +70,10 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
         QEMU_BINARY, "-name", config.name, "-nodefaults", "-no-user-config",
         "-machine", f"pc,accel={accel.accel}", "-m", str(config.memory_mb),
         "-vga", "std", "-display", "none", "-vnc", f"unix:{vnc_path(runtime_dir, config.name)}",
-        "-qmp", f"unix:{qmp_path(runtime_dir, config.name)}",
-        "-serial", "stdio", "-device", "qemu-xhci,id=xhci",
+        "-qmp", f"unix:{qmp_path(runtime_dir, config.name)},server=on,wait=off",
+        "-chardev", f"socket,id=serial0,path={serial_path(runtime_dir, config.name)},server=on,wait=off,"
+                    f"logfile={serial_log_path(runtime_dir, config.name)},logappend=on",
+        "-serial", "chardev:serial0", "-S", "-device", "qemu-xhci,id=xhci",
     ]
     if kernel:
         argv += ["-kernel", str(kernel)]
@@ -103,10 +107,20 @@ def keyboard_in_use(virtio_status: object) -> str:
 
 
 def qmp_path(runtime_dir: Path, name: str) -> Path:
-    """Where persona ``name``'s QEMU connects its QMP monitor (the controller listens)."""
+    """Where persona ``name``'s QEMU serves its QMP monitor."""
     return runtime_dir / f"{name}.qmp"
 
 
 def vnc_path(runtime_dir: Path, name: str) -> Path:
     """Where persona ``name``'s QEMU serves VNC."""
     return runtime_dir / f"{name}.vnc"
+
+
+def serial_path(runtime_dir: Path, name: str) -> Path:
+    """Where persona ``name``'s QEMU serves its first serial port."""
+    return runtime_dir / f"{name}.serial"
+
+
+def serial_log_path(runtime_dir: Path, name: str) -> Path:
+    """Where persona ``name``'s QEMU writes everything its serial port says (appending)."""
+    return runtime_dir / f"{name}.serial.log"

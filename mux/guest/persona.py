@@ -1,4 +1,4 @@
-"""One persona: a QEMU process, its run state, its supervisor and restart policy.
+r"""One persona: a QEMU process, its run state, its supervisor and restart policy.
 
 :mod:`mux.guest` is the only package that talks to QEMU, and this class is its face:
 the command line comes from :mod:`mux.guest.cmdline`, commands go over the QMP seam
@@ -12,10 +12,13 @@ commands that need a particular state call :meth:`Persona._require`, which raise
        ▲                  │                    │
        │                  └──── QEMU exits ────┴──▶ crashed ──restart policy──▶ starting
 
-QMP and VNC listen only on unix sockets inside the controller's private runtime
-directory. A supervisor task waits on the QEMU process, so a guest that dies on its own
-is seen at once; the restart policy (``no``, ``on-failure``, ``always``) then applies with
-a capped back-off. Stopping escalates as QEMU's own ``QEMUMachine`` does: ask the guest
+QEMU serves QMP, VNC and its serial port on unix sockets in a private directory (the
+runtime directory, or with ``kept`` a directory that outlives the controller); a kept
+guest survives the controller and a later one :meth:`Persona.adopt`\ s it: ``running``
+at once, no reboot, the keys the dead controller held released. A guest that is not
+kept dies with the controller, even on SIGKILL (:mod:`mux.guest.process`).
+A supervisor task sees a guest that dies on its own at once, and its restart policy
+applies (:mod:`mux.guest.policy`). Stopping escalates as QEMU's own ``QEMUMachine`` does: ask the guest
 (``system_powerdown``), wait, ``quit``, wait, kill. A launch from a saved state
 (``start(restore_from=FILE)``) is ``starting`` until the state has loaded; a restart
 after a crash boots afresh.
@@ -26,8 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,12 @@ from mux.devices.model import DeviceConfig, initial_devices
 from mux.display.leds import Leds
 from mux.errors import LaunchError, PersonaError, StateError
 from mux.guest import cmdline, migration, process
-from mux.guest.accel import KVM_PROOF_S, AccelChoice
-from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, vnc_path
+from mux.guest.accel import AccelChoice
+from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, serial_log_path, serial_path, vnc_path
 from mux.guest.plug import GuestDevices
+from mux.guest.policy import RestartPolicy
 from mux.guest.qmp import QmpLink
+from mux.guest.record import HeldKeys
 from mux.guest.rfb import RfbClient
 from mux.guest.serial import SerialLog
 from mux.guest.state import RunState
@@ -50,17 +53,19 @@ from mux.guest.state import RunState
 log = logging.getLogger(__name__)
 
 QMP_CONNECT_S = 15.0
-POWERDOWN_S = 2.0
-QUIT_S = 3.0
 RESTORE_S = 60.0
 
 
-class Persona:
+class Persona(RestartPolicy):
     """A QEMU guest with a name; use ``async with`` so it is always stopped."""
 
     def __init__(self, config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
-                 boot: Boot | None = None, options: LaunchOptions | None = None) -> None:
+                 boot: Boot | None = None, options: LaunchOptions | None = None, *,
+                 kept: bool = False) -> None:
         """``boot`` is (kernel, initrd, append) for a built-in image; else the config's own.
+
+        ``kept``: QEMU outlives the controller (and records the keys it holds, so a later
+        controller can release them); otherwise it dies with the controller.
 
         ``options`` (tablet, extra arguments) shape every launch's command line; they
         may be replaced as a whole while the persona is stopped, and apply from its next
@@ -73,14 +78,17 @@ class Persona:
         self.boot = boot
         self.options = options or LaunchOptions()
         self.state = RunState.STOPPED
-        self.serial = SerialLog(runtime_dir / f"{self.name}.serial.log")
+        self.kept, self.serial = kept, SerialLog(serial_log_path(runtime_dir, self.name), own_file=False)
+        self.held = HeldKeys(runtime_dir / f"{self.name}.held")
+        self.hold_off: str | None = None  # why this persona must not start (an older guest runs)
+        self._serial_path = serial_path(runtime_dir, self.name)
         self._qmp_path = qmp_path(runtime_dir, self.name)
         self._vnc_path = vnc_path(runtime_dir, self.name)
         self._stderr_path = runtime_dir / f"{self.name}.stderr"
         self.listeners: list[Callable[[Persona], None]] = []
         self.restarts = 0
         self.exit_code: int | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: process.GuestProcess | None = None
         self._qmp: QmpLink | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._state_changed = asyncio.Condition()
@@ -97,7 +105,7 @@ class Persona:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc and self._proc.returncode is None else None
+        return self._proc.pid if self._proc and not self._proc.exited else None
 
     def _require(self, *states: RunState) -> None:
         if self.state not in states:
@@ -148,6 +156,8 @@ class Persona:
                 persona is stopped again).
         """
         self._require(RunState.STOPPED, RunState.CRASHED)
+        if self.hold_off:
+            raise PersonaError(f"persona {self.name!r}: {self.hold_off}")
         self._stop_requested = False
         self._set_state(RunState.STARTING)
         try:
@@ -173,65 +183,58 @@ class Persona:
             self._spawn(self._prove_kvm(), "prove-kvm")
 
     async def _launch(self, incoming: bool) -> None:
-        qmp = QmpLink(self.name, self._qmp_path)
-        await qmp.listen()
         argv = self.argv(incoming=incoming)
+        for path in (self._qmp_path, self._serial_path, self._vnc_path):
+            path.unlink(missing_ok=True)  # a dead guest's: connect only to this one's
+        self._proc = proc = await process.spawn(self.name, argv, self._stderr_path,
+                                                die_with_controller=not self.kept)
+        await self._connect(proc, argv, QMP_CONNECT_S)
+        if not incoming:  # started paused (-S) so that serial output from the start is read
+            await self._execute("cont")
+
+    async def _connect(self, proc: process.GuestProcess, argv: list[str], timeout: float) -> None:
+        qmp = QmpLink(self.name, self._qmp_path)
+        await process.connect_qmp(self.name, proc, qmp, argv, self._stderr_path, timeout)
+        self._qmp = qmp
         try:
-            proc = await process.spawn(self.name, argv, self._stderr_path)
-        except LaunchError:
-            await qmp.close()
-            raise
-        self._proc, self._qmp = proc, qmp
-        self._spawn(self._read_serial(proc), "serial")
-        await process.await_qmp(self.name, proc, qmp, argv, self._stderr_path, QMP_CONNECT_S)
+            reader, writer = await asyncio.open_unix_connection(self._serial_path)
+        except OSError as exc:
+            raise LaunchError(self.name, None, argv, f"serial port {self._serial_path}: {exc}") from exc
+        self._spawn(process.pump_serial(reader, writer, self.serial), "serial")
         self._plugs.session_began(qmp)
         self._spawn(self._supervise(proc), "supervise")
 
-    async def _read_serial(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            await self.serial.append(chunk.decode("utf-8", errors="replace"))
+    async def adopt(self, pid: int, ticks: int) -> None:
+        """Take over the QEMU (``pid`` started at ``ticks``) a previous controller started:
+        connect, release the keys it held, ``running`` at once (no ``starting``).
 
-    async def _supervise(self, proc: asyncio.subprocess.Process) -> None:
-        code = await proc.wait()
-        self.exit_code = code
-        if self._proc is not proc or self._stop_requested:
-            return
-        await self._disconnect_qmp()
-        failed = code != 0
-        stderr = process.stderr_text(self._stderr_path).strip()
-        log.warning("%s: QEMU exited on its own (exit code %s)%s", self.name, code,
-                    f"; stderr: {stderr}" if stderr else "")
-        self._set_state(RunState.CRASHED if failed else RunState.STOPPED)
-        policy = self.config.restart
-        if policy == "always" or (policy == "on-failure" and failed):
-            await self._restart_after_backoff()
-
-    async def _restart_after_backoff(self) -> None:
-        delay = min(0.2 * 2 ** min(self.restarts, 7), 20.0)
-        self.restarts += 1
-        await asyncio.sleep(delay)
-        if self._stop_requested or self.state not in (RunState.CRASHED, RunState.STOPPED):
-            return
-        log.info("%s: restarting (restart %d, policy %s)", self.name, self.restarts, self.config.restart)
+        Raises:
+            StateError: the persona is not stopped or crashed.
+            LaunchError: that QEMU is gone or its QMP or serial port does not answer.
+        """
+        self._require(RunState.STOPPED, RunState.CRASHED)
+        self._stop_requested = False
+        self._proc = proc = process.adopt(self.name, pid, ticks)
         try:
-            await self.start()
-        except PersonaError as exc:
-            log.error("%s: restart failed: %s", self.name, exc)
-            self._spawn(self._restart_after_backoff(), "restart")
+            await self._connect(proc, [], process.QUIT_S)
+            if releases := self.held.take_releases():
+                log.info("%s: releasing %d keys the previous controller held", self.name, len(releases))
+                await self._execute("input-send-event", {"events": releases})
+            status = await self._execute("query-status")
+            if isinstance(status, dict) and not status.get("running"):
+                await self._execute("cont")  # left paused (e.g. mid-launch) by the dead controller
+        except BaseException:
+            await self.leave_running()
+            raise
+        self.accel = AccelChoice(self.accel.accel, "adopted", proven=True)
+        self._set_state(RunState.RUNNING)
 
-    async def _prove_kvm(self) -> None:
-        """Under unproven KVM, fall back to TCG if the guest prints nothing in time."""
-        started = time.monotonic()
-        while time.monotonic() - started < KVM_PROOF_S:
-            if self.serial.printed():
-                self.accel = AccelChoice("kvm", "auto: proven by the first boot", proven=True)
-                return
-            await asyncio.sleep(0.2)
-        log.warning("%s: no serial output under KVM in %.0fs; falling back to TCG", self.name, KVM_PROOF_S)
-        self.accel = AccelChoice("tcg", "auto: KVM did not boot the guest in time", proven=True)
-        await self.stop()
-        await self.start()
+    async def leave_running(self) -> None:
+        """Let go of a kept guest without stopping it: QMP and the serial port are closed,
+        tasks cancelled; QEMU runs on and a later controller may :meth:`adopt` it."""
+        self._stop_requested, self._proc = True, None
+        await self._disconnect_qmp()
+        await self._cancel_tasks()
 
     async def stop(self) -> None:
         """Stop the guest: powerdown, wait, quit, wait, kill. A stopped persona stays stopped."""
@@ -240,32 +243,25 @@ class Persona:
             self._set_state(RunState.STOPPED)
             return
         self._set_state(RunState.STOPPING)
-        proc = self._proc
-        for command, wait in (("system_powerdown", POWERDOWN_S), ("quit", QUIT_S)):
-            if proc is None or proc.returncode is not None:
-                break
-            with contextlib.suppress(OSError, PersonaError):
-                await self._execute(command)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), wait)
+        if self._proc is not None:
+            await process.shut_down(self._proc, self._execute)
         await self._reap()
         self._set_state(RunState.STOPPED)
 
     async def kill(self) -> None:
         """SIGKILL QEMU as a crash would (fault tests); the supervisor sees it die."""
         self._require(RunState.RUNNING, RunState.STARTING)
-        if self._proc and self._proc.returncode is None:
-            self._proc.send_signal(signal.SIGKILL)
+        if self._proc:
+            self._proc.kill()
 
     async def _reap(self) -> None:
         proc = self._proc
-        if proc and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        if proc:
+            proc.kill()
             await proc.wait()
         await self._disconnect_qmp()
-        self._qmp_path.unlink(missing_ok=True)
-        self._vnc_path.unlink(missing_ok=True)
+        for path in (self._qmp_path, self._serial_path, self._vnc_path, self.held.path):
+            path.unlink(missing_ok=True)
 
     async def _disconnect_qmp(self) -> None:
         qmp, self._qmp = self._qmp, None
@@ -276,6 +272,9 @@ class Persona:
     async def close(self) -> None:
         """Stop the guest, cancel every task, close the log."""
         await self.stop()
+        await self._cancel_tasks()
+
+    async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -315,6 +314,8 @@ class Persona:
             StateError: not running.  PersonaError: QEMU refused it.
         """
         await self.execute("input-send-event", {"events": events})
+        if self.kept:
+            self.held.sent(events)
 
     async def keyboard(self) -> str:
         """The keyboard typed keys reach now, ``"ps2"`` or ``"virtio"`` (see

@@ -1,8 +1,11 @@
 """The QMP seam: the one place mux speaks QEMU's machine protocol.
 
-Theory. The controller listens on a unix socket in its private runtime directory and
-each QEMU connects to it (``-qmp unix:PATH``, see :mod:`mux.guest.cmdline`), so no
-other process can reach a guest's monitor. :class:`QmpLink` wraps one such session of
+Theory. Each QEMU listens on a unix socket in a private (0700) directory
+(``-qmp unix:PATH,server=on,wait=off``, see :mod:`mux.guest.cmdline`) and the controller
+connects to it, so no other user can reach a guest's monitor, and a guest outlives the
+controller that started it: a later one connects again (QEMU serves one client at a
+time, so while a controller is attached nobody else gets in). :class:`QmpLink` wraps one
+session of
 ``qemu.qmp``: commands come back as their result or as a :class:`~mux.errors.PersonaError`
 naming the persona and the command; events are read through :meth:`QmpLink.events`,
 registered before the caller awaits anything so none is lost. Nothing outside
@@ -22,30 +25,27 @@ from mux.errors import PersonaError
 
 
 class QmpLink:
-    """One QMP session with one persona's QEMU: ``listen``, ``accept``, commands, ``close``."""
+    """One QMP session with one persona's QEMU: ``connect``, commands, ``close``."""
 
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
         self._client = QMPClient(name)
 
-    async def listen(self) -> None:
-        """Open the socket QEMU will connect to (replacing a stale one).
+    async def connect(self) -> None:
+        """Connect to QEMU's socket and complete the greeting.
 
         Raises:
-            OSError: the socket cannot be bound.  QMPError: qemu.qmp refused to listen.
+            OSError: nobody listens there yet, or QEMU broke the handshake (a caller
+                retries while QEMU starts).
         """
-        self.path.unlink(missing_ok=True)
-        await self._client.start_server(str(self.path))
-
-    async def accept(self) -> None:
-        """Wait for QEMU to connect and greet.
-
-        Raises:
-            QMPError, EOFError, OSError: QEMU closed the socket or broke the handshake
-                (it usually dies right after).
-        """
-        await self._client.accept()
+        self._client = QMPClient(self.name)
+        try:
+            await self._client.connect(str(self.path))
+        except (QMPError, EOFError) as exc:
+            with contextlib.suppress(QMPError, OSError, EOFError):
+                await self._client.disconnect()
+            raise OSError(f"QMP {self.path}: {exc}") from exc
 
     async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """Run one command and return its result.

@@ -19,19 +19,22 @@ from typing import IO
 class SerialLog:
     """Everything one persona has written to its serial port since the controller began."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *, own_file: bool = True) -> None:
+        """``own_file=False``: someone else (QEMU's ``logfile=``) writes ``log_path``."""
         self.path = log_path
         self.text = ""
         self.cursor = 0  # where the next wait_serial search starts
-        self._file: IO[str] = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._file: IO[str] | None = (
+            open(log_path, "a", encoding="utf-8", errors="replace") if own_file else None)  # noqa: SIM115
         self._changed = asyncio.Condition()
 
     async def append(self, chunk: str) -> None:
         # A tty ends lines in "\r\n"; without the "\r" a regex's "$" means end of line.
         chunk = chunk.replace("\r", "")
         self.text += chunk
-        self._file.write(chunk)
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(chunk)
+            self._file.flush()
         async with self._changed:
             self._changed.notify_all()
 
@@ -40,7 +43,8 @@ class SerialLog:
         return bool(self.text.strip())
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def search(self, pattern: re.Pattern[str], start: int = 0) -> re.Match[str] | None:
         return pattern.search(self.text, start)
