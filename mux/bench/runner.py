@@ -17,6 +17,8 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
 - ``snapshot_speedup``: seconds until two personas are ready when cold-booted
   (``snapshot_cold_boot_s``) over the same when restored from a snapshot
   (``snapshot_restore_s``); target >= 5.
+- ``debian_boot_s``: the built-in ``debian`` image, BIOS, TCG, until its guest agent
+  answers (:mod:`mux.bench.debian`; ``null`` when the image is not built).
 """
 
 from __future__ import annotations
@@ -183,6 +185,10 @@ async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any
     from mux.bench.display import bench_display
 
     results.update(await bench_display())
+    from mux.bench.debian import bench_debian
+
+    print("bench: debian boot (BIOS, TCG) until its guest agent answers")
+    results.update(await bench_debian())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:
