@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 from qemu.qmp import QMPClient
 
-from mux.errors import ImageError
+from mux.errors import ImageError, PersonaError
 from mux.guest.agent import GuestAgent
 from mux.images import builder, debian, disk
 
@@ -325,3 +325,14 @@ async def test_debian_boots_until_the_agent_answers(
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     if digest:  # the guest wrote to its disk; the cached image is unchanged (snapshot=on)
         assert hashlib.sha256(debian_image.disk.read_bytes()).hexdigest() == digest
+
+
+async def test_bench_without_the_image_reports_null(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mux.bench import debian as bench_debian
+
+    monkeypatch.setattr(bench_debian, "find_built", lambda name: None)
+    assert await bench_debian.bench_debian() == {"debian_boot_s": None}
+    if shutil.which("qemu-system-x86_64") is None:
+        return
+    with pytest.raises(PersonaError, match="QEMU exited with 1"):
+        await bench_debian.boot_to_agent(tmp_path / "missing.qcow2", tmp_path, timeout=60)
