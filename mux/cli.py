@@ -62,7 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.add_argument("--dry-run", action="store_true", help="check the config, print QEMU command lines")
     p.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    p.add_argument("--restart-changed", action="store_true",
+                   help="restart kept guests whose config changed (default: report, leave running)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("down", help="stop a config's kept guests (and its controller), or every config's")
+    p.add_argument("config", type=Path, nargs="?")
+    p.set_defaults(func=cmd_down)
+    sub.add_parser("ps", help="list every guest mux keeps running").set_defaults(func=cmd_ps)
 
     p = sub.add_parser("demo", help="the built-in demo: two console personas, work and home, headless")
     p.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
@@ -134,11 +141,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.dry_run:
         return _dry_run(config)
-    return asyncio.run(_run(config, args.duration))
+    return asyncio.run(_run(config, args.duration, args.restart_changed))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(_run(demo_config(), args.duration))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """``mux down [CONFIG]``: see :func:`mux.app.keep.down`."""
+    from mux.app import keep
+
+    root = keep.guests_root()
+    dirs = [keep.keep_dir(load_config(args.config))] if args.config else sorted(root.glob("*"))
+    stopped = sum(asyncio.run(keep.down(d, lambda m: print(f"mux: {m}"))) for d in dirs if d.exists())
+    print(f"mux down: {len(dirs)} config(s) down, {stopped} guest(s) stopped without a controller")
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """``mux ps``: every kept guest still running (config, persona, pid, uptime, attached)."""
+    from mux.app.keep import kept_guests
+
+    print(f"{'PERSONA':12} {'PID':>8} {'UPTIME':>9} {'ATTACHED':8} CONFIG")
+    for g in kept_guests():
+        print(f"{g.persona:12} {g.pid:>8} {g.uptime_s:>8.0f}s {'yes' if g.attached else 'no':8} {g.config}")
+    return 0
 
 
 def _dry_run(config: Config) -> int:
@@ -188,7 +216,7 @@ def frontends(config: Config, control_socket: Path | None = None) -> list[Fronte
     return serving
 
 
-async def _run(config: Config, duration: float | None) -> int:
+async def _run(config: Config, duration: float | None, restart_changed: bool = False) -> int:
     from mux.app.controller import Controller
 
     stop = asyncio.Event()
@@ -196,10 +224,12 @@ async def _run(config: Config, duration: float | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logs = _logs_dir()
-    async with Controller(config, frontends=frontends(config), logs_dir=logs, remember_active=True) as ctl:
+    async with Controller(config, frontends=frontends(config), logs_dir=logs, remember_active=True,
+                          keep_guests=config.mux.keep_guests, restart_changed=restart_changed) as ctl:
         print(f"mux: {len(ctl.personas)} personas, active {ctl.active};"
               f" control socket {config.mux.control_socket}")
-        print("mux: serial logs are copied to", logs, "on exit; Ctrl-C stops every guest")
+        print("mux: serial logs are copied to", logs, "on exit; Ctrl-C stops every guest"
+              + (" (keep_guests = always: they run on)" if config.mux.keep_guests == "always" else ""))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
         print("mux: stopping")

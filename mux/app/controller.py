@@ -4,8 +4,9 @@
 directory, builds the guest images it needs, runs the long-lived loops (the switcher,
 the display, the input sources) in one TaskGroup, serves the frontends it was given
 (the control socket, MQTT: ``mux.cli`` chooses them; the controller imports none), and
-starts the personas. Leaving the block stops the frontends, cancels the loops, stops
-every guest, and removes the runtime directory, in that order.
+starts the personas (adopting kept guests that still run: :mod:`mux.app.keep`). Leaving
+the block stops the frontends, cancels the loops, stops every guest (or leaves kept
+ones running), and removes the runtime directory, in that order.
 
 The controller implements :class:`~mux.app.api.ControlAPI`, the only thing frontends
 see. Changes (switches, run states, LEDs, device moves) are published as events on one
@@ -32,10 +33,12 @@ from PIL import Image
 from mux import images
 from mux.app.api import Frontend
 from mux.app.events import DevicesChanged, Events, LedsChanged, StateChanged, Subscriber, Unsubscribe
+from mux.app.keep import Keeper
 from mux.app.runtime import private_runtime_dir
 from mux.app.statedir import remember_switches, remembered_active
 from mux.app.switcher import Switcher, first_active, start_to_switch
 from mux.config import Config
+from mux.config.schema import KeepGuests
 from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
 from mux.display.leds import Leds, LedSink, leds_dict
@@ -60,8 +63,10 @@ class Controller:
 
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
                  logs_dir: Path | None = None, progress: Progress = print, tablet: bool = False,
-                 remember_active: bool = False) -> None:
+                 remember_active: bool = False, keep_guests: KeepGuests = "never",
+                 restart_changed: bool = False) -> None:
         self.config = config
+        self.keeper = Keeper(config, keep_guests, progress, restart_changed)  # mux.app.keep
         self.tablet = tablet  # every persona gets an absolute pointer (usb-tablet): clicking steps
         self.frontends = list(frontends)
         self.logs_dir = logs_dir
@@ -114,7 +119,8 @@ class Controller:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.keeper.clean = kind is None or issubclass(kind, (KeyboardInterrupt, asyncio.CancelledError))
         await self._stack.aclose()
 
     async def _open(self) -> None:
@@ -124,13 +130,14 @@ class Controller:
         accel = choose_accel(self.config.mux.accel)
         self.progress(f"accelerator: {accel}")
         boots = await asyncio.to_thread(self._resolve_boots)
+        home = self.keeper.open() or self.runtime_dir  # where QEMU serves its sockets
         for pc in self.config.personas:
-            persona = Persona(pc, self.runtime_dir, accel, boots.get(pc.name),
-                              LaunchOptions(tablet=True) if self.tablet else None)
+            persona = Persona(pc, home, accel, boots.get(pc.name),
+                              LaunchOptions(tablet=True) if self.tablet else None, kept=self.keeper.kept)
             self.personas[pc.name] = persona
             self.hotplug.watch(persona)
             persona.listeners.append(self._state_changed)
-        stack.push_async_callback(self._close_personas)
+        stack.push_async_callback(self.keeper.close, self.personas)
         self._open_display()
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
@@ -138,7 +145,9 @@ class Controller:
         self._loops.append(group.create_task(self.display.run(), name="display"))
         for frontend in self.frontends:  # closed first on exit, before the loops are cancelled
             await stack.enter_async_context(frontend.serve(self))
-        await self.start_personas([p.name for p in self.config.personas if p.autostart])
+        taken = await self.keeper.adopt(self.personas)  # kept guests that run on: not started
+        await self.start_personas([p.name for p in self.config.personas
+                                   if p.autostart and p.name not in taken])
         for spec in discover(list(self.config.input.devices)):
             source = EvdevSource(spec)
             self.input_sources.append(source)
@@ -175,14 +184,6 @@ class Controller:
     def _device_moved(self, event: DeviceEvent) -> None:
         self.events.publish(DevicesChanged(event.device, event.source, event.target,
                                            event.persona, event.error))
-
-    async def _close_personas(self) -> None:
-        """Stop every guest at once: each may wait seconds for its guest to power down."""
-        results = await asyncio.gather(*(p.close() for p in self.personas.values()),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("stopping a persona failed: %r", result)
 
     def _cancel_loops(self) -> None:
         for task in self._loops:

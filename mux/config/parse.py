@@ -126,7 +126,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
 
     p = (*prefix, "mux")
     t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
-                                    "start_on_switch"})
+                                    "start_on_switch", "keep_guests"})
     mux = MuxSection(
         accel=c.choice(t, p, "accel", ("auto", "kvm", "tcg"), "auto"),
         runtime_dir=_relative_to(source, c.get(t, p, "runtime_dir", str, None)) or runtime_base(),
@@ -134,6 +134,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
         or default_control_socket(),
         active=c.get(t, p, "active", str, None),
         start_on_switch=c.get(t, p, "start_on_switch", bool, True),
+        keep_guests=c.choice(t, p, "keep_guests", ("on-crash", "always", "never"), "on-crash"),
     )
 
     personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source)

@@ -21,6 +21,8 @@ Accel = Literal["auto", "kvm", "tcg"]
 RestartPolicy = Literal["no", "on-failure", "always"]
 #: The guest's keyboard: the PC's PS/2 one (i8042) or a virtio one (deeper queue, faster typing).
 Keyboard = Literal["ps2", "virtio"]
+#: Whether guests outlive the controller: after a crash only, also a clean stop, or never.
+KeepGuests = Literal["on-crash", "always", "never"]
 
 # Background colours handed out to personas that do not choose one.
 DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
@@ -46,6 +48,9 @@ class MuxSection:
     active: str | None = None
     #: A switch to a stopped persona starts it first (False: the switch is refused).
     start_on_switch: bool = True
+    #: ``mux run`` only (replay and bench: always "never"): guests survive a crash of the
+    #: controller ("on-crash"), any stop of it ("always"), or die with it ("never").
+    keep_guests: KeepGuests = "on-crash"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mux.errors import LaunchError, PersonaError
+from mux.guest.cmdline import qmp_path
 from mux.guest.qmp import QmpLink
 from mux.guest.record import same_process
 from mux.guest.serial import SerialLog
@@ -161,6 +162,27 @@ async def shut_down(proc: GuestProcess, execute: Callable[[str], Awaitable[Any]]
             await asyncio.wait_for(proc.wait(), wait)
     proc.kill()
     await proc.wait()
+
+
+async def stop_kept(name: str, directory: Path, pid: int, ticks: int) -> None:
+    """Stop a kept guest no controller is attached to (``mux down``, ``--restart-changed``):
+    over its QMP socket in ``directory`` with :func:`shut_down`'s escalation; killed if
+    QMP does not answer. Nothing if it is gone already."""
+    try:
+        proc = adopt(name, pid, ticks)
+    except LaunchError:
+        return
+    qmp = QmpLink(name, qmp_path(directory, name))
+    try:
+        await connect_qmp(name, proc, qmp, [], directory / f"{name}.stderr", QUIT_S)
+    except LaunchError:
+        proc.kill()
+        await proc.wait()
+        return
+    try:
+        await shut_down(proc, qmp.execute)
+    finally:
+        await qmp.close()
 
 
 async def pump_serial(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: SerialLog) -> None:

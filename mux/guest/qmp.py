@@ -39,6 +39,8 @@ class QmpLink:
             OSError: nobody listens there yet, or QEMU broke the handshake (a caller
                 retries while QEMU starts).
         """
+        if not self.path.is_socket():  # QEMU has not bound it yet (qemu.qmp would log an error)
+            raise FileNotFoundError(f"QMP {self.path}: no socket yet")
         self._client = QMPClient(self.name)
         try:
             await self._client.connect(str(self.path))
