@@ -96,10 +96,13 @@ def bench_ocr(screen: Image.Image, rounds: int = OCR_ROUNDS) -> dict[str, Any]:
 async def console_screens(ctl: Any) -> tuple[Image.Image, Image.Image]:
     """The active persona's console as it booted, and once ``ls -l /bin`` filled it."""
     import asyncio
+    import re
 
     from mux.scenario.runner import StepRunner
 
     name = ctl.active
+    await ctl.persona(name).serial.wait_for(re.compile("MUX-READY"), 120, start=0)
+    await asyncio.sleep(1)
     plain = await ctl.screenshot(name)
     await StepRunner(ctl).step_type({"text": "ls -l /bin | head -60\n"})
     await asyncio.sleep(5)
