@@ -105,6 +105,7 @@ class ScreenSteps:
         """
         deadline = time.monotonic() + timeout
         last: tuple[bytes, float, SearchResult] | None = None
+        warned: set[str] = set()
         while True:
             screen = await self.ctl.screenshot(name)
             left = deadline - time.monotonic()
@@ -115,8 +116,9 @@ class ScreenSteps:
             else:
                 result = await asyncio.to_thread(search, screen, needles, 0.0, ratio)
                 last = (pixels, ratio, result)
-                for skipped in result.skipped:
+                for skipped in set(result.skipped) - warned:
                     log.warning("%s; needle skipped", skipped)
+                    warned.add(skipped)
             closest = result.closest
             if closest is None:
                 raise StepFailed(f"{name}: no needle could be matched ({'; '.join(result.skipped)})")
