@@ -4,13 +4,19 @@ Theory (the Cellrox rule for a stateful device): a background persona keeps draw
 into a virtual screen that is shown the moment it becomes active again. Here the virtual
 screen is simply the newest frame seen of each persona, from either of two sources:
 
-- ``"vnc"``: a live frame from the persona's VNC link (the active persona);
-- ``"screendump"``: a QMP ``screendump`` (the inactive ones, every interval).
+- ``"vnc"``: a frame from the persona's VNC link: live for the active persona, the
+  changes of each interval for the others (an unchanged screen sends nothing);
+- ``"screendump"``: a QMP ``screendump`` (while a persona's VNC link is not up).
 
 :meth:`BackBuffer.put` keeps a frame only if it was captured no earlier than the one it
-replaces, so a slow screendump can never overwrite a newer live frame. Frames are
-immutable: their images are never drawn on after they are stored, so they are shared,
-not copied. Pure: no asyncio, no QEMU.
+replaces, so a slow screendump can never overwrite a newer live frame.
+
+A live frame does not copy the picture: it holds a reference to the VNC link's
+:class:`Pixels`, the framebuffer in QEMU's own x8r8g8b8 layout that the link updates in
+place, and says which rectangles changed (the window uploads only those). It becomes a
+Pillow image only when someone asks for a picture (:attr:`Frame.image`, converted once
+and kept). A screendump frame holds its decoded image. Images are never drawn on after
+they are stored, so they are shared, not copied. Pure: no asyncio, no QEMU.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 from PIL import Image
@@ -28,18 +35,97 @@ from mux.errors import DisplayError, UnknownPersona
 FrameSource = Literal["vnc", "screendump"]
 
 
+#: A rectangle of a framebuffer: (x, y, width, height).
+Box = tuple[int, int, int, int]
+
+
+class Pixels:
+    """A framebuffer in QEMU's x8r8g8b8 layout (bytes B, G, R, X per pixel), updated in
+    place by its one writer (a VNC link); frames share it. ``version`` counts updates."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.data = bytearray(width * height * 4)
+        self.version = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def paste(self, box: Box, raw: bytes) -> None:
+        """Copy a rectangle's raw pixels (rows of ``width * 4`` bytes) into place.
+
+        Raises:
+            DisplayError: the rectangle is not inside the framebuffer, or ``raw`` is not
+                its size.
+        """
+        x, y, width, height = box
+        inside = x >= 0 and y >= 0 and x + width <= self.width and y + height <= self.height
+        if not inside or len(raw) != width * height * 4:
+            raise DisplayError(f"rectangle {box} ({len(raw)} bytes) does not fit a {self.width}x{self.height}"
+                               " framebuffer")
+        stride, row = self.width * 4, width * 4
+        if width == self.width:  # whole rows: one copy
+            self.data[y * stride:(y + height) * stride] = raw
+            return
+        view = memoryview(raw)
+        for line in range(height):
+            start = (y + line) * stride + x * 4
+            self.data[start:start + row] = view[line * row:(line + 1) * row]
+
+    def snapshot(self) -> bytes:
+        """The pixels as they are now (a copy: the writer goes on updating)."""
+        return bytes(self.data)
+
+    def image(self) -> Image.Image:
+        """The pixels as they are now, as a new RGB image."""
+        return bgrx_image(self.snapshot(), self.size)
+
+
+def bgrx_image(raw: bytes, size: tuple[int, int]) -> Image.Image:
+    """An RGB image from x8r8g8b8 pixels (the conversion: safe to run in a thread)."""
+    return Image.frombuffer("RGB", size, raw, "raw", "BGRX", 0, 1)
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One persona's picture. ``captured`` is ``time.monotonic()`` when it was taken."""
+    """One persona's picture. ``captured`` is ``time.monotonic()`` when it was taken.
 
-    image: Image.Image
+    ``picture`` is a decoded image (screendumps, tests) or the link's shared
+    :class:`Pixels` (live frames), in which case ``version`` is the pixels' version
+    this frame announced and ``rects`` what changed since the version before (None:
+    take all of it).
+    """
+
+    picture: Image.Image | Pixels
     captured: float
     source: FrameSource
     #: A checksum of the encoded screendump, to skip decoding an unchanged screen.
     fingerprint: int | None = None
+    version: int = 0
+    rects: tuple[Box, ...] | None = None
 
     def age(self, now: float) -> float:
         return now - self.captured
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.picture.size
+
+    @cached_property
+    def image(self) -> Image.Image:
+        """The picture as an RGB image: live pixels are converted at the first ask (as
+        they are then) and kept; see :meth:`keep_image` for converting elsewhere."""
+        return self.picture.image() if isinstance(self.picture, Pixels) else self.picture
+
+    def has_image(self) -> bool:
+        """Whether :attr:`image` is at hand without a conversion."""
+        return "image" in self.__dict__ or not isinstance(self.picture, Pixels)
+
+    def keep_image(self, image: Image.Image) -> None:
+        """Keep ``image`` (this frame's pixels, converted elsewhere, e.g. in a thread) as
+        :attr:`image`, unless one is kept already."""
+        self.__dict__.setdefault("image", image)
 
 
 class BackBuffer:

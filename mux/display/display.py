@@ -7,6 +7,13 @@ persona is running (told by ``Persona.listeners``), and reconnects when the link
 or the persona restarts, with a short back-off. The link carries:
 
 - the guest's **LED state**, always, to the :class:`~mux.display.leds.LedRouter`;
+- **the changes of each interval** while the persona is not active: one incremental
+  request every ``backbuffer_interval_s`` (and a whole frame every
+  :data:`FULL_POLL_S`), so an unchanged screen sends nothing and costs nothing. Once
+  the link has had a whole frame (:attr:`RfbClient.complete`), its framebuffer is the
+  persona's picture, and each update goes to the back-buffer. QEMU's VNC server slows
+  its own refresh down to once every 3 s while nothing changes, so after a quiet spell
+  a change reaches the back-buffer up to that late;
 - **live frames**, only while the persona is active. After a link goes live (a switch
   to it, or a reconnect) its first frames may be built on a stale picture (an update
   QEMU still owed from an earlier request), so nothing is used until a whole-screen
@@ -17,9 +24,9 @@ or the persona restarts, with a short back-off. The link carries:
 
 :class:`Display` puts it together:
 
-- the active persona's back-buffer follows its live frames; the others are refreshed
-  with QMP ``screendump`` every ``backbuffer_interval_s`` (running personas only, and
-  the active one too while its link has no synced live picture);
+- the active persona's back-buffer follows its live frames, the others' their links'
+  changes; a running persona whose link has no whole picture yet (not connected, or no
+  synced live picture) is refreshed with QMP ``screendump`` every ``backbuffer_interval_s``;
 - every frame kept for the active persona is presented on the output, and only those:
   an inactive persona's frames go to the back-buffer, never to the output;
 - :meth:`Display.switch` (the display's part of a switch, applied by
@@ -36,12 +43,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
 from mux.config import DisplaySection
-from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.backbuffer import BackBuffer, Frame, Pixels, bgrx_image
 from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
 from mux.errors import DisplayError, PersonaError, RfbError
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 2.0
 FULL_FRAME_S = 10.0
+FULL_POLL_S = 30.0  # an inactive link asks for a whole frame this often (see keep_fresh)
 _MAX_ASIDE = 32
 
 
@@ -69,7 +78,7 @@ class DisplayLink:
         self.synced = False  # live frames are whole pictures
         self.last_live = 0.0  # time.monotonic() of the last live frame (or resync asked)
         self.resyncs = 0
-        self._aside: list[tuple[Image.Image, float]] = []
+        self._aside: list[Frame] = []
         self._resync_task: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
         self._not_running = asyncio.Event()
@@ -79,6 +88,12 @@ class DisplayLink:
     @property
     def live(self) -> bool:
         return self.rfb.live
+
+    @property
+    def follows(self) -> bool:
+        """The back-buffer follows this link: it is up and has a whole picture (a synced
+        live one for the active persona)."""
+        return self.connected and self.rfb.complete and (self.synced or not self.rfb.live)
 
     def _state_changed(self, persona: Persona) -> None:
         running = persona.state == RunState.RUNNING
@@ -99,7 +114,7 @@ class DisplayLink:
                     log.debug("%s: VNC link up (connection %d)", self.name, self.connections)
                     if self.rfb.live:
                         self._resync()
-                    await _first((self.rfb.closed(), self._not_running.wait()))
+                    await _first((self.rfb.closed(), self._not_running.wait(), self._poll()))
             except RfbError as exc:
                 failures += 1
                 if failures == 5 and self.persona.state == RunState.RUNNING:  # once per outage
@@ -112,6 +127,18 @@ class DisplayLink:
                 log.info("%s: VNC link dropped; reconnecting", self.name)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _poll(self) -> None:
+        """While not live, ask for what changed once every back-buffer interval (a whole
+        frame the first time and every :data:`FULL_POLL_S`). Runs until cancelled."""
+        full_due = 0.0
+        while True:
+            if not self.rfb.live:
+                full = not self.rfb.complete or time.monotonic() >= full_due
+                self.rfb.request(incremental=not full)
+                if full:
+                    full_due = time.monotonic() + FULL_POLL_S
+            await asyncio.sleep(self._display.interval)
 
     def set_live(self, on: bool) -> None:
         """Stream frames (active persona) or not; LEDs flow either way."""
@@ -160,25 +187,26 @@ class DisplayLink:
         aside, self._aside = self._aside, []
         self.synced = True
         self._resync_task = None
-        index = next((i for i, (image, _) in enumerate(aside) if image is full), None)
-        if index is None:  # set aside and dropped (too many); the next update brings it
+        if not any(frame is full for frame in aside):  # set aside and dropped (too many)
             log.debug("%s: full frame not found among %d set aside", self.name, len(aside))
             return
-        image, captured = aside[-1]
         self.last_live = time.monotonic()
-        self._display.live_frame(self.name, Frame(image, captured, "vnc"))
+        # The framebuffer is whole now: the newest frame, all of it (rects: everything).
+        self._display.live_frame(self.name, replace(aside[-1], rects=None))
 
     def _on_leds(self, leds: Leds) -> None:
         self._display.leds.guest_set(self.name, leds)
 
-    def _on_frame(self, image: Image.Image, captured: float) -> None:
+    def _on_frame(self, frame: Frame) -> None:
         if not self.rfb.live:
-            return  # an answer to a request made while live: built on a picture now stale
+            if self.rfb.complete:  # an inactive persona's change: its back-buffer
+                self._display.live_frame(self.name, frame)
+            return
         if self.synced:
             self.last_live = time.monotonic()
-            self._display.live_frame(self.name, Frame(image, captured, "vnc"))
+            self._display.live_frame(self.name, frame)
         elif len(self._aside) < _MAX_ASIDE:
-            self._aside.append((image, captured))
+            self._aside.append(frame)
 
 
 async def _first(waits: tuple[Awaitable[object], ...]) -> None:
@@ -290,9 +318,11 @@ class Display:
             for name, persona in self._personas.items():
                 if persona.state != RunState.RUNNING:
                     continue
-                if name == self.active and self.links[name].synced:
-                    self.links[name].keep_fresh(self.interval)
-                    continue  # follows its live frames
+                link = self.links[name]
+                if link.follows:
+                    if link.live:
+                        link.keep_fresh(self.interval)
+                    continue  # follows its link's frames
                 try:
                     await self.refresh(name)
                 except PersonaError as exc:
@@ -300,7 +330,9 @@ class Display:
             await asyncio.sleep(max(self.interval - (time.monotonic() - began), 0.05))
 
     async def screenshot(self, name: str) -> Image.Image:
-        """``name``'s latest back-buffered frame, refreshed first if older than one interval.
+        """``name``'s latest back-buffered frame, refreshed first if older than one interval
+        (unless its VNC link is followed: then it is the link's picture; see the module
+        docstring for how late that can be). Live pixels are converted in a thread.
 
         If the refresh fails, an older frame is still returned when there is one.
 
@@ -310,11 +342,16 @@ class Display:
                 screendump failed and there is no frame yet.
         """
         frame = self.backbuffer.get(name)
-        if frame is None or frame.age(time.monotonic()) > self.interval:
+        link = self.links.get(name)
+        followed = link is not None and link.follows and frame is not None and frame.source == "vnc"
+        if frame is None or (not followed and frame.age(time.monotonic()) > self.interval):
             try:
                 frame = await self.refresh(name)
             except PersonaError:
                 frame = self.backbuffer.get(name)
                 if frame is None:
                     raise
+        if not frame.has_image() and isinstance(frame.picture, Pixels):
+            raw = frame.picture.snapshot()  # here: the link writes into it on this thread
+            frame.keep_image(await asyncio.to_thread(bgrx_image, raw, frame.picture.size))
         return frame.image.copy()

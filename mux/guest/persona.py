@@ -33,10 +33,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from mux.config import PersonaConfig
 from mux.devices.model import DeviceConfig, initial_devices
+from mux.display.backbuffer import Frame
 from mux.display.leds import Leds
 from mux.errors import LaunchError, PersonaError, StateError
 from mux.guest import cmdline, migration, process
@@ -337,7 +336,7 @@ class Persona(RestartPolicy):
         return path
 
     def vnc_link(self, on_leds: Callable[[Leds], None] | None = None,
-                 on_frame: Callable[[Image.Image, float], None] | None = None) -> RfbClient:
+                 on_frame: Callable[[Frame], None] | None = None) -> RfbClient:
         """A (not yet connected) client for this guest's VNC server: ``async with`` it
         while the persona runs to get its LED states and, when ``live``, its frames."""
         return RfbClient(self._vnc_path, on_leds=on_leds, on_frame=on_frame)

@@ -14,10 +14,15 @@ and the controller keeps one :class:`RfbClient` on it for two things QMP cannot 
   client asks again (incrementally) as each update begins to arrive, so only changed rectangles
   travel. Pixels come raw in a 32-bit little-endian true-colour format equal to QEMU's
   own surface format (x8r8g8b8, bytes B G R X), so QEMU copies rows without converting
-  and Pillow decodes each rectangle with its ``BGRX`` raw mode straight onto one
-  persistent RGB image (no per-pixel Python). A non-incremental request makes QEMU mark
-  the whole screen dirty, so the next update that covers the whole screen is a full
-  frame: that is :meth:`RfbClient.frame`. DesktopSize (-223; also ExtendedDesktopSize
+  and each rectangle is copied as it is into one persistent framebuffer
+  (:class:`~mux.display.backbuffer.Pixels`); nothing is converted here. Each update
+  becomes a :class:`~mux.display.backbuffer.Frame` that refers to that framebuffer and
+  lists the rectangles it changed. A non-incremental request makes QEMU mark the whole
+  screen dirty, so the next update that covers the whole screen is a full frame: that is
+  :meth:`RfbClient.frame`; from then on the framebuffer is :attr:`RfbClient.complete`.
+- **Changes only, when asked.** Without ``live``, :meth:`RfbClient.request` asks once
+  (incrementally: QEMU answers only when something changed, so an unchanged screen
+  costs nothing); the owner decides how often. DesktopSize (-223; also ExtendedDesktopSize
   -308, though it is not asked for) replaces the image with one of the new size.
 
 One reader task parses server messages in order. A dropped connection or a protocol
@@ -36,10 +41,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from PIL import Image
-
+from mux.display.backbuffer import Box, Frame, Pixels
 from mux.display.leds import Leds
-from mux.errors import RfbError
+from mux.errors import DisplayError, RfbError
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +61,14 @@ class RfbClient:
     """``async with RfbClient(path) as rfb: ...``: reusable, not re-entrant.
 
     ``on_leds(leds)`` is called for every LED state QEMU sends (including the first, sent
-    at connection). ``on_frame(image, capture_time)`` is called after every update that
-    changed pixels, with a copy of the whole frame and the ``time.monotonic()`` at which
-    the update began to arrive. Exceptions from callbacks are logged, not propagated.
+    at connection). ``on_frame(frame)`` is called after every update that changed pixels,
+    with a :class:`~mux.display.backbuffer.Frame` over the client's framebuffer (not a
+    copy), the rectangles changed and the ``time.monotonic()`` at which the update began
+    to arrive. Exceptions from callbacks are logged, not propagated.
     """
 
     def __init__(self, path: Path, on_leds: Callable[[Leds], None] | None = None,
-                 on_frame: Callable[[Image.Image, float], None] | None = None,
+                 on_frame: Callable[[Frame], None] | None = None,
                  *, timeout: float = 10.0) -> None:
         self.path = path
         self.on_leds = on_leds
@@ -72,17 +77,19 @@ class RfbClient:
         self.leds: Leds | None = None
         self.name = ""
         self._live = False
-        self._image = Image.new("RGB", (0, 0))
+        self._pixels = Pixels(0, 0)
+        #: The framebuffer holds a whole picture: a full update came since connecting (or resizing).
+        self.complete = False
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
-        self._waiters: list[asyncio.Future[Image.Image]] = []
+        self._waiters: list[asyncio.Future[Frame]] = []
         self._closed = asyncio.Event()
         self._closed.set()
 
     @property
     def size(self) -> tuple[int, int]:
         """The framebuffer's (width, height); (0, 0) before connecting."""
-        return self._image.size
+        return self._pixels.size
 
     @property
     def live(self) -> bool:
@@ -96,7 +103,7 @@ class RfbClient:
     @live.setter
     def live(self, on: bool) -> None:
         if on and not self._live:
-            self._request(incremental=False)  # catch up on whatever changed while off
+            self.request(incremental=False)  # catch up on whatever changed while off
         self._live = on
 
     async def __aenter__(self) -> RfbClient:
@@ -126,7 +133,7 @@ class RfbClient:
         self._closed.clear()
         self._task = asyncio.create_task(self._read_loop(reader), name=f"rfb-reader {self.path.name}")
         if self._live:
-            self._request(incremental=False)
+            self.request(incremental=False)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -142,7 +149,7 @@ class RfbClient:
         """Return once the connection has ended (at once when not connected); never raises."""
         await self._closed.wait()
 
-    async def frame(self, timeout: float) -> Image.Image:
+    async def frame(self, timeout: float) -> Frame:
         """Request a full (non-incremental) update and return the resulting frame.
 
         Raises:
@@ -151,10 +158,10 @@ class RfbClient:
         """
         if self._closed.is_set():
             raise RfbError(self.path, "not connected")
-        waiter: asyncio.Future[Image.Image] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            self._request(incremental=False)
+            self.request(incremental=False)
             async with asyncio.timeout(timeout):
                 return await waiter
         except TimeoutError as exc:
@@ -181,14 +188,17 @@ class RfbClient:
         width, height = struct.unpack(">HH", await reader.readexactly(4))
         await reader.readexactly(16)  # the server's pixel format: we set our own below
         self.name = (await _read_string(reader))
-        self._image = Image.new("RGB", (width, height))
+        self._pixels, self.complete = Pixels(width, height), False
         encodings = (ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_LED_STATE)
         writer.write(b"\x00\x00\x00\x00" + PIXEL_FORMAT
                      + struct.pack(f">BxH{len(encodings)}i", 2, len(encodings), *encodings))
         await writer.drain()
 
-    def _request(self, incremental: bool) -> None:
-        """Send a FramebufferUpdateRequest for the whole screen (no-op when not connected)."""
+    def request(self, incremental: bool) -> None:
+        """Send a FramebufferUpdateRequest for the whole screen (no-op when not connected).
+
+        An incremental one is answered only once something changed; a full one with the
+        whole screen."""
         if self._writer is None or self._writer.is_closing():
             return
         width, height = self.size
@@ -234,15 +244,19 @@ class RfbClient:
             # and a tick with none pending also slows the timer down. Asking after the
             # whole update was read and decoded missed ticks (measured: 16 -> 25 fps on
             # a guest repainting its whole 1024x768 screen, on a loaded 2-core machine).
-            self._request(incremental=True)
+            self.request(incremental=True)
         pixels = 0
+        rects: list[Box] = []
         for _ in range(count):
             x, y, width, height, encoding = _RECT.unpack(await reader.readexactly(_RECT.size))
             if encoding == ENCODING_RAW:
                 data = await reader.readexactly(width * height * 4)
                 if width and height:
-                    rect = Image.frombuffer("RGB", (width, height), data, "raw", "BGRX", 0, 1)
-                    self._image.paste(rect, (x, y))
+                    try:
+                        self._pixels.paste((x, y, width, height), data)
+                    except DisplayError as exc:
+                        raise RfbError(self.path, str(exc)) from None
+                    rects.append((x, y, width, height))
                     pixels += width * height
             elif encoding == ENCODING_LED_STATE:
                 self.leds = Leds.from_byte((await reader.readexactly(1))[0])
@@ -258,18 +272,22 @@ class RfbClient:
                 raise RfbError(self.path, f"unexpected encoding {encoding} in a framebuffer update")
         if not pixels:
             return
-        frame = self._image.copy()
-        if pixels >= frame.width * frame.height:
+        self._pixels.version += 1
+        whole = pixels >= self._pixels.width * self._pixels.height
+        self.complete = self.complete or whole
+        frame = Frame(self._pixels, began, "vnc", version=self._pixels.version,
+                      rects=None if whole else tuple(rects))
+        if whole:
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_result(frame)
-        self._call(self.on_frame, frame, began)
+        self._call(self.on_frame, frame)
 
     def _resize(self, width: int, height: int) -> None:
         log.debug("VNC %s: desktop size %dx%d", self.path, width, height)
-        self._image = Image.new("RGB", (width, height))
+        self._pixels, self.complete = Pixels(width, height), False
         if self._live:
-            self._request(incremental=False)
+            self.request(incremental=False)
 
     def _call(self, callback: Callable[..., None] | None, *args: object) -> None:
         if callback is None:
