@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,9 +20,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mux.config import DisplaySection, PersonaConfig
-from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.backbuffer import BackBuffer, Frame, Pixels
 from mux.display.layout import Rect, fit, overview_tiles, parse_color
-from mux.display.window import BANNER_H, WindowOutput, linux_key, pygame
+from mux.display.window import BANNER_H, WindowOutput, linux_key, pygame, x11_window
 from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_REL, EV_SYN, REL_WHEEL, InputEvent
 from mux.input.router import QEMU_ABS_MAX
 from tests.conftest import READY_S
@@ -78,8 +79,8 @@ def feed(window: WindowOutput, events: list[pygame.event.Event]) -> None:
     asyncio.run(scenario())
 
 
-def pixel(x: int, y: int) -> tuple[int, int, int]:
-    color = pygame.display.get_surface().get_at((x, y))
+def pixel(window: WindowOutput, x: int, y: int) -> tuple[int, int, int]:
+    color = window.canvas.read().get_at((x, y))
     return color.r, color.g, color.b
 
 
@@ -132,23 +133,52 @@ def test_banner_is_drawn_outside_the_guest_area_and_guests_cannot_cover_it(
     fake = solid((255, 255, 255))
     fake.paste(HOME, (0, 0, 1024, 40))
     window.present("work", Frame(fake, 1.0, "vnc"))
-    assert pixel(2, 2) == WORK and pixel(2, BANNER_H - 8) == WORK  # the real banner: work's colour
-    assert pixel(2, BANNER_H + 5) == HOME  # the fake one lands below it, in the guest area
-    assert pixel(500, 500) == (255, 255, 255)
-    assert pygame.display.get_caption()[0] == "mux: work"
+    assert pixel(window, 2, 2) == WORK and pixel(window, 2, BANNER_H - 8) == WORK  # the real banner
+    assert pixel(window, 2, BANNER_H + 5) == HOME  # the fake one lands below it, in the guest area
+    assert pixel(window, 500, 500) == (255, 255, 255)
+    assert window.canvas.window is not None and window.canvas.window.title == "mux: work"
     name, _, captured = window.current_frame() or ("", None, 0.0)
     assert name == "work" and captured == 1.0
     window.present("home", None)  # no picture yet: black, under home's banner, nothing of work
-    assert pixel(2, 2) == HOME and pixel(500, 500) == (0, 0, 0)
+    assert pixel(window, 2, 2) == HOME and pixel(window, 500, 500) == (0, 0, 0)
     assert window.current_frame() is None
+
+
+def test_live_frames_upload_only_their_rectangles_and_show_the_right_picture(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
+    window, _, _ = dummy_window
+    pixels = Pixels(1024, 768)
+    red, green, blue = bytes((0, 0, 200, 0)), bytes((0, 200, 0, 0)), bytes((200, 0, 0, 0))  # B G R X
+
+    def change(box: tuple[int, int, int, int], color: bytes) -> Frame:
+        pixels.paste(box, color * (box[2] * box[3]))
+        pixels.version += 1
+        return Frame(pixels, float(pixels.version), "vnc", version=pixels.version, rects=(box,))
+
+    def shown(x: int, y: int) -> tuple[int, int, int]:
+        picture = window._guest_picture()
+        assert picture is not None
+        return pixel(window, picture.x + x * picture.width // 1024, picture.y + y * picture.height // 768)
+
+    window.present("work", replace(change((0, 0, 1024, 768), red), rects=None))
+    assert window.canvas.uploaded_pixels == 1024 * 768
+    window.present("work", change((100, 200, 50, 40), green))
+    assert window.canvas.uploaded_pixels == 1024 * 768 + 50 * 40  # only the changed rectangle
+    assert shown(120, 220) == (0, 200, 0) and shown(10, 10) == (200, 0, 0) and shown(160, 220) == (200, 0, 0)
+    # a change the window never saw (not presented): the next frame's rectangles are not
+    # enough, so all of it goes up again, and both changes show
+    change((0, 0, 10, 10), blue)
+    window.present("work", change((500, 500, 8, 8), blue))
+    assert window.canvas.uploaded_pixels == 2 * 1024 * 768 + 50 * 40
+    assert shown(2, 2) == (0, 0, 200) and shown(503, 503) == (0, 0, 200) and shown(120, 220) == (0, 200, 0)
 
 
 def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, _, _ = dummy_window
     window.present("work", Frame(solid((10, 200, 10), (720, 400)), 1.0, "vnc"))
-    width, height = pygame.display.get_surface().get_size()
-    assert pixel(width // 2, BANNER_H + (height - BANNER_H) // 2) == (10, 200, 10)
-    assert pixel(2, 2) == WORK
+    width, height = window.canvas.size()
+    assert pixel(window, width // 2, BANNER_H + (height - BANNER_H) // 2) == (10, 200, 10)
+    assert pixel(window, 2, 2) == WORK
 
 
 def test_overview_shows_every_back_buffer_and_a_digit_switches(
@@ -165,11 +195,11 @@ def test_overview_shows_every_back_buffer_and_a_digit_switches(
                 pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, scancode=scancode, mod=0))
             await asyncio.sleep(0.1)
             assert window.overview
-            width, height = pygame.display.get_surface().get_size()
+            width, height = window.canvas.size()
             tiles = overview_tiles(2, Rect(0, BANNER_H, width, height - BANNER_H))
-            assert near(pixel(*tiles[0].center), (200, 200, 0))
-            assert near(pixel(*tiles[1].center), (0, 200, 200))
-            assert pixel(2, 2) == WORK  # the banner stays
+            assert near(pixel(window, *tiles[0].center), (200, 200, 0))
+            assert near(pixel(window, *tiles[1].center), (0, 200, 200))
+            assert pixel(window, 2, 2) == WORK  # the banner stays
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_a, scancode=4, mod=0))
             await asyncio.sleep(0.1)
             assert typed == []  # in the overview no key reaches a guest
@@ -228,11 +258,11 @@ def test_fullscreen_takes_the_whole_screen_under_the_banner(monkeypatch: pytest.
     window = WindowOutput(COLORS, BackBuffer(list(COLORS)), fullscreen=True)
     window.open()
     try:
-        width, height = pygame.display.get_surface().get_size()
+        width, height = window.canvas.size()
         assert (width, height) == pygame.display.get_desktop_sizes()[0]
         window.present("home", Frame(solid((10, 200, 10)), 1.0, "vnc"))
-        assert pixel(2, 2) == HOME
-        assert near(pixel(width // 2, BANNER_H + (height - BANNER_H) // 2), (10, 200, 10))
+        assert pixel(window, 2, 2) == HOME
+        assert near(pixel(window, width // 2, BANNER_H + (height - BANNER_H) // 2), (10, 200, 10))
     finally:
         window.close()
 
@@ -351,7 +381,9 @@ async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
         assert ctl.output.kind == "window" and ctl.status()["output"] == "window"
         await asyncio.gather(*(ctl.persona(n).serial.wait_for(re.compile(f"MUX-READY {n}"), READY_S)
                                for n in ("work", "home")))
-        window_id = pygame.display.get_wm_info()["window"]
+        handles = x11_window(ctl.output.canvas.window)
+        assert handles is not None  # the X window, from SDL_GetWindowWMInfo
+        window_id = handles[1]
 
         async def screen_shows(color: tuple[int, int, int], timeout: float) -> Image.Image:
             deadline = time.monotonic() + timeout
@@ -377,7 +409,7 @@ async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
         await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 1"), 10)
         await ctl.persona("home").serial.wait_for(re.compile("MUX-KEY 30 0"), 10)
         assert "MUX-KEY 30" not in ctl.persona("work").serial.text
-    assert pygame.display.get_surface() is None  # closed with the controller
+    assert not ctl.output.canvas.is_open  # closed with the controller
 
 
 async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,

@@ -7,11 +7,18 @@ Theory. The window is split into two regions that never overlap:
 - the **guest area**, everything below it, where the persona's frame is drawn scaled
   to fit (aspect kept, letterboxed in black), or the overview's tiles.
 
-Guest pixels are only ever blitted into a subsurface of the guest area, which SDL clips
-to that rectangle, so whatever a guest draws (even a fake banner of another persona
-at the top of its own screen) lands *below* the real one and cannot cover or change it:
-the real banner is the one at the window's top edge, as Qubes OS draws its borders
-outside the guest.
+Guest pixels are only ever drawn into a rectangle inside the guest area, so whatever a
+guest draws (even a fake banner of another persona at the top of its own screen) lands
+*below* the real one and cannot cover or change it: the real banner is the one at the
+window's top edge, as Qubes OS draws its borders outside the guest.
+
+Drawing is SDL's (``pygame._sdl2.video``: a Renderer on the window). The guest's picture
+is a streaming texture in QEMU's own pixel layout (x8r8g8b8 is SDL's ARGB8888 with the
+alpha ignored): a live frame uploads only the rectangles it changed, straight from the
+VNC link's framebuffer (no copy, no conversion), and ``SDL_RenderCopy`` scales it into
+the window (on the GPU where there is one). Each present draws the banner's texture
+(re-rendered only when it changes) and the guest's; the overview is composed once a
+second on a surface and drawn as one texture.
 
 :class:`WindowCanvas` only draws what it is told (which persona, which frame, which
 LEDs); the event loop in :mod:`mux.display.window` decides when. The geometry is
@@ -28,8 +35,9 @@ from collections.abc import Mapping
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # after the environment it reads at import
 from PIL import Image
+from pygame._sdl2 import video
 
-from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.backbuffer import BackBuffer, Frame, Pixels
 from mux.display.layout import Rect, fit, overview_tiles, parse_color, text_color
 from mux.display.leds import Leds
 from mux.errors import DisplayError
@@ -44,7 +52,7 @@ OVERVIEW_BACKGROUND = (24, 24, 24)
 
 
 class WindowCanvas:
-    """The window's surface and everything drawn on it; see the module docstring."""
+    """The window, its renderer and everything drawn on it; see the module docstring."""
 
     def __init__(self, colors: Mapping[str, str], backbuffer: BackBuffer) -> None:
         """``colors`` maps each persona, in overview order, to its banner colour.
@@ -55,14 +63,19 @@ class WindowCanvas:
         self.colors = {name: parse_color(color) for name, color in colors.items()}
         self.names = list(colors)
         self.backbuffer = backbuffer
-        self._screen: pygame.Surface | None = None
+        self.window: video.Window | None = None
+        self._renderer: video.Renderer | None = None
         self._font: pygame.font.Font | None = None
-        self._banner_drawn: tuple[object, ...] | None = None
+        self._banner: tuple[tuple[object, ...], video.Texture] | None = None
+        self._guest: video.Texture | None = None
+        self._uploaded: tuple[object, int] | None = None  # (picture, version) in the texture (by identity)
+        self._overview: video.Texture | None = None
         self.overview_drawn = 0.0  # time.monotonic() of the last overview drawn
+        self.uploaded_pixels = 0  # guest pixels sent to the texture (what a frame cost)
 
     @property
     def is_open(self) -> bool:
-        return self._screen is not None
+        return self._renderer is not None
 
     def open(self, fullscreen: bool) -> None:
         """Open the window (or the whole screen).
@@ -73,40 +86,56 @@ class WindowCanvas:
         try:
             pygame.display.init()
             pygame.font.init()
-            if fullscreen:
-                screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
-            else:
-                screen = pygame.display.set_mode(_window_size(), pygame.RESIZABLE)
-        except pygame.error as exc:
+            window = video.Window("mux", size=_window_size(), resizable=True, fullscreen_desktop=fullscreen)
+            try:
+                self._renderer = video.Renderer(window)
+            except RuntimeError:
+                window.destroy()
+                raise
+        except (pygame.error, RuntimeError) as exc:
             pygame.display.quit()
             driver = os.environ.get("SDL_VIDEODRIVER", "SDL's default driver")
             raise DisplayError(f"cannot open a window with {driver}: {exc}") from exc
-        self._screen = screen
+        self.window = window
         self._font = pygame.font.Font(None, 26)
         pygame.key.stop_text_input()  # raw key events only: no IME, no TEXTINPUT
-        pygame.display.set_caption("mux")
-        log.info("window output: %dx%d with SDL driver %s", *screen.get_size(), pygame.display.get_driver())
+        log.info("window output: %dx%d with SDL driver %s", *window.size, pygame.display.get_driver())
 
     def close(self) -> None:
         """Close the window; safe to call twice or before :meth:`open`."""
-        if self._screen is not None:
-            self._screen = None
+        if self.window is not None:
+            self._renderer = self._guest = self._overview = None
+            self._banner = self._uploaded = None
+            self.window.destroy()
+            self.window = None
             pygame.display.quit()
 
-    def surface(self) -> pygame.Surface:
-        """The window's surface (a resize gives SDL a new one).
+    def set_title(self, title: str) -> None:
+        if self.window is not None:
+            self.window.title = title
+
+    def size(self) -> tuple[int, int]:
+        """The window's size in pixels.
 
         Raises:
             DisplayError: the window is not open.
         """
-        if self._screen is None:
+        if self.window is None:
             raise DisplayError("the window is not open")
-        self._screen = pygame.display.get_surface() or self._screen
-        return self._screen
+        return self.window.size
+
+    def read(self) -> pygame.Surface:
+        """What the window shows (read back from the renderer; for tests)."""
+        return self._require().to_surface()
+
+    def _require(self) -> video.Renderer:
+        if self._renderer is None:
+            raise DisplayError("the window is not open")
+        return self._renderer
 
     def guest_area(self) -> Rect:
         """Everything below the banner."""
-        width, height = self.surface().get_size()
+        width, height = self.size()
         return Rect(0, BANNER_H, width, max(height - BANNER_H, 0))
 
     def guest_picture(self, frame: Frame | None) -> Rect | None:
@@ -114,75 +143,98 @@ class WindowCanvas:
         if frame is None:
             return None
         area = self.guest_area()
-        return fit(frame.image.size, Rect(0, 0, area.width, area.height)).move(area.x, area.y)
+        return fit(frame.size, Rect(0, 0, area.width, area.height)).move(area.x, area.y)
 
     def overview_tiles(self) -> list[tuple[str, Rect]]:
         """Each persona's tile in the overview, in order."""
         return list(zip(self.names, overview_tiles(len(self.names), self.guest_area()), strict=True))
 
-    def draw_guest(self, frame: Frame | None) -> None:
-        """Draw ``frame`` into the guest area only (a clipped subsurface); black if None."""
-        area = self.guest_area()
-        guest = self.surface().subsurface(area)
-        if frame is None:
-            guest.fill((0, 0, 0))
-            return
-        image = frame.image
-        target = fit(image.size, Rect(0, 0, area.width, area.height))
-        if target.size != area.size:
-            guest.fill((0, 0, 0))
-        picture = _to_surface(image)
-        if target.size != image.size:
-            picture = pygame.transform.smoothscale(picture, target.size)
-        guest.blit(picture, target)
+    # --- the guest's texture ----------------------------------------------------------
 
-    def draw_banner(self, name: str | None, leds: Leds | None, overview: bool,
-                    force: bool = True) -> Rect | None:
-        """Draw the banner (never covered by guest pixels); returns its rectangle, or None
-        when it is unchanged and not ``force``d (guest frames never touch it)."""
-        screen = self.surface()
-        rect = Rect(0, 0, screen.get_width(), BANNER_H)
-        key = (name, leds, overview, rect.width)
-        if not force and key == self._banner_drawn:
-            return None
-        self._banner_drawn = key
+    def upload(self, frame: Frame | None) -> None:
+        """Bring the guest texture up to ``frame``: only its changed rectangles when it
+        follows the frame uploaded last on the same framebuffer, else all of it."""
+        if frame is None:
+            return
+        renderer = self._require()
+        picture = frame.picture
+        if self._guest is None or (self._guest.width, self._guest.height) != frame.size:
+            self._guest = video.Texture(renderer, frame.size, streaming=True)
+            self._guest.blend_mode = 0  # SDL_BLENDMODE_NONE: the X byte is no alpha
+            self._uploaded = None
+        last_picture, last_version = self._uploaded or (None, -1)
+        if not isinstance(picture, Pixels):  # a decoded image (a screendump)
+            if last_picture is not picture:
+                bgrx = picture.tobytes("raw", "BGRX")
+                self._guest.update(pygame.image.frombuffer(bgrx, picture.size, "BGRA"))
+                self.uploaded_pixels += picture.width * picture.height
+                self._uploaded = (picture, 0)
+            return
+        source = pygame.image.frombuffer(picture.data, picture.size, "BGRA")  # a view, no copy
+        if last_picture is picture and last_version == frame.version - 1 and frame.rects is not None:
+            for x, y, width, height in frame.rects:
+                box = pygame.Rect(x, y, width, height)
+                # area as a tuple: given a pygame.Rect, pygame-ce 2.5.8 left the texture as it was
+                self._guest.update(source.subsurface(box), area=(x, y, width, height))
+                self.uploaded_pixels += width * height
+        elif last_picture is not picture or last_version != frame.version:
+            self._guest.update(source)
+            self.uploaded_pixels += picture.width * picture.height
+        self._uploaded = (picture, frame.version)
+
+    # --- drawing ----------------------------------------------------------------------
+
+    def _draw_banner(self, name: str | None, leds: Leds | None, overview: bool) -> None:
+        renderer = self._require()
+        width = self.size()[0]
+        key = (name, leds, overview, width)
+        if self._banner is None or self._banner[0] != key:
+            surface = self._banner_surface(name, leds, overview, width)
+            self._banner = (key, video.Texture.from_surface(renderer, surface))
+        self._banner[1].draw(dstrect=(0, 0, width, BANNER_H))
+
+    def _banner_surface(self, name: str | None, leds: Leds | None, overview: bool,
+                        width: int) -> pygame.Surface:
+        surface = pygame.Surface((width, BANNER_H))
         color = self.colors.get(name or "", NO_PERSONA_COLOR)
         ink = text_color(color)
-        screen.fill(color, rect)
-        screen.fill((0, 0, 0), Rect(0, BANNER_H - 2, rect.width, 2))
+        surface.fill(color)
+        surface.fill((0, 0, 0), Rect(0, BANNER_H - 2, width, 2))
         font = self._font
         if font is None:
-            return rect
+            return surface
         title = name or "no persona"
         if overview:
             title += "  |  overview: press 1-9 or click a picture; Pause goes back"
         text = font.render(title, True, ink)
-        screen.blit(text, (10, (BANNER_H - 2 - text.get_height()) // 2))
-        x = rect.right - 10
+        surface.blit(text, (10, (BANNER_H - 2 - text.get_height()) // 2))
+        x = width - 10
         for label, on in reversed((("Caps", leds.caps if leds else False),
                                    ("Num", leds.num if leds else False),
                                    ("Scroll", leds.scroll if leds else False))):
             glyph = font.render(label, True, color if on else ink)
             box = Rect(x - glyph.get_width() - 10, 5, glyph.get_width() + 10, BANNER_H - 12)
             if on:
-                screen.fill(ink, box)
+                surface.fill(ink, box)
             else:
-                pygame.draw.rect(screen, ink, box, 1)
-            screen.blit(glyph, glyph.get_rect(center=box.center))
+                pygame.draw.rect(surface, ink, box, 1)
+            surface.blit(glyph, glyph.get_rect(center=box.center))
             x = box.x - 6
-        return rect
+        return surface
 
-    def draw_overview(self, active: str | None) -> None:
+    def _compose_overview(self, active: str | None) -> None:
         """Every persona's back-buffered frame in its tile, labelled; ``active`` outlined."""
-        screen = self.surface()
-        screen.fill(OVERVIEW_BACKGROUND, self.guest_area())
+        area = self.guest_area()
+        screen = pygame.Surface(area.size)
+        screen.fill(OVERVIEW_BACKGROUND)
         font = self._font
         for index, (name, tile) in enumerate(self.overview_tiles()):
+            tile = tile.move(-area.x, -area.y)
             color = self.colors[name]
             picture_area = Rect(tile.x, tile.y, tile.width, max(tile.height - LABEL_H, 0))
             frame = self.backbuffer.get(name)
             if frame is not None:
-                target = fit(frame.image.size, picture_area)
+                target = fit(frame.size, picture_area)
                 screen.blit(pygame.transform.smoothscale(_to_surface(frame.image), target.size), target)
             label = Rect(tile.x, picture_area.bottom, tile.width, LABEL_H)
             screen.fill(color, label)
@@ -192,18 +244,34 @@ class WindowCanvas:
                             (label.x + 6, label.y + 4))
             if name == active:
                 pygame.draw.rect(screen, (255, 255, 255), tile.inflate(6, 6), 3)
+        self._overview = video.Texture.from_surface(self._require(), screen)
         self.overview_drawn = time.monotonic()
 
-    def redraw(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool) -> None:
-        """Draw everything again and show it (after a resize, an expose, the overview)."""
-        if self._screen is None:
+    def show(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool, *,
+             compose: bool = False) -> None:
+        """Draw the window (banner, then the guest's picture or the overview) and present it.
+
+        ``frame`` is uploaded first (its changed rectangles); the overview is composed
+        again when ``compose`` is set or there is none yet.
+        """
+        if self._renderer is None:
             return
+        renderer = self._renderer
+        renderer.draw_color = (0, 0, 0, 255)
+        renderer.clear()
+        area = self.guest_area()
         if overview:
-            self.draw_overview(name)
-        else:
-            self.draw_guest(frame)
-        self.draw_banner(name, leds, overview)
-        pygame.display.flip()
+            if compose or self._overview is None:
+                self._compose_overview(name)
+            assert self._overview is not None
+            self._overview.draw(dstrect=area)
+        elif frame is not None:
+            self.upload(frame)
+            picture = self.guest_picture(frame)
+            if self._guest is not None and picture is not None:
+                self._guest.draw(dstrect=picture)
+        self._draw_banner(name, leds, overview)
+        renderer.present()
 
 
 def _window_size() -> tuple[int, int]:

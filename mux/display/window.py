@@ -3,8 +3,8 @@
 What the window looks like (banner, guest area, overview) is :mod:`mux.display.canvas`;
 this module decides *when* to draw and what each event means:
 
-- a frame presented by the display is drawn at once (only the guest area is updated
-  unless the banner changed);
+- a frame presented by the display is drawn at once: its changed rectangles go to the
+  guest's texture and SDL draws the window (see :mod:`mux.display.canvas`);
 - the **overview** key (Pause, or a click on the banner) shows every persona's
   back-buffered frame side by side; a digit or a click picks one and switches to it,
   Pause or Escape goes back. While it is shown no keys reach a guest;
@@ -15,7 +15,8 @@ this module decides *when* to draw and what each event means:
   the guest. The mouse over the guest's picture is an absolute pointer in that guest.
 
 The loop (:meth:`WindowOutput.run`) reads SDL's events on the asyncio thread. It wakes
-when the X server's connection has data (SDL's x11 driver), else polls: every 10 ms for
+when the X server's connection has data (SDL's x11 driver: the connection comes from
+``SDL_GetWindowWMInfo``, through ctypes), else polls: every 10 ms for
 two seconds after an event, every 40 ms when idle, which keeps an idle window cheap.
 Drawing happens when a frame is presented, not on a timer. Closing the window asks mux
 to stop as Ctrl-C does. The window title names the active persona too.
@@ -113,23 +114,17 @@ class WindowOutput:
         self.presented += 1
         if switched:
             self._leds = None
-            pygame.display.set_caption(f"mux: {name}")
+            self.canvas.set_title(f"mux: {name}")
         if not self.canvas.is_open or (self.overview and not switched):
             return
         self.overview = False
-        self.canvas.draw_guest(frame)
-        if self.canvas.draw_banner(name, self._leds, self.overview, force=False) is None:
-            pygame.display.update(self.canvas.guest_area())  # the banner is as it was
-        else:
-            pygame.display.flip()
+        self.canvas.show(name, frame, self._leds, overview=False)
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
         if name != self._name or not self.canvas.is_open:
             return
         self._leds = leds
-        rect = self.canvas.draw_banner(name, leds, self.overview, force=False)
-        if rect is not None:
-            pygame.display.update(rect)
+        self.canvas.show(name, self._frame, leds, self.overview)
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._name is None or self._frame is None:
@@ -142,7 +137,7 @@ class WindowOutput:
         self._redraw()
 
     def _redraw(self) -> None:
-        self.canvas.redraw(self._name, self._frame, self._leds, self.overview)
+        self.canvas.show(self._name, self._frame, self._leds, self.overview, compose=True)
 
     def _guest_picture(self) -> Rect | None:
         """Where the guest's picture is drawn in the window (letterboxed), if anywhere."""
@@ -154,7 +149,7 @@ class WindowOutput:
         """Handle window events until cancelled; never raises for a bad event."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        fd = _x11_fd()
+        fd = _x11_fd(self.canvas.window)
         if fd is not None:
             loop.add_reader(fd, wake.set)
         busy_until = 0.0
@@ -273,20 +268,47 @@ class WindowOutput:
             await self.on_input([*(InputEvent(EV_KEY, code, 0) for code in sorted(held)), _SYN])
 
 
-def _x11_fd() -> int | None:
-    """The file descriptor of SDL's X server connection; None on other drivers or failure."""
-    if pygame.display.get_driver() != "x11":
+class _SysWmX11(ctypes.Structure):
+    """SDL_SysWMinfo (SDL 2) as far as its X11 member: version, subsystem, Display*, Window."""
+
+    _fields_ = (("version", ctypes.c_uint8 * 3), ("subsystem", ctypes.c_int),
+                ("display", ctypes.c_void_p), ("window", ctypes.c_ulong), ("padding", ctypes.c_uint8 * 64))
+
+
+def x11_window(window: object) -> tuple[int, int] | None:
+    """(X connection fd, X window id) of an SDL window on SDL's x11 driver, else None."""
+    if pygame.display.get_driver() != "x11" or window is None:
         return None
     try:
-        capsule = pygame.display.get_wm_info()["display"]
-        get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-        get_pointer.restype = ctypes.c_void_p
-        get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        sdl = ctypes.CDLL(_sdl_library())
+        sdl.SDL_GetWindowFromID.restype = ctypes.c_void_p
+        sdl.SDL_GetWindowFromID.argtypes = [ctypes.c_uint32]
+        sdl.SDL_GetWindowWMInfo.argtypes = [ctypes.c_void_p, ctypes.POINTER(_SysWmX11)]
+        handle = sdl.SDL_GetWindowFromID(int(window.id))  # type: ignore[attr-defined]
+        info = _SysWmX11()
+        info.version[:] = pygame.get_sdl_version(linked=True)
+        if not handle or not sdl.SDL_GetWindowWMInfo(handle, ctypes.byref(info)) or not info.display:
+            return None
         libx11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
         libx11.XConnectionNumber.argtypes = [ctypes.c_void_p]
         libx11.XConnectionNumber.restype = ctypes.c_int
-        fd = int(libx11.XConnectionNumber(get_pointer(capsule, b"display")))
-    except (KeyError, OSError, ValueError, AttributeError) as exc:
+        return int(libx11.XConnectionNumber(info.display)), int(info.window)
+    except (OSError, ValueError, AttributeError) as exc:
         log.debug("window: no X connection to wait on (%s); polling", exc)
         return None
-    return fd if fd >= 0 else None
+
+
+def _sdl_library() -> str:
+    """The SDL 2 library pygame is linked with (its wheel's own copy, else the system's)."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(pygame.__file__)), "pygame_ce.libs")
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(libs)):
+            if name.startswith("libSDL2-"):
+                return os.path.join(libs, name)
+    return ctypes.util.find_library("SDL2-2.0") or "libSDL2-2.0.so.0"
+
+
+def _x11_fd(window: object) -> int | None:
+    """The file descriptor of SDL's X server connection; None on other drivers or failure."""
+    handles = x11_window(window)
+    return handles[0] if handles and handles[0] >= 0 else None
