@@ -13,10 +13,14 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from mux.config.checks import Checker as _Checker
+from mux.config.checks import color as _color
+from mux.config.checks import positive as _positive
+from mux.config.checks import relative_to as _relative_to
+from mux.config.machine import MACHINE_KEYS, check_forwards, parse_machine
 from mux.config.schema import (
     DEFAULT_COLORS,
     NAME_PATTERN,
@@ -41,81 +45,14 @@ from mux.devices.model import (
 from mux.errors import ConfigError, InputError, Location
 from mux.sourcemap import Path_, SourceMap, load_file
 
-T = TypeVar("T")
 
-
-class _Checker:
-    """Reads typed values out of one table, collecting every problem it meets."""
-
-    def __init__(self, locate: SourceMap, problems: list[tuple[Location, str]]) -> None:
-        self.locate = locate
-        self.problems = problems
-
-    def fail(self, path: Path_, message: str) -> None:
-        self.problems.append((self.locate(path), message))
-
-    def table(self, data: Any, path: Path_, known: set[str]) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            self.fail(path, f"{_dotted(path)} must be a table, not {_kind(data)}")
-            return {}
-        for key in data:
-            if key not in known:
-                hint = ", ".join(sorted(known))
-                self.fail((*path, key), f"unknown key {_dotted((*path, key))!r} (known: {hint})")
-        return data
-
-    def get(self, table: dict[str, Any], path: Path_, key: str, kind: type[T] | tuple[type, ...],
-            default: T, check: Callable[[Any], str | None] | None = None) -> T:
-        if key not in table:
-            return default
-        value = table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            self.fail((*path, key), f"{_dotted((*path, key))} must be {names}, not {_kind(value)}")
-            return default
-        problem = check(value) if check else None
-        if problem:
-            self.fail((*path, key), f"{_dotted((*path, key))}: {problem}")
-            return default
-        return value  # type: ignore[return-value]
-
-    def choice(self, table: dict[str, Any], path: Path_, key: str, choices: tuple[str, ...],
-               default: str) -> Any:
-        return self.get(table, path, key, str, default,
-                        lambda v: None if v in choices else f"must be one of {', '.join(choices)}")
-
-
-def _dotted(path: Path_) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
-
-
-def _kind(value: Any) -> str:
-    names: dict[type, str] = {dict: "a table", list: "a list"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _color(value: str) -> str | None:
-    return None if re.fullmatch(r"#?[0-9a-fA-F]{6}", value) else "must be a colour like 'c03030'"
-
-
-def _relative_to(base: Path | str, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_absolute() or not isinstance(base, Path) else base.parent / path
-
-
-def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_ = ()) -> Config:
+def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_ = (),
+                 *, overlay: bool | None = None) -> Config:
     """Check plain data against the schema and build a :class:`Config`.
 
     ``prefix`` is where the config sits inside a larger file (``("config",)`` in a scenario).
+    ``overlay`` is the personas' default ``overlay``; None: true inside a larger file (a
+    scenario's personas never write their disks), false for a config file (``mux run``).
 
     Raises:
         ConfigError: every problem found, each with its location.
@@ -137,7 +74,8 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
         keep_guests=c.choice(t, p, "keep_guests", ("on-crash", "always", "never"), "on-crash"),
     )
 
-    personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source)
+    personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source,
+                               bool(prefix) if overlay is None else overlay)
     if mux.active is not None and personas and mux.active not in [q.name for q in personas]:
         c.fail((*p, "active"), f"mux.active: unknown persona {mux.active!r} "
                f"(personas: {', '.join(q.name for q in personas)})")
@@ -167,12 +105,13 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     return Config(mux, tuple(personas), input_, display, mqtt, source)
 
 
-def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> list[PersonaConfig]:
+def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
+                    overlay: bool) -> list[PersonaConfig]:
     if not isinstance(data, list) or not data:
         c.fail(path, "at least one [[persona]] is needed")
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
-             "restart", "autostart", "devices", "keyboard"}
+             "restart", "autostart", "devices", "keyboard", *MACHINE_KEYS}
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
@@ -187,25 +126,14 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
         elif name in seen:
             c.fail((*p, "name"), f"persona name {name!r} is used twice")
         seen.add(name)
-        kernel = c.get(t, p, "kernel", str, None)
-        image = c.get(t, p, "image", str, None if kernel else "console")
-        if kernel and "image" in t:
-            c.fail((*p, "image"), "give either image or kernel, not both")
-        if image is not None and not kernel:
-            from mux.images import image_names
-
-            if image not in image_names():
-                c.fail((*p, "image"), f"unknown image {image!r} (built-in: {', '.join(image_names())})")
-        for key in ("initrd", "append", "disk"):
-            if key in t and not kernel and key != "disk":
+        machine = parse_machine(c, t, p, source, overlay_default=overlay)  # image, kernel, disk, ...
+        for key in ("initrd", "append"):
+            if key in t and machine["kernel"] is None:
                 c.fail((*p, key), f"{key} is only for a persona with its own kernel")
         personas.append(PersonaConfig(
             name=name,
-            image=None if kernel else image,
-            kernel=_relative_to(source, kernel),
             initrd=_relative_to(source, c.get(t, p, "initrd", str, None)),
             append=c.get(t, p, "append", str, ""),
-            disk=_relative_to(source, c.get(t, p, "disk", str, None)),
             memory_mb=c.get(t, p, "memory_mb", int, 256,
                             lambda v: None if 32 <= v <= 65536 else "must be between 32 and 65536"),
             color=c.get(t, p, "color", str, DEFAULT_COLORS[index % len(DEFAULT_COLORS)],
@@ -215,8 +143,10 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str) -> 
             keyboard=c.choice(t, p, "keyboard", ("ps2", "virtio"), "ps2"),
             devices=_parse_devices(c, t, p, source, name),
             location=c.locate(p),
+            **machine,
         ))
     _check_devices(c, personas)
+    check_forwards(c, personas)
     return personas
 
 
@@ -284,8 +214,11 @@ def _check_devices(c: _Checker, personas: list[PersonaConfig]) -> None:
     seen: dict[str, DeviceConfig] = {}
     claims: list[Claim] = []
     for persona in personas:
-        if persona.disk is not None:
-            claims.append(Claim(_file_key(persona.disk), True, persona.name, "disk", persona.location))
+        if persona.disk is not None:  # under an overlay, the disk is only read
+            claims.append(Claim(_file_key(persona.disk), not persona.overlay, persona.name, "disk",
+                                persona.location))
+        if persona.cdrom is not None:
+            claims.append(Claim(_file_key(persona.cdrom), False, persona.name, "cdrom", persona.location))
         for device in persona.devices:
             if device.id and device.id in seen:
                 other = seen[device.id]

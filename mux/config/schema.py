@@ -23,6 +23,14 @@ RestartPolicy = Literal["no", "on-failure", "always"]
 Keyboard = Literal["ps2", "virtio"]
 #: Whether guests outlive the controller: after a crash only, also a clean stop, or never.
 KeepGuests = Literal["on-crash", "always", "never"]
+#: How a persona's machine starts: SeaBIOS, or UEFI (OVMF, from Debian's ``ovmf`` package).
+Firmware = Literal["bios", "uefi"]
+Machine = Literal["pc", "q35"]
+Vga = Literal["std", "virtio"]
+#: No network card, or one on QEMU's user-mode network (NAT; the guest is 10.0.2.15).
+Network = Literal["none", "user"]
+#: What a persona with both a disk and a cdrom boots from.
+BootFrom = Literal["disk", "cdrom"]
 
 # Background colours handed out to personas that do not choose one.
 DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
@@ -32,6 +40,12 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 def runtime_base() -> Path:
     """Where private runtime directories and the default control socket live."""
     return Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+def state_home() -> Path:
+    """``$XDG_STATE_HOME/mux`` (default ``~/.local/state/mux``): what outlives one run
+    (UEFI variable stores, the active persona, kept guests). Not created here."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "mux"
 
 
 def default_control_socket() -> Path:
@@ -54,7 +68,24 @@ class MuxSection:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """``forward = ["tcp:2222:22"]``: host port 2222 on 127.0.0.1 reaches guest port 22."""
+
+    protocol: Literal["tcp", "udp"]
+    host_port: int
+    guest_port: int
+    location: Location = field(default=Location("<built-in>"), compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.protocol}:{self.host_port}:{self.guest_port}"
+
+
+@dataclass(frozen=True)
 class PersonaConfig:
+    """One guest. It boots a built-in ``image`` (a kernel + initramfs, or ``debian``'s
+    disk), its own ``kernel``, or else its ``disk`` / ``cdrom`` with their own boot
+    loader; with ``image`` or ``kernel`` a ``disk`` is an extra drive."""
+
     name: str
     image: str | None = "console"
     kernel: Path | None = None
@@ -62,6 +93,20 @@ class PersonaConfig:
     append: str = ""
     disk: Path | None = None
     memory_mb: int = 256
+    cdrom: Path | None = None
+    boot: BootFrom = "disk"  # with no disk to boot from: the cdrom
+    firmware: Firmware = "bios"
+    cpus: int = 1
+    machine: Machine = "pc"
+    vga: Vga = "std"
+    network: Network = "none"
+    forward: tuple[Forward, ...] = ()
+    #: The disk under a throwaway qcow2 overlay in the runtime directory: never written.
+    overlay: bool = False
+    #: Appended last to QEMU's command line (checked at load: nothing mux owns).
+    qemu_args: tuple[str, ...] = ()
+    #: A virtio-serial port ``org.qemu.guest_agent.0`` for ``qemu-ga`` in the guest.
+    agent: bool = False
     color: str = DEFAULT_COLORS[0]
     restart: RestartPolicy = "no"
     autostart: bool = True
