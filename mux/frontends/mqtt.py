@@ -26,7 +26,9 @@ procedure, and configs of personas or devices no longer configured are cleared (
   net) and only what changed is published; a new connection starts from nothing, so
   everything is re-published after a broker restart;
 - screenshots: every ``screenshot_interval_s``, each running persona's latest
-  back-buffered frame as JPEG, published only when it changed;
+  back-buffered frame as JPEG, published only when it changed in a way a person would
+  notice (:func:`mux.display.change.noticeable`: a blinking cursor or a clock's seconds
+  are not a change);
 - events: switches, crashes and refused commands as JSON on ``<base>/event`` (not
   retained; an event while disconnected is dropped), for automations.
 
@@ -39,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -55,6 +56,7 @@ from PIL import Image
 
 from mux.app.api import ControlAPI, Event, StateChanged, Switched
 from mux.config import MqttSection
+from mux.display.change import noticeable
 from mux.errors import MuxError
 from mux.frontends.mqtt_discovery import (
     MIGRATE,
@@ -89,7 +91,7 @@ class MqttBridge:
         self.connected = asyncio.Event()
         self._changed = asyncio.Event()
         self._published: dict[str, str] = {}
-        self._screens: dict[str, str] = {}
+        self._screens: dict[str, Image.Image] = {}  # the last screenshot published of each
         self._client: aiomqtt.Client | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -334,11 +336,11 @@ class MqttBridge:
                 except MuxError as exc:
                     log.debug("MQTT: no screenshot of %s: %s", name, exc)
                     continue
-                jpeg = await asyncio.to_thread(_jpeg, image)
-                digest = hashlib.sha1(jpeg).hexdigest()
-                if self._screens.get(name) != digest:
+                # Only a change a person would notice (not a blinking cursor): mux.display.change.
+                if await asyncio.to_thread(noticeable, self._screens.get(name), image):
+                    jpeg = await asyncio.to_thread(_jpeg, image)
                     await client.publish(f"{self.base}/persona/{name}/screenshot", jpeg, qos=0, retain=True)
-                    self._screens[name] = digest
+                    self._screens[name] = image
             await asyncio.sleep(self.config.screenshot_interval_s)
 
 
