@@ -1,4 +1,4 @@
-"""The serial log: waits from the cursor, whole-output searches, line ends a regex understands."""
+"""The serial log: waits from the cursor, a bounded tail searched incrementally, line ends."""
 
 from __future__ import annotations
 
@@ -26,3 +26,86 @@ async def test_waits_start_after_the_previous_match_and_lines_end_without_cr(tmp
     assert (await later).group(0) == "late line"
     log.close()
     assert "\r" not in (tmp_path / "p.serial.log").read_text()
+
+
+async def test_memory_keeps_a_bounded_tail_and_the_file_keeps_everything(tmp_path: Path) -> None:
+    log = SerialLog(tmp_path / "p.serial.log", tail_chars=100_000)
+    for i in range(300):
+        await log.append(f"line {i:05d} " + "x" * 1000 + "\n")
+    total = 300 * 1012
+    assert log.end == total and log.start > 0
+    assert 100_000 <= len(log.text) <= 100_000 + 4096  # the bound, plus at most one chunk
+    assert log.text == log.since(log.start) and log.text.endswith("line 00299 " + "x" * 1000 + "\n")
+    assert log.since(log.end - 10) == "x" * 9 + "\n" and log.since(0) == log.text
+    log.close()
+    on_disk = (tmp_path / "p.serial.log").read_text()
+    assert len(on_disk) == total and on_disk.startswith("line 00000 ")
+
+
+async def test_byte_at_a_time_output_is_kept_in_few_strings(tmp_path: Path) -> None:
+    log = SerialLog(tmp_path / "p.serial.log", tail_chars=50_000)
+    for _ in range(100_000):
+        await log.append("y")
+    assert log.end == 100_000 and len(log.text) >= 50_000
+    assert len(log._chunks) < 50_000 // 1000  # joined into chunks of about 4 KiB
+    log.close()
+
+
+async def test_a_wait_whose_previous_match_fell_out_of_memory_starts_at_the_oldest_kept(
+        tmp_path: Path) -> None:
+    log = SerialLog(tmp_path / "p.serial.log", tail_chars=10_000)
+    await log.append("MARK one\n")
+    await log.wait_for(re.compile("MARK"), 1)
+    await log.append("MARK lost\n" + "z" * 20_000 + "\n")  # the cursor is now out of memory
+    assert log.cursor < log.start
+    with pytest.raises(TimeoutError):  # "MARK lost" is only in the file now
+        await log.wait_for(re.compile("MARK"), 0.2)
+    await log.append("MARK kept\n")
+    assert (await log.wait_for(re.compile(r"MARK \w+"), 1)).group(0) == "MARK kept"
+    assert "MARK lost" in (tmp_path / "p.serial.log").read_text()
+    log.close()
+
+
+class CountingPattern:
+    """A regex that counts how many characters each search had to look at."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+        self.looked_at: list[int] = []
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        self.looked_at.append(len(text) - pos)
+        return self.pattern.search(text, pos)
+
+
+async def test_a_wait_searches_only_new_text_and_finds_matches_across_chunks(tmp_path: Path) -> None:
+    log = SerialLog(tmp_path / "p.serial.log")
+    await log.append("old output\n" * 50_000)  # 550 KB before the wait begins
+    pattern = CountingPattern("MAR+KER")
+    waiting = asyncio.create_task(log.wait_for(pattern, 10, start=log.end))  # type: ignore[arg-type]
+    for _ in range(200):
+        await log.append("q" * 2000 + "\n")
+        await asyncio.sleep(0)
+    await log.append("...MA")
+    await asyncio.sleep(0)
+    await log.append("RKER...")
+    assert (await waiting).group(0) == "MARKER"
+    assert len(pattern.looked_at) > 100
+    assert max(pattern.looked_at) <= 2001 + 4096 + 1  # the new text and the overlap, never the log
+    log.close()
+
+
+async def test_assert_no_serial_watch_sees_the_kept_output_then_only_new_text(tmp_path: Path) -> None:
+    log = SerialLog(tmp_path / "p.serial.log")
+    await log.append("boot\nMUX-KEY 30 1\n")
+    assert log.watch(re.compile("MUX-KEY"), log.start).check() is not None  # already printed
+    watch = log.watch(re.compile("MUX-LED"), log.start)
+    assert watch.check() is None
+    await log.append("more\n")
+    assert watch.check() is None
+    await log.append("MUX-L")
+    assert watch.check() is None
+    await log.append("ED caps=1\n")
+    match = watch.check()
+    assert match is not None and match.group(0) == "MUX-LED"
+    log.close()
