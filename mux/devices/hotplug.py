@@ -1,8 +1,9 @@
 """Moving devices between personas: one move at a time, each one transactional.
 
 Theory. :mod:`mux.devices.model` says who holds what and which QMP commands make a move; this
-module carries moves out through :class:`~mux.guest.persona.Persona` (the only module that
-talks to QEMU) and keeps the model true to what the QEMUs really have. Device D moves
+module carries moves out through :class:`~mux.guest.persona.Persona` (:mod:`mux.guest` is
+the only package that talks to QEMU; :mod:`mux.guest.plug` sends the QMP commands) and
+keeps the model true to what the QEMUs really have. Device D moves
 from persona A to persona B in four steps:
 
 1. check what can be checked without touching a guest: D's backing file exists and can
