@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,6 +22,48 @@ from mux.config import Config, MuxSection, PersonaConfig
 from tests.mqtt_helpers import MOSQUITTO, Broker
 
 READY_S = 120.0
+
+#: This test session's own directory: runtime directories and the state directory (kept
+#: guests) default to it, here and in every ``mux`` the tests start, so every QEMU the
+#: session starts has it in its command line (its socket paths) and none of another
+#: session's (another engineer's run on the same machine) does.
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="muxt-", dir="/tmp"))
+os.environ["XDG_RUNTIME_DIR"] = str(SESSION_DIR)
+os.environ["XDG_STATE_HOME"] = str(SESSION_DIR / "state")
+
+
+def session_qemus(markers: list[str]) -> dict[int, str]:
+    """The QEMU processes whose command line names one of ``markers`` (pid: command line)."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and any(marker in cmdline for marker in markers):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_qemu_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if a QEMU this session started still runs at its end (then kill it).
+
+    Only this session's QEMUs count: their command lines name the session directory or
+    pytest's base temporary directory. One still exiting gets 5 s to go.
+    """
+    yield
+    markers = [str(SESSION_DIR), str(tmp_path_factory.getbasetemp())]
+    deadline = time.monotonic() + 5
+    while (left := session_qemus(markers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+    assert not left, f"the tests left {len(left)} QEMU process(es) running: {left}"
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -42,7 +88,7 @@ def console_image() -> images.BuiltImage:
 
 
 def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Config:
-    return Config(mux=MuxSection(accel="tcg", runtime_dir=Path("/tmp"),
+    return Config(mux=MuxSection(accel="tcg", runtime_dir=SESSION_DIR,
                                  control_socket=tmp_path / "control.sock"),
                   personas=personas, **sections)
 

@@ -45,7 +45,8 @@ from mux.display.leds import Leds, LedSink, leds_dict
 from mux.display.output import Output, open_output
 from mux.errors import MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
-from mux.guest.cmdline import LaunchOptions
+from mux.guest.cmdline import Boot, LaunchOptions
+from mux.guest.hardware import ImageBoot
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.input.events import InputEvent
@@ -129,8 +130,8 @@ class Controller:
             private_runtime_dir(self.config.mux.runtime_dir, keep=self.logs_dir))
         accel = choose_accel(self.config.mux.accel)
         self.progress(f"accelerator: {accel}")
-        boots = await asyncio.to_thread(self._resolve_boots)
         home = self.keeper.open() or self.runtime_dir  # where QEMU serves its sockets
+        boots = await asyncio.to_thread(self._resolve_boots, self.keeper.adopting)
         for pc in self.config.personas:
             persona = Persona(pc, home, accel, boots.get(pc.name),
                               LaunchOptions(tablet=True) if self.tablet else None, kept=self.keeper.kept)
@@ -189,15 +190,15 @@ class Controller:
         for task in self._loops:
             task.cancel()
 
-    def _resolve_boots(self) -> dict[str, tuple[Path, Path | None, str]]:
-        boots: dict[str, tuple[Path, Path | None, str]] = {}
+    def _resolve_boots(self, offline: bool) -> dict[str, Boot]:
+        boots: dict[str, Boot] = {}
         for pc in self.config.personas:
             if pc.image is not None:
-                built = images.find_built(pc.image)
+                built = images.find_built(pc.image, offline=offline)
                 if built is None:
                     self.progress(f"building guest image {pc.image!r} (first run only)")
                     built = images.build(pc.image, progress=self.progress)
-                boots[pc.name] = (built.kernel, built.initrd, built.append)
+                boots[pc.name] = ImageBoot(built.kernel, built.initrd, built.append, built.disk)
         return boots
 
     async def start_personas(self, names: Iterable[str]) -> None:

@@ -94,6 +94,12 @@ class Keeper:
     def kept(self) -> bool:
         return self.mode != "never"
 
+    @property
+    def adopting(self) -> bool:
+        """Whether guests that still run are recorded: then the built images they booted
+        are looked up in the cache alone (no apt look-up, which takes seconds)."""
+        return bool(self._previous)
+
     def open(self) -> Path | None:
         """Make the directory (0700) and claim the record; None when guests are not kept.
 

@@ -30,14 +30,15 @@ RECORD_FILE = "record.json"
 
 
 def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is none."""
+    """When process ``pid`` started (clock ticks since boot), or None if there is none
+    (or only its zombie: it exited and its parent has not reaped it yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may hold spaces or ")".
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[19])  # field 22 of the whole line
+    return None if fields[0] in ("Z", "X") else int(fields[19])  # fields 3 and 22 of the line
 
 
 def same_process(pid: int | None, ticks: int | None) -> bool:
