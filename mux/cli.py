@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import time
@@ -170,33 +169,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config: Config) -> int:
-    """Print each persona's QEMU command line without booting anything (nor asking apt).
+    """Print each persona's QEMU command line without booting anything (nor asking apt):
+    see :func:`mux.app.dryrun.dry_run_lines`."""
+    from mux.app.dryrun import dry_run_lines
 
-    The lines come from the builder the launch uses (:func:`mux.guest.cmdline.qemu_argv`),
-    with the same options: an absolute pointer when a window will route the mouse
-    (``output = "window"``, or ``"auto"`` with a display, and no ``[input]`` devices).
-    Devices that follow the active persona are on no command line: the first switch
-    plugs them in; a comment line says so.
-    """
-    from mux.display.output import display_available
-    from mux.guest.accel import choose_accel
-    from mux.guest.cmdline import LaunchOptions, qemu_argv
-
-    accel = choose_accel(config.mux.accel)
-    runtime = config.mux.runtime_dir / "mux-DRYRUN"
-    window = config.display.output == "window" or (config.display.output == "auto" and display_available())
-    options = LaunchOptions(tablet=window and not config.input.devices)
-    for persona in config.personas:
-        boot = None
-        if persona.image:
-            built = images.find_built(persona.image, offline=True)
-            boot = (built.kernel, built.initrd, built.append) if built else (
-                Path(f"<{persona.image} kernel>"), Path(f"<{persona.image} initrd>"), "")
-        print(f"{persona.name}: {shlex.join(qemu_argv(persona, runtime, accel, boot, None, options))}")
-    for persona in config.personas:
-        for device in (d for d in persona.devices if d.follows_active):
-            print(f"# device {device.id} ({device.describe()}) follows the active persona:"
-                  " hotplugged at the first switch")
+    print("\n".join(dry_run_lines(config)))
     return 0
 
 

@@ -27,12 +27,13 @@ from mux.errors import ImageError, Location
 from mux.sourcemap import Path_
 
 #: The keys this module reads from a ``[[persona]]`` table.
-MACHINE_KEYS = frozenset({"cdrom", "boot", "firmware", "cpus", "machine", "vga", "network", "forward",
-                          "overlay", "qemu_args", "agent"})
+MACHINE_KEYS = frozenset({"cdrom", "boot", "firmware", "memory_mb", "cpus", "machine", "vga", "network",
+                          "forward", "overlay", "qemu_args", "agent"})
 
-#: QEMU options mux sets itself; ``qemu_args`` may not repeat or override them.
-OWNED_OPTIONS = frozenset({"-display", "-vnc", "-qmp", "-qmp-pretty", "-monitor", "-mon", "-serial",
-                           "-name", "-daemonize", "-incoming", "-nodefaults", "-chardev serial0"})
+#: QEMU options mux sets itself (without their dash: QEMU takes ``-vnc`` and ``--vnc``);
+#: ``qemu_args`` may not repeat or override them.
+OWNED_OPTIONS = frozenset({"display", "vnc", "qmp", "qmp-pretty", "monitor", "mon", "serial", "name",
+                           "daemonize", "incoming", "nodefaults"})
 #: Ids of the chardevs, drives and devices mux puts on a command line (and any ``mux-*``).
 OWNED_IDS = frozenset({"serial0", "xhci", "tablet"})
 OWNED_ID_PREFIX = "mux-"
@@ -99,6 +100,9 @@ def parse_machine(c: Checker, t: dict[str, Any], p: Path_, source: Path | str,
         "cdrom": cdrom_path,
         "boot": boot,
         "firmware": firmware,
+        # A whole operating system (a disk that boots itself) gets 1 GiB unless told.
+        "memory_mb": c.get(t, p, "memory_mb", int, 1024 if image_disk or boots_itself else 256,
+                           lambda v: None if 32 <= v <= 65536 else "must be between 32 and 65536"),
         "cpus": c.get(t, p, "cpus", int, 1, lambda v: None if 1 <= v <= 64 else "must be between 1 and 64"),
         "machine": c.choice(t, p, "machine", ("pc", "q35"), "pc"),
         "vga": c.choice(t, p, "vga", ("std", "virtio"), "std"),
@@ -137,8 +141,7 @@ def _qemu_args(c: Checker, t: dict[str, Any], p: Path_) -> tuple[str, ...]:
 
 def owned_by_mux(arg: str) -> str | None:
     """Why ``arg`` (one word of ``qemu_args``) touches what mux owns, or None."""
-    option = "-" + arg.lstrip("-") if arg.startswith("-") else None
-    if option in OWNED_OPTIONS:
+    if arg.startswith("-") and arg.lstrip("-") in OWNED_OPTIONS:
         return f"{arg} is set by mux (its display, monitor, serial port and name are its own)"
     for id_ in re.findall(r"(?:^|,)(?:id|chardev|netdev|drive|node-name)=([^,]*)", arg):
         if id_ in OWNED_IDS or id_.startswith(OWNED_ID_PREFIX):

@@ -7,6 +7,8 @@ devices the guest has from boot (and its keyboard: PS/2, or virtio), the
 :class:`LaunchOptions` (an absolute pointer for a window that routes its mouse,
 arguments added by hand) and, for a launch that resumes a saved machine, ``-incoming
 defer`` (the state file itself is then fed over QMP, see :mod:`mux.guest.migration`).
+The persona's machine keys (firmware, disks, cdrom, network, agent) are
+:func:`mux.guest.hardware.hardware_argv`'s part; its ``qemu_args`` come last.
 Nothing here touches a process or a file, so ``mux run --dry-run`` prints exactly what
 :class:`~mux.guest.persona.Persona` runs.
 """
@@ -21,11 +23,10 @@ from pathlib import Path
 from mux.config import PersonaConfig
 from mux.devices.model import DeviceConfig, command_line, initial_devices
 from mux.guest.accel import AccelChoice
+from mux.guest.hardware import Boot as Boot  # what a built-in image boots (re-exported)
+from mux.guest.hardware import ImageBoot, hardware_argv
 
 QEMU_BINARY = os.environ.get("MUX_QEMU", "qemu-system-x86_64")
-
-#: (kernel, initrd, append) of a built-in image.
-Boot = tuple[Path, Path | None, str]
 
 #: The device that gives a guest an absolute pointer (QMP ``abs`` events land as-is).
 TABLET = ("-device", "usb-tablet,bus=xhci.0,id=tablet")
@@ -56,7 +57,9 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
               options: LaunchOptions | None = None, *, incoming: bool = False) -> list[str]:
     """QEMU's command line for a persona (pure: no process, no files).
 
-    ``boot`` is (kernel, initrd, append) of a built-in image; None uses the config's own.
+    ``boot`` is what a built-in image boots (:class:`~mux.guest.hardware.Boot`: a kernel,
+    or a disk with its own boot loader); None boots the config's kernel, or its disk or
+    cdrom through the firmware.
     ``devices`` are those the guest has from boot (``-blockdev``/``-device``); None means
     the config's initial ones (its devices that do not follow the active persona).
     ``incoming`` makes QEMU wait for a saved state (``-incoming defer``) instead of booting.
@@ -65,11 +68,13 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
     state directory), and starts paused (``-S``) until the controller has connected.
     """
     options = options or LaunchOptions()
-    kernel, initrd, append = boot or (config.kernel, config.initrd, config.append)
+    boot = ImageBoot(*boot) if boot else ImageBoot(config.kernel, config.initrd, config.append)
+    kernel, initrd, append = (None, None, "") if boot.disk else boot[:3]  # a disk boots itself
     argv = [
         QEMU_BINARY, "-name", config.name, "-nodefaults", "-no-user-config",
-        "-machine", f"pc,accel={accel.accel}", "-m", str(config.memory_mb),
-        "-vga", "std", "-display", "none", "-vnc", f"unix:{vnc_path(runtime_dir, config.name)}",
+        "-machine", f"{config.machine},accel={accel.accel}", "-m", str(config.memory_mb),
+        *(["-smp", str(config.cpus)] if config.cpus != 1 else []),
+        "-vga", config.vga, "-display", "none", "-vnc", f"unix:{vnc_path(runtime_dir, config.name)}",
         "-qmp", f"unix:{qmp_path(runtime_dir, config.name)},server=on,wait=off",
         "-chardev", f"socket,id=serial0,path={serial_path(runtime_dir, config.name)},server=on,wait=off,"
                     f"logfile={serial_log_path(runtime_dir, config.name)},logappend=on",
@@ -80,9 +85,7 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
         if initrd:
             argv += ["-initrd", str(initrd)]
         argv += ["-append", f"{append} mux.persona={config.name} mux.color={config.color}".strip()]
-    if config.disk:
-        fmt = "qcow2" if config.disk.suffix == ".qcow2" else "raw"
-        argv += ["-drive", f"file={config.disk},if=virtio,format={fmt}"]
+    argv += hardware_argv(config, runtime_dir, ImageBoot(kernel, initrd, append, boot.disk))
     argv += command_line(initial_devices(config.devices) if devices is None else devices)
     if config.keyboard == "virtio":
         argv += VIRTIO_KEYBOARD
@@ -91,7 +94,7 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
     argv += options.extra_args
     if incoming:
         argv += INCOMING
-    return argv
+    return argv + list(config.qemu_args)
 
 
 def keyboard_in_use(virtio_status: object) -> str:

@@ -38,7 +38,7 @@ from mux.devices.model import DeviceConfig, initial_devices
 from mux.display.backbuffer import Frame
 from mux.display.leds import Leds
 from mux.errors import LaunchError, PersonaError, StateError
-from mux.guest import cmdline, migration, process
+from mux.guest import cmdline, hardware, migration, process
 from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, serial_log_path, serial_path, vnc_path
 from mux.guest.plug import GuestDevices
@@ -84,6 +84,7 @@ class Persona(RestartPolicy):
         self._qmp_path = qmp_path(runtime_dir, self.name)
         self._vnc_path = vnc_path(runtime_dir, self.name)
         self._stderr_path = runtime_dir / f"{self.name}.stderr"
+        self.agent_socket = hardware.agent_path(runtime_dir, self.name) if config.agent else None
         self.listeners: list[Callable[[Persona], None]] = []
         self.restarts = 0
         self.exit_code: int | None = None
@@ -183,6 +184,7 @@ class Persona(RestartPolicy):
 
     async def _launch(self, incoming: bool) -> None:
         argv = self.argv(incoming=incoming)
+        await hardware.prepare(self.config, self.runtime_dir, self.boot, resuming=incoming)  # overlays, UEFI
         for path in (self._qmp_path, self._serial_path, self._vnc_path):
             path.unlink(missing_ok=True)  # a dead guest's: connect only to this one's
         self._proc = proc = await process.spawn(self.name, argv, self._stderr_path,

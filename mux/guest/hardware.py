@@ -1,0 +1,176 @@
+"""A persona's virtual hardware on QEMU's command line, and the files it needs at launch.
+
+Theory. :func:`hardware_argv` is the part of :func:`mux.guest.cmdline.qemu_argv` that
+comes from the persona's machine keys (:mod:`mux.config.machine`): firmware, the boot
+disk, the user's disk and cdrom, the network card with its port forwards, the guest
+agent's port and the name the built-in ``debian`` image reads. It is pure: every file
+it names has a fixed place, so ``--dry-run`` prints what the launch runs.
+
+Disks. A built-in disk image (``debian``) is always used under a qcow2 overlay, so the
+cache is never written; the user's disk is too with ``overlay = true``. Overlays live
+in the persona's private directory and are made afresh at each boot (a launch that
+resumes a saved machine keeps the one it finds). The disk or cdrom the firmware boots
+from carries ``bootindex``; with a kernel (``-kernel``) nothing does.
+
+UEFI. OVMF's code is read from Debian's ``ovmf`` package; its variable store is copied
+once per persona and disk into the state directory (``$XDG_STATE_HOME/mux/uefi/``) and
+kept between runs, so boot entries persist; the packaged template is never written.
+
+:func:`prepare` makes those files before QEMU starts (the only part with I/O).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+from mux.config import PersonaConfig
+from mux.config.schema import state_home
+from mux.errors import ImageError, LaunchError
+from mux.images.disk import find_ovmf
+
+#: The virtio-serial port name ``qemu-ga`` opens in the guest.
+AGENT_PORT = "org.qemu.guest_agent.0"
+#: The network card of ``network = "user"`` (Linux guests drive it; others: qemu_args).
+NIC = "virtio-net-pci"
+
+
+class ImageBoot(NamedTuple):
+    """What a built-in image boots: a kernel (initrd, command line), or a ``disk`` with its
+    own boot loader (``debian``). A plain ``(kernel, initrd, append)`` tuple is one too."""
+
+    kernel: Path | None
+    initrd: Path | None = None
+    append: str = ""
+    disk: Path | None = None
+
+
+#: What :func:`mux.guest.cmdline.qemu_argv` takes as a built-in image's boot.
+Boot = ImageBoot | tuple[Path, Path | None, str]
+
+
+def disk_format(path: Path) -> str:
+    """``qcow2`` for a ``.qcow2`` file, else ``raw`` (as for ``devices``)."""
+    return "qcow2" if path.suffix in (".qcow2", ".qcow") else "raw"
+
+
+def overlay_path(runtime_dir: Path, name: str, of: str) -> Path:
+    """Where persona ``name``'s throwaway overlay over its ``of`` ("disk" or "image") is."""
+    return runtime_dir / f"{name}.{of}.qcow2"
+
+
+def agent_path(runtime_dir: Path, name: str) -> Path:
+    """Where persona ``name``'s QEMU serves its guest agent's port."""
+    return runtime_dir / f"{name}.agent"
+
+
+def uefi_vars_path(config: PersonaConfig, boot: ImageBoot) -> Path:
+    """The persona's own UEFI variable store: one per persona name and boot disk."""
+    disk = boot.disk or config.disk or config.cdrom
+    key = hashlib.sha256(os.path.realpath(disk).encode() if disk else b"").hexdigest()[:12]
+    return state_home() / "uefi" / f"{config.name}-{key}.fd"
+
+
+def _file(path: Path) -> str:
+    return str(path).replace(",", ",,")  # QEMU's option syntax doubles commas
+
+
+def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
+                  ovmf: tuple[Path, Path] | None = None) -> list[str]:
+    """Firmware, drives, network and agent options of a persona (pure).
+
+    ``ovmf`` is (code, template) for ``firmware = "uefi"``; None looks it up.
+
+    Raises:
+        ImageError: UEFI is asked for and OVMF is not installed.
+    """
+    argv: list[str] = []
+    if config.firmware == "uefi":
+        code, _template = ovmf or find_ovmf()
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_file(code)}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={_file(uefi_vars_path(config, boot))}"]
+    firmware_boots = boot.kernel is None  # no -kernel: the firmware boots a disk or cdrom
+    user_disk_boots = firmware_boots and boot.disk is None and config.disk is not None
+    order = ["disk", "cdrom"] if config.boot == "disk" else ["cdrom", "disk"]
+    index = {what: order.index(what) + 1 for what in order} if firmware_boots else {}
+    if boot.disk is not None:
+        argv += _drive("mux-image", overlay_path(runtime_dir, config.name, "image"), "qcow2",
+                       index.get("disk"))
+        argv += ["-fw_cfg", f"name=opt/mux/persona,string={config.name}",
+                 "-fw_cfg", f"name=opt/mux/color,string={config.color}"]
+    if config.disk is not None:
+        path, fmt = ((overlay_path(runtime_dir, config.name, "disk"), "qcow2") if config.overlay
+                     else (config.disk, disk_format(config.disk)))
+        argv += _drive("mux-disk", path, fmt, index.get("disk") if user_disk_boots else None)
+    if config.cdrom is not None:
+        argv += ["-drive", f"file={_file(config.cdrom)},if=none,id=mux-cdrom,media=cdrom,readonly=on,"
+                           "format=raw",
+                 "-device", "ide-cd,drive=mux-cdrom,id=mux-cdrom"
+                 + (f",bootindex={index['cdrom']}" if "cdrom" in index else "")]
+    if config.network == "user":
+        forwards = "".join(f",hostfwd={f.protocol}:127.0.0.1:{f.host_port}-:{f.guest_port}"
+                           for f in config.forward)
+        argv += ["-netdev", f"user,id=mux-net{forwards}", "-device", f"{NIC},netdev=mux-net,id=mux-nic"]
+    if config.agent:
+        argv += ["-chardev", f"socket,id=mux-agent,path={_file(agent_path(runtime_dir, config.name))},"
+                             "server=on,wait=off",
+                 "-device", "virtio-serial-pci,id=mux-vserial",
+                 "-device", f"virtserialport,bus=mux-vserial.0,chardev=mux-agent,name={AGENT_PORT}"]
+    return argv
+
+
+def _drive(id_: str, path: Path, fmt: str, bootindex: int | None) -> list[str]:
+    return ["-drive", f"file={_file(path)},if=none,id={id_},format={fmt}",
+            "-device", f"virtio-blk-pci,drive={id_},id={id_}"
+            + (f",bootindex={bootindex}" if bootindex is not None else "")]
+
+
+async def prepare(config: PersonaConfig, runtime_dir: Path, boot: Boot | None, *,
+                  resuming: bool) -> None:
+    """Make the files :func:`hardware_argv` names: overlays (afresh, unless ``resuming``
+    a saved machine and one is there) and the persona's UEFI variable store (copied
+    from OVMF's template once, then kept).
+
+    Raises:
+        LaunchError: ``qemu-img`` failed, OVMF is missing or a file cannot be written.
+    """
+    boot = ImageBoot(*boot) if boot else ImageBoot(config.kernel)
+    overlays = []
+    if boot.disk is not None:
+        overlays.append((boot.disk, "qcow2", overlay_path(runtime_dir, config.name, "image")))
+    if config.disk is not None and config.overlay:
+        overlays.append((config.disk, disk_format(config.disk),
+                         overlay_path(runtime_dir, config.name, "disk")))
+    for base, fmt, overlay in overlays:
+        if resuming and overlay.exists():
+            continue
+        overlay.unlink(missing_ok=True)
+        await _qemu_img(config.name, ["create", "-q", "-f", "qcow2", "-b", str(base.absolute()), "-F", fmt,
+                                      str(overlay)])
+    if config.firmware == "uefi":
+        variables = uefi_vars_path(config, boot)
+        if not variables.exists():
+            try:
+                _code, template = find_ovmf()
+                variables.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                shutil.copyfile(template, variables.with_suffix(".tmp"))
+                variables.with_suffix(".tmp").replace(variables)
+            except (ImageError, OSError) as exc:
+                raise LaunchError(config.name, None, [], f"UEFI variable store {variables}: {exc}") from exc
+
+
+async def _qemu_img(name: str, args: list[str]) -> None:
+    argv = ["qemu-img", *args]
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+    except OSError as exc:
+        raise LaunchError(name, None, argv, f"cannot run qemu-img (Debian's qemu-utils): {exc}") from exc
+    output, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise LaunchError(name, proc.returncode, argv, output.decode(errors="replace"))
