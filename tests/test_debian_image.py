@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,37 @@ def test_a_sudo_build_belongs_to_the_user(monkeypatch: pytest.MonkeyPatch, tmp_p
     outside.mkdir(parents=True)
     debian.give_to_sudo_user(outside)  # not in the user's home: left to root
     assert outside.stat().st_uid == 0
+
+
+def test_configure_writes_the_recipe_files_and_enables_units(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "vmlinuz-6.1.0-9-amd64").write_bytes(b"kernel")
+    units = root / "usr" / "lib" / "systemd" / "system"
+    units.mkdir(parents=True)
+    for unit in ("systemd-networkd.service", "systemd-networkd.socket"):
+        (units / unit).write_text("[Unit]\n")
+    recipe = builder.load_recipe("debian")
+    install = tomllib.loads(recipe.files["recipe.toml"].decode())["install"]
+    ids = disk.DiskIds.derive("k")
+    with pytest.raises(ImageError, match=r"no /boot/initrd\.img-6\.1\.0-9-amd64"):
+        debian.configure(root, recipe.files, install, ids)
+    (root / "boot" / "initrd.img-6.1.0-9-amd64").write_bytes(b"initrd")
+    assert debian.configure(root, recipe.files, install, ids) == "6.1.0-9-amd64"
+
+    report = root / "usr" / "lib" / "mux" / "mux-report"
+    assert report.stat().st_mode & 0o777 == 0o755
+    assert (root / "usr" / "lib" / "mux" / "input.awk").read_bytes() == recipe.files["common/input.awk"]
+    assert (root / "etc" / "profile.d" / "mux.sh").stat().st_mode & 0o777 == 0o644
+    dropin = root / "etc/systemd/system/getty@tty1.service.d/autologin.conf"
+    assert "--autologin root" in dropin.read_text()
+    assert (root / "etc" / "fstab").read_text().startswith(f"UUID={ids.root_fs} / ext4 ")
+    wants = root / "etc" / "systemd" / "system"
+    assert (wants / "multi-user.target.wants" / "mux-report.service").readlink() == Path(
+        "/etc/systemd/system/mux-report.service")
+    assert (wants / "sockets.target.wants" / "systemd-networkd.socket").readlink() == Path(
+        "/usr/lib/systemd/system/systemd-networkd.socket")
+    assert debian.configure(root, recipe.files, install, ids) == "6.1.0-9-amd64"  # again: same
 
 
 def test_disk_ids_follow_the_cache_key() -> None:

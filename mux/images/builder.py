@@ -338,8 +338,7 @@ def _install(out: Path, final: Path, force: bool) -> None:
 
 def _build_disk(recipe: Recipe, versions: dict[str, str], key: str, work: Path, out: Path,
                 progress: Progress) -> None:
-    extra = debian.build_disk(recipe.name, recipe.files["recipe.toml"], recipe.files, versions,
-                              key, work, out, progress)
+    extra = debian.build_disk(recipe.name, recipe.files, key, work, out, progress)
     meta = {"name": recipe.name, "hash": key, "recipe_hash": recipe.recipe_hash(),
             "packages": versions, **extra,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

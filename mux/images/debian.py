@@ -146,14 +146,15 @@ def _phase(progress: Progress, name: str, what: str) -> Iterator[None]:
     progress(f"{name}: {what}: {time.monotonic() - started:.1f} s")
 
 
-def build_disk(name: str, recipe_toml: bytes, files: dict[str, bytes], versions: dict[str, str],
-               key: str, work: Path, out: Path, progress: Progress) -> dict[str, object]:
-    """Build the disk into ``out`` (``disk.qcow2``, ``vmlinuz``, ``initrd.img``); the
-    image.json fields it adds. Raises ImageError (with the failing tool's stderr)."""
+def build_disk(name: str, files: dict[str, bytes], key: str, work: Path, out: Path,
+               progress: Progress) -> dict[str, object]:
+    """Build the disk of recipe ``name`` (its ``files``, ``recipe.toml`` among them) into
+    ``out`` (``disk.qcow2``, ``vmlinuz``, ``initrd.img``); the image.json fields it adds.
+    Raises ImageError (with the failing tool's stderr)."""
     started = time.monotonic()
     codename = check_host()
     try:
-        settings = tomllib.loads(recipe_toml.decode())
+        settings = tomllib.loads(files["recipe.toml"].decode())
         packages = [str(settings["kernel"]), *(str(p) for p in settings.get("packages", []))]
         install = {str(k): str(v) for k, v in settings.get("install", {}).items()}
         esp_mb = int(settings.get("esp_mb", 300))
@@ -166,7 +167,7 @@ def build_disk(name: str, recipe_toml: bytes, files: dict[str, bytes], versions:
     sources = mirror_sources(codename)
     with _phase(progress, name, f"mmdebstrap {codename} from {sources[0].split()[1]}"):
         run(["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
-                  codename, str(root), *sources], "mmdebstrap")
+             codename, str(root), *sources], "mmdebstrap")
     with _phase(progress, name, "configuring"):
         release = configure(root, files, install, ids)
     cmdline = f"root=UUID={ids.root_fs} {append}"
