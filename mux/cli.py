@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_images_build)
     isub.add_parser("list", help="list images and their cache state").set_defaults(func=cmd_images_list)
 
+    p = sub.add_parser("import", help="print a [[persona]] table for a VM of another tool")
+    p.add_argument("kind", choices=["libvirt"], help="libvirt: FILE is `virsh dumpxml NAME` output")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("replay", help="replay scenario files against fresh personas")
     p.add_argument("scenarios", type=Path, nargs="+")
     p.add_argument("--artifacts", type=Path, default=Path("mux-artifacts"))
@@ -174,6 +179,14 @@ def _dry_run(config: Config) -> int:
     from mux.app.dryrun import dry_run_lines
 
     print("\n".join(dry_run_lines(config)))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``mux import libvirt FILE.xml``: see :mod:`mux.config.libvirt`."""
+    from mux.config.libvirt import import_domain
+
+    print(import_domain(args.file), end="")
     return 0
 
 
