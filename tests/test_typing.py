@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,16 @@ from tests.conftest import READY_S, wait_until
 TEXT = ": The quick brown fox jumps over the lazy dog; 0123456789 QWERTY\n"
 
 
+def first_chord(edges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """The edges of the first character: until every key it pressed is up again."""
+    held: set[int] = set()
+    for index, (code, value) in enumerate(edges):
+        (held.add if value else held.discard)(code)
+        if not held:
+            return list(edges[:index + 1])
+    return list(edges)
+
+
 def all_edges(text: str) -> list[tuple[int, int]]:
     return [edge for chord in keymap.text_to_chords(text) for edge in chord_edges(chord)]
 
@@ -44,7 +55,9 @@ def test_batches_carry_every_edge_in_order_and_fit_the_keyboard(keyboard: str) -
         assert batch.wait_s == pace.interval_s
     assert sum(b.characters for b in batches) == len(TEXT * 5)
     # As few commands as fit: every batch but the last is too full for one more character.
-    assert len(batches) < len(TEXT * 5) / 3
+    for batch, after in itertools.pairwise(batches):
+        used = sum(pace.cost(code) for code, _ in batch.edges) + (0 if pace.counts_bytes else 1)
+        assert used + sum(pace.cost(code) for code, _ in first_chord(after.edges)) > pace.capacity
 
 
 def test_ps2_counts_bytes_extended_keys_cost_two() -> None:
@@ -59,8 +72,8 @@ def test_a_rate_spreads_characters_out() -> None:
     assert [b.characters for b in batches] == [1] * 10
     assert all(b.wait_s == pytest.approx(1 / 20) for b in batches)
     fast = type_batches("abcdefghij" * 10, "virtio", rate=200)
-    assert {b.characters for b in fast} == {3, 1}  # 200/s * 15 ms = 3 a command
-    assert fast[0].wait_s == pytest.approx(3 / 200)
+    assert {b.characters for b in fast} == {5}  # 200/s * 25 ms = 5 a command
+    assert fast[0].wait_s == pytest.approx(5 / 200)
 
 
 @pytest.mark.parametrize(("keyboard", "rate", "words"), [
@@ -118,16 +131,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
 
 
-async def settled(persona: Any, timeout: float = 60) -> None:
-    """Wait until the guest has finished booting (its QEMU uses under half a core)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        before = cpu_seconds(persona.pid)
+async def settled(persona: Any, timeout: float = 120) -> None:
+    """Wait until the guest has finished booting: for 3 s its serial port said nothing
+    (modules load, and report uevents, after MUX-READY) and its QEMU used under half a core."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 3:
+        before, said = cpu_seconds(persona.pid), Path(persona.serial.path).stat().st_size
         await asyncio.sleep(1.0)
-        if cpu_seconds(persona.pid) - before < 0.5:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{persona.name}'s guest stayed busy for {timeout} s")
+        busy = cpu_seconds(persona.pid) - before >= 0.5 or Path(persona.serial.path).stat().st_size != said
+        quiet = 0 if busy else quiet + 1
+        assert time.monotonic() < deadline, f"{persona.name}'s guest stayed busy for {timeout} s"
 
 
 @pytest.mark.slow

@@ -5,15 +5,18 @@ whole drawing path runs; nothing reaches a screen), on real TCG guests:
 
 - ``switch_latency_ms`` {p50, p99}: a switch request until it returns, by which time
   the new persona's back-buffered frame has been presented on the window, its LEDs
-  written to the LED sinks and input routed to it (checked after every switch);
+  written to the LED sinks and input routed to it (checked after every switch); 2
+  personas, and ``switch_latency_ms_8`` with 8 running, switching round them;
 - ``live_fps``: frames the window presented per second while the active persona
   repaints its whole 1024x768 screen about 50 times a second (a ``console`` guest
   running ``printf`` colour changes; the built-in ``palette`` guest changes colour only
   twice a second, so it cannot show whether 30 fps are reached), and
   ``controller_cpu_percent`` over the same seconds; with ``live_cpu_ms_per_frame`` and
-  how often the guest did repaint (``live_guest_repaints_per_s``). QEMU's VNC server
+  how often the guest did repaint (``live_guest_repaints_per_s``) and
+  ``live_fps_ratio``, presented frames over guest repaints. QEMU's VNC server
   sends at most one update per 30 ms, so about 33 fps is the ceiling;
-- ``idle_cpu_percent``: 4 idle ``console`` personas, back-buffered every 1 s;
+- ``idle_cpu_percent``: 4 idle ``console`` personas, back-buffered every 1 s (and
+  ``idle_cpu_percent_8`` with 8);
 - ``controller_rss_mb``: resident memory of a fresh controller process (the bench runs
   it as a child, so nothing from the other figures counts) with 8 personas running.
 
@@ -94,19 +97,19 @@ class _Sink:
         self.writes += 1
 
 
-async def bench_switch(switches: int = 300) -> dict[str, Any]:
-    """Switch back and forth between two personas; the time each request takes.
+async def bench_switch(switches: int = 300, personas: int = 2) -> dict[str, Any]:
+    """Switch round ``personas`` personas; the time each request takes.
 
     Raises AssertionError if a switch returned before the output, LEDs and router moved.
     """
-    async with Controller(display_config(2), progress=lambda m: None) as ctl:
+    async with Controller(display_config(personas), progress=lambda m: None) as ctl:
         await ready(ctl)
         sink = _Sink()
         ctl.add_led_sink(sink)
         await asyncio.sleep(2)  # every persona back-buffered and LED-reported
         samples: list[float] = []
         for i in range(switches):
-            target = ctl.config.names[(i + 1) % 2]
+            target = ctl.config.names[(i + 1) % personas]
             writes = sink.writes
             t0 = time.perf_counter()
             await ctl.switch(target, "bench")
@@ -115,7 +118,7 @@ async def bench_switch(switches: int = 300) -> dict[str, Any]:
             assert current is not None and current[0] == target, current
             assert sink.writes == writes + 1 and ctl.router.active == target
             await asyncio.sleep(0.02)
-    return {"switch_latency_ms": percentiles(samples)}
+    return {"switch_latency_ms" if personas == 2 else f"switch_latency_ms_{personas}": percentiles(samples)}
 
 
 async def bench_live(seconds: float = 10.0) -> dict[str, Any]:
@@ -136,19 +139,22 @@ async def bench_live(seconds: float = 10.0) -> dict[str, Any]:
     return {"live_fps": round(frames / wall, 1), "controller_cpu_percent": round(100 * cpu / wall, 1),
             "live_cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 2),
             "live_guest_repaints_per_s": round(repaints / wall, 1),
+            "live_fps_ratio": round(frames / max(repaints, 1), 3),
             "live_frame_size": list(size.image.size) if size else None}
 
 
-async def bench_idle(seconds: float = 20.0) -> dict[str, Any]:
-    """CPU with 4 idle personas back-buffered every second."""
-    async with Controller(display_config(4, 1.0), progress=lambda m: None) as ctl:
+async def bench_idle(seconds: float = 20.0, personas: int = 4) -> dict[str, Any]:
+    """CPU with ``personas`` idle personas back-buffered every second."""
+    async with Controller(display_config(personas, 1.0), progress=lambda m: None) as ctl:
         await ready(ctl)
         await asyncio.sleep(3)
         dumps, cpu, t0 = ctl.display.screendumps, cpu_seconds(), time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - t0
         cpu, dumps = cpu_seconds() - cpu, ctl.display.screendumps - dumps
-    return {"idle_cpu_percent": round(100 * cpu / wall, 2), "idle_screendumps_per_s": round(dumps / wall, 2)}
+    suffix = "" if personas == 4 else f"_{personas}"
+    return {f"idle_cpu_percent{suffix}": round(100 * cpu / wall, 2),
+            f"idle_screendumps_per_s{suffix}": round(dumps / wall, 2)}
 
 
 async def measure_rss(personas: int = 8) -> dict[str, Any]:
@@ -192,10 +198,14 @@ async def bench_display() -> dict[str, Any]:
     with sdl_dummy():
         print("bench: display switch latency (2 personas, window output, SDL dummy driver)")
         results.update(await bench_switch())
+        print("bench: display switch latency (8 personas running)")
+        results.update(await bench_switch(200, personas=8))
         print("bench: live frame rate and CPU (a guest repainting its whole screen)")
         results.update(await bench_live())
         print("bench: idle CPU (4 personas back-buffered at 1 s)")
         results.update(await bench_idle())
+        print("bench: idle CPU (8 personas back-buffered at 1 s)")
+        results.update(await bench_idle(personas=8))
     print("bench: controller memory with 8 personas (fresh process)")
     results.update(await bench_rss())
     return results

@@ -1,7 +1,9 @@
 """``mux bench``: performance figures as ratios against a baseline from the same run.
 
-The display's figures (``switch_latency_ms``, ``live_fps``, ``controller_cpu_percent``,
-``idle_cpu_percent``, ``controller_rss_mb``) are measured in :mod:`mux.bench.display`.
+The display's figures (``switch_latency_ms``, ``live_fps``, ``live_fps_ratio``,
+``controller_cpu_percent``, ``idle_cpu_percent``, ``controller_rss_mb``) are measured in
+:mod:`mux.bench.display`; typing (``type_chars_per_s``, ``type_lost_keys``) and
+``mqtt_idle_screenshots_per_hour`` in :mod:`mux.bench.keys`.
 
 The machine is shared and noisy, so every figure is measured next to its baseline,
 interleaved sample by sample, and reported both raw (milliseconds) and as a ratio:
@@ -180,6 +182,13 @@ async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any
         results.update(bench_needles(*await console_screens(ctl)))
     print("bench: mqtt switch latency")
     results.update(await bench_mqtt())
+    from mux.bench.keys import bench_mqtt_idle, bench_typing
+
+    results.update(await bench_typing())
+    with _mosquitto() as port:
+        if port is not None:
+            print("bench: MQTT screenshots of an idle console persona")
+            results.update(await bench_mqtt_idle(port))
     print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
     results.update(await bench_snapshot())
     from mux.bench.display import bench_display

@@ -13,13 +13,20 @@ at once, and what the keyboard cannot hold is dropped without a word:
   too few buffers are free (``virtio_input_send`` in QEMU).
 
 So a string becomes batches of whole characters that fit the queue, sent no closer than
-an interval apart (start to start, the QMP round trip included). The paces come from
-typing 432 key edges into the ``console`` image under TCG on a loaded 2-core machine and
-counting the guest's ``MUX-KEY`` lines: PS/2, 16 edges per command lost none at 20 ms
-and 8% at 14 ms, 32 edges lost half; virtio, 63 edges back to back lost 75%, 48 none,
-128 all. :data:`PACES` keeps a margin over both: PS/2 16 bytes per 25 ms (320
-characters a second of plain text); virtio 30 edges per 25 ms, half the queue, so a
-batch the guest has not taken yet still leaves room for the next (600 a second).
+an interval apart (start to start, the QMP round trip included). Nothing tells the host
+when the guest has taken a batch, so the pace must leave room for a guest that is not
+scheduled for a while: the host is busy, or the guest is (a TCG guest loading modules
+did not drain its PS/2 queue for tens of milliseconds). Each batch fills at most half
+the queue, so one batch the guest has not taken yet still leaves room for the next: a
+stall of up to two intervals loses nothing. Measured by typing into the ``console``
+image under TCG on this 2-core machine and comparing the guest's ``MUX-KEY`` lines with
+what was sent: PS/2, 32 edges per command lost half of them (the 16-byte queue); 16
+edges lost none at 20-25 ms on a quiet machine but a whole batch at 25 ms under a load
+of 4-5 (lost keys come 16 at a time: an overflow), while 8 per 25 ms and 16 per 50 ms
+lost none there; virtio, 63 edges back to back lost 75%, 128 all, 31 per 15 or 25 ms
+none (a few ``MUX-KEY`` lines came garbled on the serial port under load, which the
+keyboard does not explain). :data:`PACES`: PS/2 8 bytes per 25 ms (160 characters a
+second of plain text); virtio 30 edges and the SYN per 25 ms (600 a second at most).
 
 ``rate`` (characters per second) slows typing down for a guest that needs it: batches
 then hold ``rate * interval`` characters (at least one) and start ``characters / rate``
@@ -60,8 +67,8 @@ class Pace:
 
 #: The fastest safe pace of each keyboard (see the module docstring for the measurements).
 PACES: dict[str, Pace] = {
-    "ps2": Pace(capacity=16, interval_s=0.025, counts_bytes=True),
-    "virtio": Pace(capacity=31, interval_s=0.015, counts_bytes=False),  # 30 edges + SYN
+    "ps2": Pace(capacity=8, interval_s=0.025, counts_bytes=True),  # half the 16-byte queue
+    "virtio": Pace(capacity=31, interval_s=0.025, counts_bytes=False),  # 30 edges + SYN: half of 64
 }
 
 
