@@ -16,16 +16,28 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mux.errors import ImageError
 from mux.images.initramfs import Cpio, module_bytes, module_closure
 from mux.images.tools import run
 
-if TYPE_CHECKING:
-    from mux.images.builder import Recipe
-
 Progress = Callable[[str], None]
+
+
+class Recipe(Protocol):
+    """What this module reads of a :class:`mux.images.builder.Recipe` (which imports
+    this module, so it is described here rather than imported)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def modules(self) -> tuple[str, ...]: ...
+    @property
+    def append(self) -> str: ...
+    @property
+    def files(self) -> dict[str, bytes]: ...
+    def recipe_hash(self) -> str: ...
 
 
 def build(
