@@ -67,7 +67,7 @@ class Controller:
                  remember_active: bool = False, keep_guests: KeepGuests = "never",
                  restart_changed: bool = False) -> None:
         self.config = config
-        self.keeper = Keeper(config, keep_guests, progress, restart_changed)  # mux.app.keep
+        self.keeper = Keeper(config, keep_guests, progress, restart_changed, logs_dir)  # mux.app.keep
         self.tablet = tablet  # every persona gets an absolute pointer (usb-tablet): clicking steps
         self.frontends = list(frontends)
         self.logs_dir = logs_dir

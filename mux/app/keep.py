@@ -79,8 +79,10 @@ class Keeper:
     """A controller's kept guests: their directory, the record, adoption, the exit."""
 
     def __init__(self, config: Config, mode: KeepGuests, progress: Callable[[str], None],
-                 restart_changed: bool = False) -> None:
+                 restart_changed: bool = False, logs_dir: Path | None = None) -> None:
+        """``logs_dir``: where the serial logs are copied when the directory is removed."""
         self.config = config
+        self.logs_dir = logs_dir
         self.mode = mode
         self.progress = progress
         self.restart_changed = restart_changed
@@ -202,6 +204,11 @@ class Keeper:
             self.progress(f"guests left running: {names} (in {self.directory}; mux run adopts them,"
                           " mux down stops them)")
         else:
+            if self.logs_dir is not None:
+                with contextlib.suppress(OSError):
+                    self.logs_dir.mkdir(parents=True, exist_ok=True)
+                    for log_file in self.directory.glob("*.serial.log"):
+                        shutil.copy2(log_file, self.logs_dir / log_file.name)
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
