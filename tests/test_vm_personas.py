@@ -302,3 +302,15 @@ async def test_the_debian_image_boots_as_a_persona(controller: Any, firmware: st
         persona = ctl.persona("deb")
         await persona.serial.wait_for(re.compile("MUX-READY deb"), 900, start=0)  # the fw_cfg name
     assert hashlib.sha256(built.disk.read_bytes()).hexdigest() == before  # the cache is never written
+
+
+@pytest.mark.slow
+async def test_a_uefi_persona_boots_with_its_own_variable_store(controller: Any) -> None:
+    config = PersonaConfig("efi", firmware="uefi")  # the console image's kernel, loaded by OVMF
+    variables = hardware.uefi_vars_path(config, ImageBoot(None))
+    variables.unlink(missing_ok=True)
+    async with controller(config) as ctl:
+        await ready(ctl, "efi")
+        argv = ctl.persona("efi").argv()
+    assert f"if=pflash,format=raw,unit=1,file={variables}" in option_values(argv, "-drive")
+    assert variables.stat().st_size == image_disk.find_ovmf()[1].stat().st_size  # a copy of the template
