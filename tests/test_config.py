@@ -57,6 +57,11 @@ hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
     ('[[persona]]\nname = "a"\n[input]\nhotkeys = { "ctrl+fone" = "a" }\n', 4, "unknown key name 'fone'"),
     ('[[persona]\nname = "a"\n', 1, "TOML syntax error"),
     ('[mux]\naccel = "tcg"\n', 0, "at least one [[persona]]"),
+    ('[[persona]]\nname = "a"\nkernel = "k"\nimage = "console"\n', 4, "either image or kernel"),
+    ('[[persona]]\nname = "a"\ninitrd = "i"\n', 3, "only for a persona with its own kernel"),
+    ('[[persona]]\nname = "a"\ndisk = "gone.qcow2"\n', 3, "gone.qcow2: no such file"),
+    ('[[persona]]\nname = "a"\nfirmware = "coreboot"\n', 3, "must be one of bios, uefi"),
+    ('[[persona]]\nname = "a"\nqemu_args = ["-display", "gtk"]\n', 3, "-display is set by mux"),
 ])
 def test_mistakes_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
     path = write(tmp_path, text)
@@ -86,3 +91,17 @@ def test_asking_for_a_persona_that_is_not_configured_is_a_mux_error() -> None:
     assert config.persona("home").name == "home"
     with pytest.raises(UnknownPersona, match="unknown persona 'office' \\(personas: work, home\\)"):
         config.persona("office")
+
+
+def test_a_persona_with_only_a_disk_boots_it_instead_of_the_console(tmp_path: Path) -> None:
+    (tmp_path / "vm.img").write_bytes(b"\0" * 512)
+    (tmp_path / "setup.iso").write_bytes(b"\0" * 2048)
+    config = load_config(write(tmp_path, '[[persona]]\nname = "a"\ndisk = "vm.img"\n'
+                                         '[[persona]]\nname = "b"\ncdrom = "setup.iso"\n'
+                                         '[[persona]]\nname = "c"\n'))
+    a, b, c = config.personas
+    assert (a.image, a.disk, a.boot) == (None, tmp_path / "vm.img", "disk")
+    assert (b.image, b.cdrom, b.boot) == (None, tmp_path / "setup.iso", "cdrom")
+    assert c.image == "console"
+    assert (a.firmware, a.machine, a.cpus, a.vga, a.network, a.overlay, a.agent) == (
+        "bios", "pc", 1, "std", "none", False, False)
