@@ -278,3 +278,38 @@ def test_never_and_replay_guests_die_with_a_sigkilled_controller(
     finally:
         replay.kill()
     wait_for(lambda: all(start_ticks(pid) is None for pid in found), 5, "the replay's guest to die")
+
+
+@pytest.mark.slow
+def test_a_device_the_dead_controller_hotplugged_moves_again_after_adoption(
+        tmp_path: Path, home: tuple[Path, dict[str, str]], console_image: Any) -> None:
+    state, env = home
+    stick = tmp_path / "stick.img"
+    stick.write_bytes(b"\0" * (1 << 20))
+    config, sock = write_config(tmp_path, state)
+    device = f'{{ id = "stick", type = "usb-storage", file = "{stick}", follow = "active" }}'
+    config.write_text(config.read_text().replace('name = "work"\n', f'name = "work"\ndevices = [{device}]\n'))
+
+    def stick_with(got: dict[str, Any] | None) -> str | None:
+        devices = (got or {}).get("devices", [])
+        return next((d.get("persona") for d in devices if d.get("id") == "stick"), None)
+
+    first = Run(config, env, tmp_path / "first.log")
+    try:
+        got = wait_for(all_running(sock, env, first), 180, "the first controller's guests")
+        assert got["active"] == "work" and stick_with(got) == "work", got
+        first.kill()
+    finally:
+        first.stop()
+    second = Run(config, env, tmp_path / "second.log")
+    try:
+        got = wait_for(all_running(sock, env, second), 60, "the second controller's guests")
+        got = wait_for(lambda: (s := status(sock, env)) and s["active"] and stick_with(s) and s, 30,
+                       "an active persona holding the stick")
+        assert got["active"] == stick_with(got) == "work", (got, second.output())
+        assert "unplugged device 'stick'" in second.output()
+        switched = mux("ctl", "--socket", str(sock), "switch", "home", env=env)
+        assert switched.returncode == 0, switched.stderr
+        assert stick_with(status(sock, env)) == "home"
+    finally:
+        second.stop()

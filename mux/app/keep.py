@@ -91,6 +91,7 @@ class Keeper:
         self._record = Record(config=config_key(config), control_socket=str(config.mux.control_socket))
         self._previous: dict[str, GuestEntry] = {}
         self._hashes: dict[str, str] = {}
+        self._devices = [d for pc in config.personas for d in pc.devices]  # any may be hot-plugged
 
     @property
     def kept(self) -> bool:
@@ -140,7 +141,7 @@ class Keeper:
             persona = personas.get(name)
             if persona is not None and entry.argv_hash == self._hashes[name]:
                 try:
-                    await persona.adopt(entry.pid, entry.ticks)
+                    await persona.adopt(entry.pid, entry.ticks, self._devices)
                 except (LaunchError, OSError) as exc:
                     log.warning("%s: could not adopt QEMU pid %d (%s); starting it afresh",
                                 name, entry.pid, exc)

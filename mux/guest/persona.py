@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -205,14 +205,11 @@ class Persona(RestartPolicy):
         self._plugs.session_began(qmp)
         self._spawn(self._supervise(proc), "supervise")
 
-    async def adopt(self, pid: int, ticks: int) -> None:
+    async def adopt(self, pid: int, ticks: int, hotplugged: Iterable[DeviceConfig] = ()) -> None:
         """Take over the QEMU (``pid`` started at ``ticks``) a previous controller started:
-        connect, release the keys it held, ``running`` at once (no ``starting``).
-
-        Raises:
-            StateError: the persona is not stopped or crashed.
-            LaunchError: that QEMU is gone or its QMP or serial port does not answer.
-        """
+        connect, release its held keys, ``running`` at once, unplug ``hotplugged`` strays.
+        Raises StateError (not stopped or crashed), LaunchError (that QEMU is gone, or its
+        QMP or serial port does not answer)."""
         self._require(RunState.STOPPED, RunState.CRASHED)
         self._stop_requested = False
         self._proc = proc = process.adopt(self.name, pid, ticks)
@@ -229,6 +226,7 @@ class Persona(RestartPolicy):
             raise
         self.accel = AccelChoice(self.accel.accel, "adopted", proven=True)
         self._set_state(RunState.RUNNING)
+        await self._plugs.release_strays(hotplugged, 10.0)  # the model has them unplugged
 
     async def leave_running(self) -> None:
         """Let go of a kept guest without stopping it: QMP and the serial port are closed,

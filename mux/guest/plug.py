@@ -135,6 +135,27 @@ class GuestDevices:
         await self._release_node(device)
         return device
 
+    async def release_strays(self, candidates: Iterable[DeviceConfig], timeout: float) -> None:
+        """After an adoption: unplug the devices a dead controller hot-plugged into this
+        QEMU (on no command line, so the new controller's model has them unplugged, and
+        would plug them in twice). Failures are logged; such a device stays here."""
+        try:
+            present = await self._execute("qom-list", {"path": "/machine/peripheral"})
+        except PersonaError as exc:
+            log.warning("%s: cannot list its devices: %s", self.name, exc)
+            return
+        ids = {str(p.get("name")) for p in present if str(p.get("type", "")).startswith("child<")}
+        for device in [d for d in candidates if d.id in ids and d.id not in self.devices]:
+            self.devices[device.id] = device
+            if device.is_block:
+                self._nodes.add(device.node_name)
+            try:
+                await self.detach(device.id, timeout)
+                log.info("%s: unplugged device %r (hot-plugged by the previous controller)",
+                         self.name, device.id)
+            except (DeviceError, PersonaError) as exc:
+                log.warning("%s: %s", self.name, exc)
+
     async def _execute(self, command: str, args: dict[str, Any] | None) -> Any:
         if self._link is None:
             raise PersonaError(f"persona {self.name!r}: QEMU is gone")
