@@ -88,7 +88,7 @@ def console_image() -> images.BuiltImage:
 
 
 def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Config:
-    return Config(mux=MuxSection(accel="tcg", runtime_dir=SESSION_DIR,
+    return Config(mux=MuxSection(accel="tcg", runtime_dir=SESSION_DIR, keep_guests="never",
                                  control_socket=tmp_path / "control.sock"),
                   personas=personas, **sections)
 

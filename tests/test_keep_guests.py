@@ -313,3 +313,17 @@ def test_a_device_the_dead_controller_hotplugged_moves_again_after_adoption(
         assert stick_with(status(sock, env)) == "home"
     finally:
         second.stop()
+
+
+def test_dry_run_shows_a_kept_guests_sockets_in_its_state_directory(
+        tmp_path: Path, home: tuple[Path, dict[str, str]]) -> None:
+    state, env = home
+    config, _ = write_config(tmp_path, state)
+    printed = mux("run", str(config), "--dry-run", env=env)
+    assert printed.returncode == 0, printed.stderr
+    guests = next((state / "mux" / "guests").iterdir(), None) if (state / "mux" / "guests").exists() else None
+    work = next(line for line in printed.stdout.splitlines() if line.startswith("work: "))
+    assert f"{state}/mux/guests/" in work and "/work.qmp,server=on,wait=off" in work, work
+    assert guests is None  # a dry run makes no directory for guests
+    never, _ = write_config(tmp_path, state, keep='keep_guests = "never"\n')
+    assert f"{state}/mux-DRYRUN/work.qmp" in mux("run", str(never), "--dry-run", env=env).stdout

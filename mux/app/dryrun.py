@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 
 from mux import images
+from mux.app.keep import keep_dir
 from mux.config import Config
 from mux.display.output import display_available
 from mux.guest.accel import choose_accel
@@ -28,7 +29,9 @@ def dry_run_lines(config: Config) -> list[str]:
         ImageError: a persona names an image whose recipe is broken.
     """
     accel = choose_accel(config.mux.accel)
-    runtime = config.mux.runtime_dir / "mux-DRYRUN"
+    # Kept guests' sockets are in their state directory (mux.app.keep), others' in the runtime one.
+    keep = config.mux.keep_guests != "never"
+    runtime = keep_dir(config) if keep else config.mux.runtime_dir / "mux-DRYRUN"
     window = config.display.output == "window" or (config.display.output == "auto" and display_available())
     options = LaunchOptions(tablet=window and not config.input.devices)
     lines = []
