@@ -4,7 +4,7 @@
 # EV_KEY (type 1) -> "MUX-KEY <code> <value>".
 # EV_LED (type 17, code 0 num, 1 caps, 2 scroll) -> the whole LED state, printed
 # only when it changes (a brightness write may repeat the current value).
-# ptr events (input_event): ABS_X/ABS_Y (0..32767 from QEMU's usb-tablet) and mouse
+# ptr events (mousedev_event): ABS_X/ABS_Y (0..32767 from QEMU's usb-tablet) and mouse
 # buttons are collected, and at EV_SYN "MUX-PTR <x> <y> <buttons>" is printed if they
 # changed: x and y in framebuffer pixels (0..width-1), buttons a bit mask (1 left,
 # 2 right, 4 middle).

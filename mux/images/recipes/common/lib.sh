@@ -62,9 +62,11 @@ mux_paint() {
 #  - mux/led on input_inject_event(handle, type, code, value) for EV_LED (17): the
 #    LED class (kbd-* triggers, sysfs brightness writes) sets keyboard LEDs through
 #    it. (Handlers only see EV_LED at the next EV_SYN, i.e. the next key press.)
-#  - mux/ptr on input_event(dev, type, code, value), where drivers (hid-input for the
-#    usb-tablet) hand in events, for EV_ABS (3), the mouse buttons (EV_KEY 0x110..0x117)
-#    and EV_SYN (0): a frame is reported at its SYN when the pointer changed.
+#  - mux/ptr on mousedev_event(handle, type, code, value), the mousedev handler, which
+#    sees only pointers (the usb-tablet), not every key as input_event (the fallback,
+#    where drivers hand in events) does, for EV_ABS (3), the mouse buttons (EV_KEY
+#    0x110..0x117) and EV_SYN (0): a frame is reported at its SYN when the pointer
+#    changed.
 # awk turns trace_pipe into MUX-KEY / MUX-LED / MUX-PTR lines.
 mux_start_input_reporter() {
 	t=/sys/kernel/tracing
@@ -72,20 +74,27 @@ mux_start_input_reporter() {
 	if ! {
 		echo 'p:mux/key kbd_event type=%si:u32 code=%dx:u32 value=%cx:s32' >"$t/kprobe_events" &&
 			echo 'p:mux/led input_inject_event type=%si:u32 code=%dx:u32 value=%cx:s32' >>"$t/kprobe_events" &&
-			echo 'p:mux/ptr input_event type=%si:u32 code=%dx:u32 value=%cx:s32' >>"$t/kprobe_events" &&
 			echo 'type == 1' >"$t/events/mux/key/filter" &&
-			echo 'type == 17' >"$t/events/mux/led/filter" &&
-			echo 'type == 0 || type == 3 || (type == 1 && code >= 272 && code < 280)' \
-				>"$t/events/mux/ptr/filter" &&
-			echo 1 >"$t/events/mux/enable" &&
-			echo 1 >"$t/tracing_on"
+			echo 'type == 17' >"$t/events/mux/led/filter"
 	}; then
 		mux_say "MUX-ERROR no key/LED reports: cannot set kprobes in $t"
 		return 1
 	fi
+	# The pointer probe is apart: if neither function can be probed, keys and LEDs still are.
+	for f in mousedev_event input_event; do
+		echo "p:mux/ptr $f type=%si:u32 code=%dx:u32 value=%cx:s32" >>"$t/kprobe_events" 2>/dev/null &&
+			echo 'type == 0 || type == 3 || (type == 1 && code >= 272 && code < 280)' \
+				>"$t/events/mux/ptr/filter" && break
+	done
+	[ -d "$t/events/mux/ptr" ] || mux_say "MUX-ERROR no pointer reports: cannot set a kprobe in $t"
+	if ! { echo 1 >"$t/events/mux/enable" && echo 1 >"$t/tracing_on"; }; then
+		mux_say "MUX-ERROR no key/LED reports: cannot enable tracing in $t"
+		return 1
+	fi
 	awk -f /lib/mux/input.awk "$t/trace_pipe" >"$MUX_TTY" 2>/dev/null &
 	# usbhid polls a device (here the usb-tablet) only while someone has it open, and
-	# this image has no evdev: reading the mousedev mixer opens every mouse, now and later.
+	# this image has no evdev: reading the mousedev mixer opens every mouse, now and later
+	# (and mousedev_event above sees their events).
 	cat /dev/input/mice >/dev/null 2>&1 &
 }
 
