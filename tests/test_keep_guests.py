@@ -327,3 +327,28 @@ def test_dry_run_shows_a_kept_guests_sockets_in_its_state_directory(
     assert guests is None  # a dry run makes no directory for guests
     never, _ = write_config(tmp_path, state, keep='keep_guests = "never"\n')
     assert f"{state}/mux-DRYRUN/work.qmp" in mux("run", str(never), "--dry-run", env=env).stdout
+
+
+def test_mux_down_kills_a_qemu_its_dead_controller_never_recorded(
+        tmp_path: Path, home: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from mux.app import keep
+    from mux.guest.record import unrecorded_qemus
+
+    state, _ = home
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    config, _ = write_config(tmp_path, state)
+    directory = keep.keep_dir(load_config(config))
+    directory.mkdir(parents=True)
+    # A stand-in for a QEMU started but not yet running when its controller died.
+    fake = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(600)",
+                             f"unix:{directory}/work.qmp"], executable=sys.executable)
+    try:
+        wait_for(lambda: unrecorded_qemus(directory, []) == [fake.pid], 10, "the stand-in's command line")
+        assert unrecorded_qemus(directory, [fake.pid]) == []
+        assert asyncio.run(keep.down(directory, lambda m: None)) == 0
+        assert fake.wait(10) == -signal.SIGKILL
+        assert not directory.exists()
+    finally:
+        fake.kill()

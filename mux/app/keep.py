@@ -123,6 +123,7 @@ class Keeper:
             raise PersonaError(f"{self._record.config} is run by another mux (pid {old.controller_pid});"
                                " mux down stops it")
         self._previous = {n: e for n, e in (old.guests if old else {}).items() if e.alive()}
+        _kill_unrecorded(directory, [e.pid for e in self._previous.values()])
         self._record.guests = dict(self._previous)
         self._record.controller_pid = os.getpid()
         self._record.controller_ticks = record.start_ticks(os.getpid())
@@ -265,5 +266,15 @@ async def down(directory: Path, progress: Callable[[str], None]) -> int:
             progress(f"{rec.config if rec else directory}: stopping {entry.persona} (pid {entry.pid})")
             await process.stop_kept(entry.persona, directory, entry.pid, entry.ticks)
             stopped += 1
+    _kill_unrecorded(directory, [])
     shutil.rmtree(directory, ignore_errors=True)
     return stopped
+
+
+def _kill_unrecorded(directory: Path, recorded: list[int]) -> None:
+    """Kill the QEMUs of ``directory`` that no record names (their controller died while
+    starting them: they never ran for the user, and would hold its sockets' names)."""
+    for pid in record.unrecorded_qemus(directory, recorded):
+        log.warning("killing QEMU pid %d of %s: started, never recorded as running", pid, directory)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

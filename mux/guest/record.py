@@ -53,6 +53,23 @@ def uptime_s(ticks: int) -> float:
     return max(0.0, since_boot - ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def unrecorded_qemus(directory: Path, recorded: Iterable[int]) -> list[int]:
+    """QEMU processes whose command line names a socket in ``directory`` but that are not
+    ``recorded``: started by a controller that died before its guest was running (and
+    so before it was written down)."""
+    marker, known = f"{directory}/".encode(), set(recorded)
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in known:
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline.split(b"\0", 1)[0] and marker in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
 def argv_hash(argv: Iterable[str]) -> str:
     """The hash that says whether a running guest was started from this command line."""
     return hashlib.sha256("\0".join(argv).encode()).hexdigest()[:16]
