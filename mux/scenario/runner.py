@@ -255,7 +255,7 @@ class StepRunner(ScreenSteps):
             self.result.steps.append(StepResult(number, step, status, elapsed, message, pictures))
         word = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}[status]
         shown = status != "passed" or step.repeat is not None \
-            or step.kind in ("record_info", "check_screen", "screenshot", "snapshot")
+            or step.kind in ("record_info", "check_screen", "check_text", "screenshot", "snapshot")
         detail = f": {message}" if message and shown else ""
         self.say(f"  [{time.monotonic() - self._began:7.2f}s] {word} {number} {step.describe()}"
                  f" ({elapsed:.2f}s){detail}")
