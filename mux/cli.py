@@ -135,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="persona")
     s.add_argument("--area", type=_area, metavar="X,Y,W,H", help="read only this part of the screen")
     s.set_defaults(func=cmd_ctl_text)
+    s = csub.add_parser("exec", help="run a command in a persona's guest, exit with its status")
+    s.add_argument("name", metavar="persona")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds the command may take (60)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s.set_defaults(func=cmd_ctl_exec)
     return parser
 
 
@@ -371,6 +376,10 @@ def cmd_ctl_detach(args: argparse.Namespace) -> int:
 def cmd_ctl_text(args: argparse.Namespace) -> int:
     print(_ctl(args, {"cmd": "text", "persona": args.name, "area": args.area}, timeout=120)["text"])
     return 0
+
+
+def cmd_ctl_exec(args: argparse.Namespace) -> int:
+    return control.exec_in_guest(args.socket, args.name, args.command, args.timeout)
 
 
 def _area(value: str) -> list[int]:

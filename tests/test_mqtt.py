@@ -119,8 +119,12 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
                 sensor = configs[f"{HA}/binary_sensor/{NODE}/{name}_{led}/config"]
                 assert sensor["state_topic"] == f"{BASE}/persona/{name}/leds"
                 assert sensor["payload_on"] == "ON" and led in sensor["value_template"]
+            ready = configs[f"{HA}/binary_sensor/{NODE}/{name}_ready/config"]
+            assert ready["state_topic"] == f"{BASE}/persona/{name}/ready"
+            assert (ready["payload_on"], ready["payload_off"]) == ("true", "false")
             assert panel.latest[f"{BASE}/persona/{name}/state"] == b"stopped"
-        assert len(configs) == 2 + 2 * 7  # active, events; per persona 7
+            assert panel.latest[f"{BASE}/persona/{name}/ready"] == b"false"
+        assert len(configs) == 2 + 2 * 8  # active, events; per persona 8
         async with Panel(broker).connected(f"{HA}/#") as late:  # a panel that comes later
             await late.wait_for(f"{HA}/select/{NODE}/active/config")
             await asyncio.sleep(0.3)

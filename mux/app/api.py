@@ -25,19 +25,21 @@ from mux.app.events import (
     DevicesChanged,
     Event,
     LedsChanged,
+    ReadyChanged,
     StateChanged,
     Subscriber,
     Switched,
     Unsubscribe,
 )
 
-__all__ = ["ControlAPI", "DevicesChanged", "Event", "Frontend", "LedsChanged", "StateChanged",
-           "Subscriber", "Switched", "Unsubscribe"]
+__all__ = ["ControlAPI", "DevicesChanged", "Event", "Frontend", "LedsChanged", "ReadyChanged",
+           "StateChanged", "Subscriber", "Switched", "Unsubscribe"]
 
 
 class ControlAPI(Protocol):
     """What frontends may do: see who is active and what runs, switch, start and stop
-    personas, move devices, take screenshots, and hear of changes."""
+    personas, run commands in their guests, move devices, take screenshots, and hear of
+    changes."""
 
     @property
     def names(self) -> Sequence[str]:
@@ -75,6 +77,15 @@ class ControlAPI(Protocol):
 
     async def restart(self, persona: str) -> None:
         """Stop, then start. Raises UnknownPersona, PersonaError."""
+        ...
+
+    async def exec(self, persona: str, argv: Sequence[str], timeout: float = 60.0) -> dict[str, Any]:
+        """Run ``argv`` in the persona's guest through its guest agent and wait for it:
+        ``{"exitcode": int | None, "signal": int | None, "stdout": bytes, "stderr": bytes}``.
+
+        Raises UnknownPersona; PersonaError (no agent, it did not answer within
+        ``timeout``, it refused the command, or the command did not end in time).
+        """
         ...
 
     async def attach(self, device: str, persona: str, timeout: float | None = None) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from typing import Any, cast
 from PIL import Image
 
 from mux import images
-from mux.app.api import Frontend
-from mux.app.events import DevicesChanged, Events, LedsChanged, StateChanged, Subscriber, Unsubscribe
+from mux.app.api import Frontend, Subscriber, Unsubscribe
+from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
 from mux.app.keep import Keeper
 from mux.app.runtime import private_runtime_dir
 from mux.app.statedir import remember_switches, remembered_active
@@ -102,8 +102,7 @@ class Controller:
         return self.switcher.active
 
     @property
-    def names(self) -> tuple[str, ...]:
-        """The configured persona names, in config order."""
+    def names(self) -> tuple[str, ...]:  # the configured persona names, in config order
         return tuple(self.config.names)
 
     def subscribe(self, callback: Subscriber) -> Unsubscribe:
@@ -138,6 +137,7 @@ class Controller:
             self.personas[pc.name] = persona
             self.hotplug.watch(persona)
             persona.listeners.append(self._state_changed)
+            persona.readiness.listeners.append(lambda name, up: self.events.publish(ReadyChanged(name, up)))
         stack.push_async_callback(self.keeper.close, self.personas)
         self._open_display()
         group = await stack.enter_async_context(asyncio.TaskGroup())
@@ -238,17 +238,21 @@ class Controller:
             raise PersonaError(f"persona {persona!r} did not start (state {state})")
 
     async def stop(self, persona: str) -> None:
-        """Stop ``persona``'s guest (it stays active if it was).
-
-        Raises:
-            UnknownPersona: no such persona.  PersonaError: QEMU could not be stopped.
-        """
+        """Stop ``persona``'s guest (it stays active if it was). Raises UnknownPersona,
+        PersonaError (QEMU could not be stopped)."""
         await self.persona(persona).stop()
 
     async def restart(self, persona: str) -> None:
         """Stop, then start ``persona``. Raises as :meth:`stop` and :meth:`start`."""
         await self.stop(persona)
         await self.start(persona)
+
+    async def exec(self, persona: str, argv: Sequence[str], timeout: float = 60.0) -> dict[str, Any]:
+        """Run ``argv`` in ``persona``'s guest through its agent (:mod:`mux.guest.ready`); see
+        :meth:`mux.app.api.ControlAPI.exec`. Raises UnknownPersona, PersonaError."""
+        result = await self.persona(persona).readiness.exec(argv, timeout)
+        return {"exitcode": result.exitcode, "signal": result.signal, "stdout": result.stdout,
+                "stderr": result.stderr}
 
     # --- switching and input --------------------------------------------------------
 
@@ -324,11 +328,8 @@ class Controller:
         return self.display.output
 
     def leds(self, name: str) -> Leds | None:
-        """The LEDs ``name``'s guest last set (None before its first report).
-
-        Raises:
-            UnknownPersona: no such persona.
-        """
+        """The LEDs ``name``'s guest last set (None before its first report). Raises
+        UnknownPersona."""
         return self.display.leds.persona(self.persona(name).name)
 
     @property
@@ -381,11 +382,8 @@ class Controller:
         return self.hotplug.devices(self.persona(persona).name)
 
     def persona(self, name: str) -> Persona:
-        """The persona called ``name``.
-
-        Raises:
-            UnknownPersona: not configured (the message names the configured ones).
-        """
+        """The persona called ``name``. Raises UnknownPersona: not configured (the message
+        names the configured ones)."""
         persona = self.personas.get(name)
         if persona is None:
             raise UnknownPersona(name, self.config.names)

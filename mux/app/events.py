@@ -1,7 +1,7 @@
 """What happened in mux, as typed events on one hub: the only way to hear of changes.
 
-Frontends (the MQTT bridge, tests) learn of switches, persona run states, LED reports
-and device moves by subscribing to :class:`Events` (``unsubscribe = events.subscribe(cb)``);
+Frontends (the MQTT bridge, tests) learn of switches, persona run states and readiness,
+LED reports and device moves by subscribing to :class:`Events` (``unsubscribe = events.subscribe(cb)``);
 there are no per-part listener lists to find. The events carry plain data (names,
 strings, booleans), so a subscriber imports nothing from the parts that made them.
 
@@ -39,6 +39,15 @@ class StateChanged:
 
 
 @dataclass(frozen=True)
+class ReadyChanged:
+    """A persona's guest became ready for work (its agent answers, or MUX-READY), or stopped
+    being (it stopped or crashed): see :mod:`mux.guest.ready`."""
+
+    persona: str
+    ready: bool
+
+
+@dataclass(frozen=True)
 class LedsChanged:
     """A persona's guest reported its lock LEDs."""
 
@@ -59,7 +68,7 @@ class DevicesChanged:
     error: str | None = None
 
 
-Event: TypeAlias = Switched | StateChanged | LedsChanged | DevicesChanged
+Event: TypeAlias = Switched | StateChanged | ReadyChanged | LedsChanged | DevicesChanged
 Subscriber: TypeAlias = Callable[[Event], None]
 Unsubscribe: TypeAlias = Callable[[], None]
 

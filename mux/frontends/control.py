@@ -12,6 +12,9 @@ One request per line, one reply per line::
                                                        -> {"ok": true, "device": {...}}
     {"cmd": "text", "persona": "work", "area": [x, y, w, h]}   (area optional)
                                                        -> {"ok": true, "text": "..."}
+    {"cmd": "exec", "persona": "work", "argv": ["uname", "-r"], "timeout": 60}
+                                 -> {"ok": true, "exitcode": 0, "signal": null,
+                                     "stdout": "<base64>", "stderr": "<base64>"}
     anything wrong                                     -> {"ok": false, "error": "..."}
 
 A bad request, or one mux cannot carry out (a :class:`~mux.errors.MuxError`), gets an
@@ -28,12 +31,14 @@ controller.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +165,25 @@ async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
         return {"ok": True, "device": await controller.detach(device, persona)}
     if cmd == "text":
         return {"ok": True, "text": await _read_text(controller, request)}
-    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text)")
+    if cmd == "exec":
+        return await _exec(controller, request)
+    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text, exec)")
+
+
+async def _exec(controller: ControlAPI, request: dict[str, Any]) -> dict[str, Any]:
+    """Run a command in a persona's guest; its output travels as base64 (any bytes).
+
+    Raises:
+        MuxError: a bad request, or the guest agent could not run it.
+    """
+    argv, timeout = request.get("argv"), request.get("timeout", 60)
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise _BadRequest("exec: argv is a non-empty list of strings")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise _BadRequest("exec: timeout is a number of seconds above 0")
+    result = await controller.exec(str(request.get("persona")), argv, float(timeout))
+    return {"ok": True, "exitcode": result["exitcode"], "signal": result["signal"],
+            **{key: base64.b64encode(result[key]).decode() for key in ("stdout", "stderr")}}
 
 
 async def _read_text(controller: ControlAPI, request: dict[str, Any]) -> str:
@@ -180,6 +203,30 @@ async def _read_text(controller: ControlAPI, request: dict[str, Any]) -> str:
         return await asyncio.to_thread(TextReader().text, image, tuple(area) if area else None)
     except OcrUnavailable as exc:
         raise ControlError(str(exc)) from exc
+
+
+def exec_in_guest(path: Path, persona: str, argv: Sequence[str], timeout: float) -> int:
+    """``mux ctl exec``: run ``argv`` (a leading ``--`` is dropped) in ``persona``'s guest,
+    copy its stdout and stderr to ours, and return its exit status (128 + the signal
+    that ended it), as ``ssh`` does.
+
+    Raises:
+        ControlError: no command, no controller, or it could not run the command.
+    """
+    argv = list(argv)[1:] if list(argv)[:1] == ["--"] else list(argv)
+    if not argv:
+        raise ControlError("exec: give the command after --, e.g. mux ctl exec work -- uname -r")
+    reply = request(path, {"cmd": "exec", "persona": persona, "argv": list(argv), "timeout": timeout},
+                    timeout + 30.0)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        stream.flush()
+        stream.buffer.write(base64.b64decode(str(reply.get(key, ""))))
+        stream.buffer.flush()
+    if reply.get("exitcode") is not None:
+        return int(reply["exitcode"])
+    return 128 + int(reply.get("signal") or 0)
 
 
 def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 One Home Assistant device per mux node (``node_id``), holding: a select for the active
 persona, an event entity (``switched``, ``refused``, ``crashed``), per persona a
-picture of its screen, its run state, a switch (on = running), a restart button and its
+picture of its screen, its run state, a switch (on = running), whether its guest is ready
+(a binary sensor on ``persona/<name>/ready``), a restart button and its
 three lock LEDs, and per device a select saying which persona holds it (or ``none``).
 
 Two ways to publish them (``[mqtt] discovery``), both following Home Assistant's MQTT
@@ -107,6 +108,8 @@ def entities(node_id: str, base: str, personas: Sequence[str],
                    payload_on="start", payload_off="stop", state_topic=f"{topics}/state",
                    value_template="{{ 'ON' if value in ('running', 'starting') else 'OFF' }}",
                    state_on="ON", state_off="OFF", icon="mdi:power"),
+            entity("binary_sensor", f"{name}_ready", f"{name} ready", state_topic=f"{topics}/ready",
+                   payload_on="true", payload_off="false", icon="mdi:check-circle"),
             entity("button", f"{name}_restart", f"{name} restart", command_topic=f"{topics}/set",
                    payload_press="restart", device_class="restart", entity_category="config"),
         ]

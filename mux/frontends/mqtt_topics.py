@@ -111,15 +111,19 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
 def state_messages(base: str, active: str | None, states: Mapping[str, str],
                    leds: Mapping[str, Mapping[str, bool] | None],
                    devices: Mapping[str, list[Any]] | None = None,
-                   owners: Mapping[str, str | None] | None = None) -> dict[str, str]:
+                   owners: Mapping[str, str | None] | None = None,
+                   ready: Mapping[str, bool] | None = None) -> dict[str, str]:
     """Retained state as topic → payload (personas with unknown LEDs publish none).
 
-    ``owners`` maps each device to the persona holding it (None: detached).
+    ``owners`` maps each device to the persona holding it (None: detached); ``ready``
+    whether each persona's guest is ready for work (``persona/<name>/ready``: true/false).
     """
     messages = {f"{base}/active": active or ""}
     for name, state in states.items():
         messages[f"{base}/persona/{name}/state"] = state
         messages[f"{base}/persona/{name}/availability"] = "online" if state == "running" else "offline"
+        if ready is not None and name in ready:
+            messages[f"{base}/persona/{name}/ready"] = "true" if ready[name] else "false"
         persona_leds = leds.get(name)
         if persona_leds is not None:
             messages[f"{base}/persona/{name}/leds"] = json.dumps(
@@ -136,6 +140,7 @@ def stopped_messages(base: str, personas: Sequence[str]) -> dict[str, str]:
     messages: dict[str, str] = {}
     for name in personas:
         messages[f"{base}/persona/{name}/state"] = "stopped"
+        messages[f"{base}/persona/{name}/ready"] = "false"
         messages[f"{base}/persona/{name}/availability"] = "offline"
     return messages
 

@@ -44,6 +44,7 @@ from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, serial_l
 from mux.guest.plug import GuestDevices
 from mux.guest.policy import RestartPolicy
 from mux.guest.qmp import QmpLink
+from mux.guest.ready import Readiness
 from mux.guest.record import HeldKeys
 from mux.guest.rfb import RfbClient
 from mux.guest.serial import SerialLog
@@ -85,6 +86,8 @@ class Persona(RestartPolicy):
         self._vnc_path = vnc_path(runtime_dir, self.name)
         self._stderr_path = runtime_dir / f"{self.name}.stderr"
         self.agent_socket = hardware.agent_path(runtime_dir, self.name) if config.agent else None
+        # Ready for work: its agent answers, a built-in image printed MUX-READY (mux.guest.ready).
+        self.readiness = Readiness(self.name, self.serial, self.agent_socket, config.image is not None)
         self.listeners: list[Callable[[Persona], None]] = []
         self.restarts = 0
         self.exit_code: int | None = None
@@ -158,7 +161,7 @@ class Persona(RestartPolicy):
         self._require(RunState.STOPPED, RunState.CRASHED)
         if self.hold_off:
             raise PersonaError(f"persona {self.name!r}: {self.hold_off}")
-        self._stop_requested = False
+        self._stop_requested, since = False, self.serial.end
         self._set_state(RunState.STARTING)
         try:
             try:
@@ -179,6 +182,7 @@ class Persona(RestartPolicy):
             self._set_state(RunState.CRASHED if self.restarts else RunState.STOPPED)
             raise
         self._set_state(RunState.RUNNING)
+        self.readiness.begin(since, booted=restore_from is None)
         if not self.accel.proven:
             self._spawn(self._prove_kvm(), "prove-kvm")
 
@@ -226,6 +230,7 @@ class Persona(RestartPolicy):
             raise
         self.accel = AccelChoice(self.accel.accel, "adopted", proven=True)
         self._set_state(RunState.RUNNING)
+        self.readiness.begin(self.serial.end, booted=False)
         await self._plugs.release_strays(hotplugged, 10.0)  # the model has them unplugged
 
     async def leave_running(self) -> None:
@@ -236,14 +241,15 @@ class Persona(RestartPolicy):
         await self._cancel_tasks()
 
     async def stop(self) -> None:
-        """Stop the guest: powerdown, wait, quit, wait, kill. A stopped persona stays stopped."""
+        """Stop the guest: its agent's guest-shutdown (if ready), wait, powerdown, wait, quit,
+        wait, kill. A stopped persona stays stopped."""
         self._stop_requested = True
         if self.state in (RunState.STOPPED, RunState.CRASHED) and not self.pid:
             self._set_state(RunState.STOPPED)
             return
         self._set_state(RunState.STOPPING)
         if self._proc is not None:
-            await process.shut_down(self._proc, self._execute)
+            await process.shut_down(self._proc, self._execute, self.readiness.shutdown)
         await self._reap()
         self._set_state(RunState.STOPPED)
 
@@ -264,6 +270,7 @@ class Persona(RestartPolicy):
 
     async def _disconnect_qmp(self) -> None:
         qmp, self._qmp = self._qmp, None
+        await self.readiness.reset()
         self._plugs.session_ended()
         if qmp is not None:
             await qmp.close()
@@ -307,11 +314,8 @@ class Persona(RestartPolicy):
         return await self._execute(command, arguments)
 
     async def send_input(self, events: list[dict[str, Any]]) -> None:
-        """One ``input-send-event`` batch (see :mod:`mux.input.router`).
-
-        Raises:
-            StateError: not running.  PersonaError: QEMU refused it.
-        """
+        """One ``input-send-event`` batch (see :mod:`mux.input.router`). Raises StateError
+        (not running), PersonaError (QEMU refused it)."""
         await self.execute("input-send-event", {"events": events})
         if self.kept:
             self.held.sent(events)
@@ -327,11 +331,8 @@ class Persona(RestartPolicy):
         return "ps2"
 
     async def screendump(self, path: Path) -> Path:
-        """Write the framebuffer to ``path`` as PPM (fast) and return it.
-
-        Raises:
-            StateError: not running.  PersonaError: QEMU failed the screendump.
-        """
+        """Write the framebuffer to ``path`` as PPM (fast) and return it. Raises StateError
+        (not running), PersonaError (QEMU failed the screendump)."""
         await self.execute("screendump", {"filename": str(path)})
         return path
 
@@ -355,16 +356,13 @@ class Persona(RestartPolicy):
 
     async def qemu_version(self) -> dict[str, Any]:
         """QEMU's version as QMP ``query-version`` gives it ({"major": 7, "minor": 2, ...}).
-
-        Raises:
-            StateError: not running.  PersonaError: QMP failed.
-        """
+        Raises StateError (not running), PersonaError (QMP failed)."""
         info = await self.execute("query-version")
         version = info.get("qemu") if isinstance(info, dict) else None
         return version if isinstance(version, dict) else {}
 
     def status(self) -> dict[str, Any]:
-        return {"name": self.name, "state": str(self.state), "pid": self.pid,
+        return {"name": self.name, "state": str(self.state), "ready": self.readiness.ready, "pid": self.pid,
                 "accel": self.accel.accel, "restarts": self.restarts,
                 "serial_log": str(self.serial.path), "devices": sorted(self.devices)}
 

@@ -38,6 +38,7 @@ from mux.guest.record import same_process
 from mux.guest.serial import SerialLog
 
 POWERDOWN_S = 2.0  # stopping: how long the guest may take to power down when asked
+AGENT_SHUTDOWN_S = 20.0  # ... when its guest agent was asked (a real system shuts down in order)
 QUIT_S = 3.0  # ... and QEMU to quit when told
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -150,9 +151,15 @@ async def connect_qmp(name: str, proc: GuestProcess, qmp: QmpLink, argv: list[st
             await asyncio.sleep(0.02)
 
 
-async def shut_down(proc: GuestProcess, execute: Callable[[str], Awaitable[Any]]) -> None:
+async def shut_down(proc: GuestProcess, execute: Callable[[str], Awaitable[Any]],
+                    ask_agent: Callable[[], Awaitable[bool]] | None = None) -> None:
     """Stop QEMU as its own ``QEMUMachine`` does: ask the guest (``system_powerdown``),
-    wait, ``quit``, wait, kill. ``execute`` runs a QMP command; its failures are ignored."""
+    wait, ``quit``, wait, kill. ``execute`` runs a QMP command; its failures are ignored.
+    ``ask_agent`` first asks the guest agent for ``guest-shutdown`` (True: it was asked),
+    then waits :data:`AGENT_SHUTDOWN_S` before the rest."""
+    if ask_agent is not None and not proc.exited and await ask_agent():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), AGENT_SHUTDOWN_S)
     for command, wait in (("system_powerdown", POWERDOWN_S), ("quit", QUIT_S)):
         if proc.exited:
             break

@@ -144,10 +144,11 @@ class SerialLog:
         return SerialWatch(self, pattern, start)
 
     async def wait_for(self, pattern: re.Pattern[str], timeout: float,
-                       start: int | None = None) -> re.Match[str]:
+                       start: int | None = None, *, move_cursor: bool = True) -> re.Match[str]:
         """Wait until ``pattern`` appears after absolute ``start`` (default: the cursor).
 
-        The cursor then moves to the end of the match. See the module docstring for what
+        The cursor then moves to the end of the match (unless not ``move_cursor``: a
+        watcher that is not a scenario's wait). See the module docstring for what
         happens when ``start`` is older than the tail kept in memory.
 
         Raises:
@@ -157,7 +158,8 @@ class SerialLog:
         async with asyncio.timeout(timeout), self._changed:
             while (match := watch.check()) is None:
                 await self._changed.wait()
-        self.cursor = watch.match_end
+        if move_cursor:
+            self.cursor = watch.match_end
         return match
 
     def tail(self, lines: int = 40) -> str:

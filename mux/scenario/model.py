@@ -108,6 +108,11 @@ STEPS: dict[str, StepSpec] = {
                             "timeout": Arg(Number, 5)}, "persona"),
     "record_info": StepSpec({"text": Arg(str, required=True), "title": Arg(str)}, "text"),
     "snapshot": StepSpec({"name": Arg(str, required=True)}, "name"),
+    # The guest itself (mux.guest.ready): persona None means the active one.
+    "wait_ready": StepSpec({"persona": _persona(False), "timeout": Arg(Number, 120)}, "persona"),
+    "exec": StepSpec({"command": Arg((str, list), required=True), "persona": _persona(False),
+                      "timeout": Arg(Number, 60), "status": Arg(int, 0), "match": Arg(str, regex=True)},
+                     "command"),
 }
 BLOCKS = ("include", "repeat")  # steps that hold steps (parsed apart from STEPS)
 MODIFIERS = ("if", "repeat")  # keys a step may carry beside its own

@@ -37,6 +37,7 @@ from mux.input import keymap, pacing
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.input.sources import RecordingSource
 from mux.scenario import snapshot
+from mux.scenario.guest_steps import GuestSteps
 from mux.scenario.model import MOUSE_BUTTONS, Scenario, Step, scenario_chord, timeout_scale
 from mux.scenario.parse import load_scenario
 from mux.scenario.report import ScenarioResult, StepResult, SummaryRecorder
@@ -139,7 +140,7 @@ async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str],
     return result
 
 
-class StepRunner(ScreenSteps):
+class StepRunner(ScreenSteps, GuestSteps):
     """Runs steps against one controller; one ``step_*`` method per step kind.
 
     ``StepRunner(ctl)`` alone is enough to call step methods directly (tests do); the

@@ -242,6 +242,12 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
                                       f" physical, not {args['persona']!r}")
         if all(args.get(k) is None for k in ("caps", "num", "scroll")):
             fail(where, "assert_led: give at least one of caps, num, scroll (true or false)")
+    command = args.get("command")
+    if kind == "exec" and command is not None and not (
+            (isinstance(command, str) and command.strip())
+            or (isinstance(command, list) and command and all(isinstance(c, str) for c in command))):
+        fail((*where, "command"), "exec: command is a shell command line (run by /bin/sh -c) or a"
+                                  " non-empty list of strings (a program and its arguments)")
     if kind == "snapshot" and args.get("name") and not SNAPSHOT_NAME.match(args["name"]):
         fail((*where, "name"), "snapshot: the name is letters, digits, '.', '_' or '-'")
     if kind in ("screenshot",) and args.get("name") and not SNAPSHOT_NAME.match(args["name"]):

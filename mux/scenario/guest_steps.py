@@ -1,0 +1,77 @@
+"""The steps that ask the guest itself, mixed into the runner: ``wait_ready`` and ``exec``.
+
+``wait_ready`` waits until the persona's guest is ready for work (:mod:`mux.guest.ready`:
+its guest agent answers, or a built-in image printed ``MUX-READY`` once its prompt was
+on the screen). ``exec`` runs a command in the guest through its QEMU guest agent (the
+persona needs ``agent = true``): a string is a shell command line run by ``/bin/sh -c``,
+a list a program and its arguments. The step fails unless the exit status is
+``status`` (0) and, if given, ``match`` (a regex, multi-line) is found in its stdout.
+Its exit status, stdout and stderr are the step's message in ``results.json`` and
+progress lines in the JUnit ``system-out``. A step whose ``persona`` is left out asks
+the active persona.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from mux.app.controller import Controller
+from mux.errors import StepFailed
+
+OUTPUT_CHARS = 4000  # of each stream, in messages (the rest is cut, the end kept)
+
+
+class GuestSteps:
+    """``step_*`` methods for the guest itself; the runner provides what is declared here."""
+
+    ctl: Controller
+    message: str
+    say: Callable[[str], None]
+
+    def timeout(self, seconds: float) -> float:
+        raise NotImplementedError
+
+    def _persona(self, a: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    async def step_wait_ready(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        persona = self.ctl.persona(name)
+        timeout = self.timeout(a["timeout"])
+        try:
+            await persona.readiness.wait(timeout)
+        except TimeoutError:
+            what = "its guest agent did not answer" if persona.agent_socket else "no MUX-READY"
+            raise StepFailed(f"{name} was not ready within {timeout:.0f}s ({what}; state {persona.state});"
+                             f" last serial lines:\n{persona.serial.tail(10)}") from None
+
+    async def step_exec(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        command = a["command"]
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(c) for c in command]
+        result = await self.ctl.exec(name, argv, self.timeout(a["timeout"]))
+        stdout = result["stdout"].decode(errors="replace")
+        stderr = result["stderr"].decode(errors="replace")
+        status = result["exitcode"] if result["exitcode"] is not None else 128 + int(result["signal"] or 0)
+        report = exec_report(status, stdout, stderr)
+        for line in report.splitlines():
+            self.say(f"    {name}$ {line}")
+        self.message = report
+        if status != a["status"]:
+            raise StepFailed(f"{command!r} on {name} exited with {status}, expected {a['status']}; {report}")
+        if a["match"] is not None and not re.search(a["match"], stdout, re.MULTILINE):
+            raise StepFailed(f"{command!r} on {name}: stdout does not match {a['match']!r}; {report}")
+
+
+def exec_report(status: int, stdout: str, stderr: str) -> str:
+    """A command's exit status and output as one message (long output cut, its end kept)."""
+    def cut(text: str) -> str:
+        return text if len(text) <= OUTPUT_CHARS else f"[...{len(text) - OUTPUT_CHARS} chars cut]" \
+            + text[-OUTPUT_CHARS:]
+    parts = [f"exit status {status}"]
+    for label, text in (("stdout", stdout), ("stderr", stderr)):
+        if text:
+            parts.append(f"{label}:\n{cut(text).rstrip(chr(10))}")
+    return "\n".join(parts)
