@@ -352,3 +352,46 @@ def test_mux_down_kills_a_qemu_its_dead_controller_never_recorded(
         assert not directory.exists()
     finally:
         fake.kill()
+
+
+@pytest.mark.slow
+def test_mqtt_says_offline_when_the_controller_dies_and_everything_again_after_adoption(
+        tmp_path: Path, home: tuple[Path, dict[str, str]], broker: Any, console_image: Any) -> None:
+    import asyncio
+
+    from tests.mqtt_helpers import Panel
+
+    state, env = home
+    config, sock = write_config(tmp_path, state, extra=f'[mqtt]\nurl = "{broker.url}"\nnode_id = "keep"\n')
+    config.write_text(config.read_text().replace('[[persona]]\nname = "home"\nmemory_mb = 256\n', ""))
+
+    async def scenario() -> None:
+        async with Panel(broker).connected("mux/#") as panel:
+            first = Run(config, env, tmp_path / "first.log")
+            try:
+                await panel.wait_for("mux/persona/work/state", lambda p: p == b"running", timeout=180)
+                got = await asyncio.to_thread(status, sock, env)
+                assert got is not None
+                pid = got["personas"][0]["pid"]
+                first.kill()
+                await panel.wait_for("mux/availability", lambda p: p == b"offline", timeout=30)
+            finally:
+                first.stop()
+            assert start_ticks(pid) is not None
+            mark = len(panel.messages)
+            second = Run(config, env, tmp_path / "second.log")
+            try:
+                await panel.wait_for("mux/availability", lambda p: p == b"online", timeout=60)
+
+                def again(topic: str, payload: bytes) -> bool:
+                    return any(m[:2] == (topic, payload) for m in panel.messages[mark:])
+
+                async with asyncio.timeout(30):  # what the dead controller published, once more
+                    while not (again("mux/persona/work/state", b"running") and again("mux/active", b"work")):
+                        await asyncio.sleep(0.1)
+                got = await asyncio.to_thread(status, sock, env)
+                assert got is not None and got["personas"][0]["pid"] == pid  # adopted, published again
+            finally:
+                second.stop()
+
+    asyncio.run(scenario())
