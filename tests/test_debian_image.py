@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 import tomllib
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,7 @@ async def boot(image: builder.BuiltImage, tmp: Path, firmware: str, persona: str
         "-serial", f"file:{serial}",
         "-qmp", f"unix:{qmp_sock},server=on,wait=off",
         "-fw_cfg", f"name=opt/mux/persona,string={persona}",
+        "-fw_cfg", "name=opt/mux/color,string=c03030",
         "-device", "virtio-serial",
         "-chardev", f"socket,path={qga_sock},server=on,wait=off,id=qga0",
         "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
@@ -312,6 +314,7 @@ async def boot(image: builder.BuiltImage, tmp: Path, firmware: str, persona: str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first one builds the image (minutes; more on a busy machine)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 async def test_debian_boots_until_the_agent_answers(
     debian_image: builder.BuiltImage, tmp_path: Path, firmware: str, capsys: pytest.CaptureFixture[str]
@@ -344,6 +347,11 @@ async def test_debian_boots_until_the_agent_answers(
         await guest.qmp.execute("screendump", {"filename": str(tmp_path / "screen.ppm")})
         with Image.open(tmp_path / "screen.ppm") as screen:
             assert screen.size == (1024, 768)  # the same with either firmware
+            raw = screen.convert("RGB").tobytes()
+        pixels = Counter(zip(raw[0::3], raw[1::3], raw[2::3], strict=True))
+        (red, green, blue), count = pixels.most_common(1)[0]  # the fw_cfg colour, c03030
+        top = pixels.most_common(3)
+        assert count > 0.9 * 1024 * 768 and abs(red - 0xC0) < 8 and green < 56 and blue < 56, top
         extra = tmp_path / "extra.img"  # a hotplugged disk is reported by MUX-UEVENT
         extra.write_bytes(bytes(4 << 20))
         await guest.qmp.execute("blockdev-add", {"node-name": "extra", "driver": "raw",

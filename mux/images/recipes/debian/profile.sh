@@ -13,8 +13,10 @@ case "$(tty 2>/dev/null)" in
 		esac
 		( (
 			persona=$(cat /run/mux/persona 2>/dev/null || echo debian)
-			while stty -F /dev/tty1 -a 2>/dev/null | grep -q ' icanon'; do
+			tries=0  # at most about 30 s: a shell without readline never leaves icanon
+			while [ "$tries" -lt 600 ] && stty -F /dev/tty1 -a 2>/dev/null | grep -q ' icanon'; do
 				sleep 0.05
+				tries=$((tries + 1))
 			done
 			echo "MUX-READY $persona" >/dev/ttyS0
 		) </dev/null >/dev/null 2>&1 & )
