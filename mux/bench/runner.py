@@ -21,6 +21,9 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
   (``snapshot_restore_s``); target >= 5.
 - ``debian_boot_s``: the built-in ``debian`` image, BIOS, TCG, until its guest agent
   answers (:mod:`mux.bench.debian`; ``null`` when the image is not built).
+- ``debian_restore_s``: a ``debian`` persona started from a snapshot until its agent
+  answers, and ``agent_exec_ms`` {p50, p99}: ``exec true`` through the agent
+  (:mod:`mux.bench.agent`; ``null`` with ``debian_agent_skipped`` when not built).
 """
 
 from __future__ import annotations
@@ -198,6 +201,10 @@ async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any
 
     print("bench: debian boot (BIOS, TCG) until its guest agent answers")
     results.update(await bench_debian())
+    from mux.bench.agent import bench_agent
+
+    print("bench: debian restored from a snapshot until its agent answers; exec true through the agent")
+    results.update(await bench_agent())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:

@@ -164,6 +164,9 @@ class Persona(RestartPolicy):
         self._stop_requested, since = False, self.serial.end
         self._set_state(RunState.STARTING)
         try:
+            if restore_from is not None:  # the disk overlays saved with the state
+                await migration.put_back(restore_from,
+                                         migration.disks(self.config, self.runtime_dir, self.boot))
             try:
                 await self._launch(incoming=restore_from is not None)
             except LaunchError as exc:
@@ -343,16 +346,17 @@ class Persona(RestartPolicy):
         return RfbClient(self._vnc_path, on_leds=on_leds, on_frame=on_frame)
 
     async def save_state(self, path: Path, timeout: float) -> None:
-        """Write the whole running machine (RAM and devices) to ``path``; the guest pauses
-        meanwhile and runs on afterwards. ``start(restore_from=path)`` resumes it.
+        """Write the whole running machine (RAM, devices, disk overlays: :mod:`mux.guest.migration`)
+        to ``path``; the guest pauses meanwhile and runs on. ``start(restore_from=path)`` resumes it.
 
         Raises:
             StateError: not running.  MigrationError: the state was not written within
-                ``timeout``.  PersonaError: QMP failed.
+                ``timeout``, or a disk without an overlay cannot be saved.  PersonaError: QMP failed.
         """
         self._require(RunState.RUNNING)
         assert self._qmp is not None
-        await migration.save(self._qmp, path, timeout)
+        await migration.save(self._qmp, path, timeout,
+                             migration.disks(self.config, self.runtime_dir, self.boot))
 
     async def qemu_version(self) -> dict[str, Any]:
         """QEMU's version as QMP ``query-version`` gives it ({"major": 7, "minor": 2, ...}).

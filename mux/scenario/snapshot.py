@@ -8,7 +8,10 @@ it from that file with ``Persona.start(restore_from=FILE)`` (QEMU migration to a
 a file: :mod:`mux.guest.migration`). The guest is paused while it is saved and resumed
 afterwards, so a scenario goes on after ``snapshot``.
 
-On disk: ``DIR/NAME/manifest.json`` and ``DIR/NAME/<persona>.state``. The manifest has
+On disk: ``DIR/NAME/manifest.json`` and ``DIR/NAME/<persona>.state``, with the
+persona's disk overlays beside it (``<persona>.image.qcow2``, ``<persona>.disk.qcow2``:
+a persona with the ``debian`` image or a disk with ``overlay = true``; a disk with
+``overlay = false`` cannot be saved, and ``save`` says so). The manifest has
 the QEMU version, the active persona, each saved persona's fingerprint (its QEMU
 command line with the runtime directory blanked: a snapshot only loads into the same
 machine), and the config as the scenario wrote it, so a later run's ``from_snapshot``
@@ -36,6 +39,7 @@ from mux import images
 from mux.app.controller import Controller
 from mux.config import Config, parse_config
 from mux.errors import ConfigError, Location, MigrationError, SnapshotError
+from mux.guest import migration
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 
@@ -80,18 +84,16 @@ async def save(ctl: Controller, base: Path, name: str, config_data: Any, source:
     """Save every running persona as snapshot ``name`` under ``base``; returns its directory.
 
     Raises:
-        SnapshotError: no persona is running, one has a disk (its contents are not part of
-            the migration stream, so a restore would pair old RAM with a newer disk), or
-            QEMU could not write a state.
+        SnapshotError: no persona is running, one has a disk without an overlay (the guest
+            writes the user's image, which a snapshot cannot hold: a restore would pair
+            old RAM with a newer disk), or QEMU could not write a state.
         PersonaError: QMP failed.
     """
     running = [p for p in ctl.personas.values() if p.state == RunState.RUNNING]
     if not running:
         raise SnapshotError(f"snapshot {name!r}: no persona is running")
-    with_disk = [p.name for p in running if p.config.disk]
-    if with_disk:
-        raise SnapshotError(f"snapshot {name!r}: {', '.join(with_disk)} has a disk, which a snapshot"
-                            " cannot hold (only RAM and device state)")
+    if unsaved := [why for p in running if (why := migration.unsaved_disk(p.config))]:
+        raise SnapshotError(f"snapshot {name!r}: {'; '.join(unsaved)}")
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
     try:
