@@ -27,6 +27,8 @@ lost none there; virtio, 63 edges back to back lost 75%, 128 all, 31 per 15 or 2
 none (a few ``MUX-KEY`` lines came garbled on the serial port under load, which the
 keyboard does not explain). :data:`PACES`: PS/2 8 bytes per 25 ms (160 characters a
 second of plain text); virtio 30 edges and the SYN per 25 ms (600 a second at most).
+On virtio the interval is only the fallback: the ``type`` step looks up the keyboard's
+free buffers before each batch (:mod:`mux.guest.keyboard`) and sends as soon as it fits.
 
 ``rate`` (characters per second) slows typing down for a guest that needs it: batches
 then hold ``rate * interval`` characters (at least one) and start ``characters / rate``

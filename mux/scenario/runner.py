@@ -33,10 +33,10 @@ from mux.app.controller import Controller
 from mux.config import Config
 from mux.errors import MuxError, ScenarioError, SnapshotError, StepFailed
 from mux.guest.state import RunState
-from mux.input import keymap, pacing
+from mux.input import keymap
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.input.sources import RecordingSource
-from mux.scenario import snapshot
+from mux.scenario import snapshot, typist
 from mux.scenario.guest_steps import GuestSteps
 from mux.scenario.model import MOUSE_BUTTONS, Scenario, Step, scenario_chord, timeout_scale
 from mux.scenario.parse import load_scenario
@@ -288,15 +288,7 @@ class StepRunner(ScreenSteps, GuestSteps):
         await self.ctl.switch(a["persona"], "scenario")
 
     async def step_type(self, a: dict[str, Any]) -> None:
-        # Whole batches of key edges per command, paced for the active persona's keyboard.
-        # (A virtio persona's keys go to its PS/2 keyboard until its guest loads the driver.)
-        active = self.ctl.active
-        persona = self.ctl.persona(active) if active else None
-        keyboard = await persona.keyboard() if persona and persona.state == RunState.RUNNING else "ps2"
-        for batch in pacing.type_batches(a["text"], keyboard, a.get("rate")):
-            began = time.monotonic()
-            await self.ctl.input([*(InputEvent(EV_KEY, code, value) for code, value in batch.edges), SYN])
-            await asyncio.sleep(max(0.0, batch.wait_s - (time.monotonic() - began)))
+        await typist.type_text(self.ctl, a["text"], a.get("rate"))  # batched, paced: no key lost
 
     async def step_press(self, a: dict[str, Any]) -> None:
         await self.press_keys(a["keys"])
