@@ -296,7 +296,8 @@ def test_a_device_the_dead_controller_hotplugged_moves_again_after_adoption(
 
     first = Run(config, env, tmp_path / "first.log")
     try:
-        got = wait_for(all_running(sock, env, first), 180, "the first controller's guests")
+        wait_for(all_running(sock, env, first), 180, "the first controller's guests")
+        got = wait_for(lambda: (s := status(sock, env)) and stick_with(s) and s, 30, "the stick plugged in")
         assert got["active"] == "work" and stick_with(got) == "work", got
         first.kill()
     finally:
