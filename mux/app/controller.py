@@ -250,9 +250,11 @@ class Controller:
     async def exec(self, persona: str, argv: Sequence[str], timeout: float = 60.0) -> dict[str, Any]:
         """Run ``argv`` in ``persona``'s guest through its agent (:mod:`mux.guest.ready`); see
         :meth:`mux.app.api.ControlAPI.exec`. Raises UnknownPersona, PersonaError."""
-        result = await self.persona(persona).readiness.exec(argv, timeout)
-        return {"exitcode": result.exitcode, "signal": result.signal, "stdout": result.stdout,
-                "stderr": result.stderr}
+        guest = self.persona(persona)
+        if guest.state not in (RunState.RUNNING, RunState.STARTING):
+            raise PersonaError(f"persona {persona!r} is {guest.state}: start it first")
+        done = await guest.readiness.exec(argv, timeout)
+        return {"exitcode": done.exitcode, "signal": done.signal, "stdout": done.stdout, "stderr": done.stderr}
 
     # --- switching and input --------------------------------------------------------
 

@@ -217,7 +217,7 @@ def exec_in_guest(path: Path, persona: str, argv: Sequence[str], timeout: float)
     if not argv:
         raise ControlError("exec: give the command after --, e.g. mux ctl exec work -- uname -r")
     reply = request(path, {"cmd": "exec", "persona": persona, "argv": list(argv), "timeout": timeout},
-                    timeout + 30.0)
+                    2 * timeout + 30.0)  # waiting for the agent, then the command
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error")))
     for key, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
