@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -253,8 +254,7 @@ class Controller:
         guest = self.persona(persona)
         if guest.state not in (RunState.RUNNING, RunState.STARTING):
             raise PersonaError(f"persona {persona!r} is {guest.state}: start it first")
-        done = await guest.readiness.exec(argv, timeout)
-        return {"exitcode": done.exitcode, "signal": done.signal, "stdout": done.stdout, "stderr": done.stderr}
+        return dataclasses.asdict(await guest.readiness.exec(argv, timeout))  # exitcode, signal, stdout, stderr
 
     # --- switching and input --------------------------------------------------------
 
