@@ -254,7 +254,7 @@ class Controller:
         guest = self.persona(persona)
         if guest.state not in (RunState.RUNNING, RunState.STARTING):
             raise PersonaError(f"persona {persona!r} is {guest.state}: start it first")
-        return dataclasses.asdict(await guest.readiness.exec(argv, timeout))  # exitcode, signal, stdout, stderr
+        return dataclasses.asdict(await guest.readiness.exec(argv, timeout))
 
     # --- switching and input --------------------------------------------------------
 
