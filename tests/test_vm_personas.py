@@ -120,6 +120,21 @@ def test_overlay_is_on_in_scenarios_and_off_for_mux_run(tmp_path: Path) -> None:
     assert in_file.persona("a").overlay is False
 
 
+def test_a_snapshots_saved_config_keeps_the_scenario_default(tmp_path: Path) -> None:
+    from mux.scenario.snapshot import MANIFEST, saved_config
+
+    qcow2(tmp_path / "a.qcow2")
+    qcow2(tmp_path / "b.qcow2")
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "snap" / MANIFEST).write_text(json.dumps({
+        "source": str(tmp_path / "s.yaml"),
+        "config": {"persona": [{"name": "a", "disk": "a.qcow2"}, {"name": "b", "disk": "b.qcow2",
+                                                                  "overlay": False}]}}))
+    config = saved_config(tmp_path, "snap")
+    assert config is not None
+    assert [p.overlay for p in config.personas] == [True, False]
+
+
 @pytest.mark.parametrize(("body", "line", "words"), [
     ('disk = "missing.qcow2"\n', 3, "missing.qcow2: no such file"),
     ('cdrom = "/"\n', 3, "cdrom /: not a file"),

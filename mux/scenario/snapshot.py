@@ -74,7 +74,8 @@ def saved_config(base: Path, name: str) -> Config | None:
         return None
     source = Path(str(manifest.get("source", base / name / MANIFEST)))
     try:
-        return parse_config(manifest["config"], lambda _path: Location(source), source)
+        # a scenario's config: its disks are under overlays unless it says otherwise
+        return parse_config(manifest["config"], lambda _path: Location(source), source, overlay=True)
     except ConfigError:
         return None
 
