@@ -329,3 +329,20 @@ async def test_a_uefi_persona_boots_with_its_own_variable_store(controller: Any)
         argv = ctl.persona("efi").argv()
     assert f"if=pflash,format=raw,unit=1,file={variables}" in option_values(argv, "-drive")
     assert variables.stat().st_size == image_disk.find_ovmf()[1].stat().st_size  # a copy of the template
+
+
+def test_a_scenario_from_a_snapshot_must_have_the_same_machine(tmp_path: Path) -> None:
+    from mux.errors import ScenarioError
+    from mux.scenario.runner import load_all
+
+    saver = tmp_path / "saver.yaml"
+    saver.write_text("name: saver\nconfig:\n  persona: [{name: work}]\nsnapshot: booted\n"
+                     "steps:\n  - switch: work\n")
+    user = tmp_path / "user.yaml"
+    user.write_text("name: user\nfrom_snapshot: booted\nconfig:\n  persona: [{name: work}]\n"
+                    "steps:\n  - switch: work\n")
+    assert load_all([saver, user], tmp_path / "snapshots")[1].config.persona("work").firmware == "bios"
+    user.write_text("name: user\nfrom_snapshot: booted\nconfig:\n  persona: [{name: work, cpus: 2}]\n"
+                    "steps:\n  - switch: work\n")
+    with pytest.raises(ScenarioError, match=r"user.yaml:3:1: the personas differ"):
+        load_all([saver, user], tmp_path / "snapshots")

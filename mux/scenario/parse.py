@@ -90,7 +90,9 @@ def _snapshot_name(data: dict[str, Any], key: str, locate: SourceMap,
 def _machines(config: Config) -> list[tuple[Any, ...]]:
     """What a snapshot depends on: each persona's machine, not its policies."""
     def machine(p: PersonaConfig) -> tuple[Any, ...]:
-        return (p.name, p.image, p.kernel, p.initrd, p.append, p.disk, p.memory_mb, p.color, p.autostart)
+        return (p.name, p.image, p.kernel, p.initrd, p.append, p.disk, p.memory_mb, p.color, p.autostart,
+                p.cdrom, p.boot, p.firmware, p.cpus, p.machine, p.vga, p.network, p.forward, p.overlay,
+                p.qemu_args, p.agent)
     return [machine(p) for p in config.personas]
 
 
