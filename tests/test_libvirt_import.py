@@ -140,7 +140,10 @@ def test_a_bios_domain_on_a_libvirt_network_booting_its_cdrom() -> None:
     assert "<devices><disk type='file' device='disk'>" in imported.left_out  # the second disk
     notes = " ".join(imported.notes)
     assert "bus 'sata'" in notes and "e1000e" in notes and "'default'" in notes
-    assert "qcow2 but mux takes '/v/win.img' as raw" in notes
+    assert "vmdk" not in notes
+    imported = convert(ET.fromstring("<domain><name>v</name><devices><disk device='disk'>"
+                                     "<driver type='vmdk'/><source file='/v/v.vmdk'/></disk></devices></domain>"))
+    assert imported.keys["disk"] == "/v/v.vmdk" and "qemu-img convert" in " ".join(imported.notes)
 
 
 @pytest.mark.parametrize(("unit", "value", "mib"), [

@@ -77,6 +77,15 @@ def test_a_disk_alone_boots_by_itself_and_no_keys_mean_the_console(tmp_path: Pat
     assert f"file={overlay},if=none,id=mux-disk,format=qcow2" in option_values(argv, "-drive")
 
 
+def test_a_disks_format_is_read_from_the_file_not_its_name(tmp_path: Path) -> None:
+    qcow2(tmp_path / "vm.img")  # a qcow2 image with a raw-looking name
+    (tmp_path / "raw.qcow2").write_bytes(b"\0" * 4096)  # and the other way round
+    assert [hardware.disk_format(tmp_path / n) for n in ("vm.img", "raw.qcow2")] == ["qcow2", "raw"]
+    assert hardware.disk_format(tmp_path / "missing.qcow2") == "qcow2"  # unreadable: by its name
+    argv = qemu_argv(PersonaConfig("a", image=None, disk=tmp_path / "vm.img"), tmp_path, TCG, None)
+    assert f"file={tmp_path / 'vm.img'},if=none,id=mux-disk,format=qcow2" in option_values(argv, "-drive")
+
+
 def test_machine_keys_reach_the_command_line(tmp_path: Path) -> None:
     qcow2(tmp_path / "vm.qcow2")
     (tmp_path / "setup.iso").write_bytes(b"\0" * 2048)

@@ -169,9 +169,8 @@ def _disk(disk: ET.Element, out: Imported) -> bool:
     if key == "disk":
         driver = disk.find("driver")
         fmt = driver.get("type") if driver is not None else None
-        if fmt and fmt != ("qcow2" if Path(path).suffix in (".qcow2", ".qcow") else "raw"):
-            out.notes.append(f"the disk is {fmt} but mux takes {path!r} as "
-                             f"{'qcow2' if fmt == 'raw' else 'raw'} (by its suffix): rename or convert it")
+        if fmt not in ("qcow2", "raw", None):
+            out.notes.append(f"the disk is {fmt}: mux opens qcow2 or raw (qemu-img convert -O qcow2)")
         target = disk.find("target")
         if target is not None and target.get("bus") not in ("virtio", None):
             out.notes.append(f"the disk was on bus {target.get('bus')!r}; mux attaches it as virtio-blk"

@@ -53,9 +53,20 @@ class ImageBoot(NamedTuple):
 Boot = ImageBoot | tuple[Path, Path | None, str]
 
 
+#: The first bytes of every qcow2 image.
+QCOW2_MAGIC = b"QFI\xfb"
+
+
 def disk_format(path: Path) -> str:
-    """``qcow2`` for a ``.qcow2`` file, else ``raw`` (as for ``devices``)."""
-    return "qcow2" if path.suffix in (".qcow2", ".qcow") else "raw"
+    """``qcow2`` when the file starts with qcow2's magic, else ``raw``; a file that cannot
+    be read goes by its name (``.qcow2``). Read, not guessed from the name: a qcow2 image
+    opened as raw would show the guest its container, and the guest's writes would break it.
+    (The only bytes of a file the command line depends on.)"""
+    try:
+        with path.open("rb") as image:
+            return "qcow2" if image.read(4) == QCOW2_MAGIC else "raw"
+    except OSError:
+        return "qcow2" if path.suffix in (".qcow2", ".qcow") else "raw"
 
 
 def overlay_path(runtime_dir: Path, name: str, of: str) -> Path:
