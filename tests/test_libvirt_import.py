@@ -141,8 +141,9 @@ def test_a_bios_domain_on_a_libvirt_network_booting_its_cdrom() -> None:
     notes = " ".join(imported.notes)
     assert "bus 'sata'" in notes and "e1000e" in notes and "'default'" in notes
     assert "vmdk" not in notes
-    imported = convert(ET.fromstring("<domain><name>v</name><devices><disk device='disk'>"
-                                     "<driver type='vmdk'/><source file='/v/v.vmdk'/></disk></devices></domain>"))
+    vmdk = ("<domain><name>v</name><devices><disk device='disk'><driver type='vmdk'/>"
+            "<source file='/v/v.vmdk'/></disk></devices></domain>")
+    imported = convert(ET.fromstring(vmdk))
     assert imported.keys["disk"] == "/v/v.vmdk" and "qemu-img convert" in " ".join(imported.notes)
 
 
