@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import re
 import time
@@ -25,7 +26,7 @@ from mux.input import keymap
 from mux.input.pacing import PACES, chord_edges, type_batches
 from mux.scenario.parse import load_scenario
 from mux.scenario.runner import StepRunner
-from tests.conftest import READY_S, wait_until
+from tests.conftest import READY_S
 
 TEXT = ": The quick brown fox jumps over the lazy dog; 0123456789 QWERTY\n"
 
@@ -158,10 +159,21 @@ async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboa
                 await asyncio.sleep(0.2)
         await settled(persona)
         assert await persona.keyboard() == keyboard  # the keys do go to this keyboard
+        steps = StepRunner(ctl)
+        await steps.step_type({"text": "cat > /tmp/typed\n"})
         before = len(guest_keys(persona.serial.text))
-        await StepRunner(ctl).step_type({"text": text})
-        expected = all_edges(text)
-        with contextlib.suppress(AssertionError):  # a lost key shows in the comparison below
-            await wait_until(lambda: len(guest_keys(persona.serial.text)) - before >= len(expected), 60,
-                             "every typed key on the guest's serial port")
-        assert guest_keys(persona.serial.text)[before:] == expected
+        await steps.step_type({"text": text})
+        await steps.press_keys("ctrl+d")
+        # What the shell got, as one short line: a lost key (or a lost release, which
+        # autorepeats or keeps shift down) changes it. Serial lines can come garbled from
+        # QEMU's serial port on a loaded machine (so MUX-KEY lines are not the measure
+        # here), so the line is asked for again if it does not come.
+        found = None
+        for _ in range(3):
+            await steps.step_type({"text": "md5sum /tmp/typed > /dev/ttyS0\n"})
+            with contextlib.suppress(TimeoutError):
+                found = await persona.serial.wait_for(re.compile(r"([0-9a-f]{32})  /tmp/typed"), 20)
+                break
+        assert found is not None, persona.serial.text[-600:]
+        assert found.group(1) == hashlib.md5(text.encode()).hexdigest()
+        assert len(guest_keys(persona.serial.text)) - before >= len(all_edges(text)) // 2  # reported too

@@ -121,13 +121,17 @@ async def type_into(keyboard: Keyboard, text: str) -> dict[str, Any]:
                 break
             got = now
         await steps.press_keys("ctrl+d")
-        await steps.step_type({"text": "md5sum /tmp/typed > /dev/ttyS0\n"})
         digest = re.compile(r"^([0-9a-f]{32})  /tmp/typed", re.MULTILINE)
-        deadline = time.monotonic() + 60
-        while not (found := digest.search(log.read_bytes()[start:].decode("utf-8", "replace"))):
-            if time.monotonic() > deadline:
+        found = None
+        for _ in range(3):  # the line itself may come garbled: ask again
+            await steps.step_type({"text": "md5sum /tmp/typed > /dev/ttyS0\n"})
+            deadline = time.monotonic() + 20
+            while not (found := digest.search(log.read_bytes()[start:].decode("utf-8", "replace"))):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            if found:
                 break
-            await asyncio.sleep(0.5)
     received = found is not None and found.group(1) == hashlib.md5(text.encode()).hexdigest()
     matched = sum(block.size for block in difflib.SequenceMatcher(None, expected, got, autojunk=False)
                   .get_matching_blocks())
