@@ -158,8 +158,9 @@ def test_sigterm_leaves_every_persona_stopped_and_a_restart_restores_the_active_
     async def run_once(panel: Panel, then: str | None) -> None:
         for topic in [t for t in panel.latest if t.startswith(f"{BASE}/")]:
             del panel.latest[topic]  # only what this run says counts
-        proc = subprocess.Popen([sys.executable, "-m", "mux", "run", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        log = open(tmp_path / "mux.log", "ab")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-m", "mux", "-v", "run", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online", timeout=READY_S)
             for name in ("work", "home"):
@@ -175,9 +176,13 @@ def test_sigterm_leaves_every_persona_stopped_and_a_restart_restores_the_active_
             proc.send_signal(signal.SIGTERM)
             await panel.wait_for(f"{BASE}/availability", lambda p: p == b"offline", timeout=60)
             assert proc.wait(60) == 0
+        except BaseException:
+            print((tmp_path / "mux.log").read_text()[-6000:])
+            raise
         finally:
             proc.kill()
             proc.wait()
+            log.close()
         after = [(t, p) for t, p, _ in panel.messages[began:]]
         offline = after.index((f"{BASE}/availability", b"offline"))
         for name in ("work", "home"):
