@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from mux.app.controller import Controller
 from mux.config import PersonaConfig
@@ -201,47 +202,6 @@ async def test_exec_step_runs_sh_c_checks_status_and_match_and_reports_output() 
     await runner.step_exec({"command": "exit 3", "persona": None, "timeout": 60, "status": 3, "match": None})
 
 
-# --- slow: twenty fresh boots ------------------------------------------------------------
-
-BOOTS = 20
-AT_ONCE = 4
-READY_S = 300.0  # TCG on a busy 2-core machine
-# Typed at the moment the guest is ready: the guest prints the screen row holding this
-# command (the console is `stty size` columns wide) to its serial port.
-PROBE = "set -- $(stty size); fold -w $2 /dev/vcs1 | grep Z9 >/dev/ttyS0 #Z9\n"
-ROW = re.compile(r"^(.*)#Z9 *\r?$", re.MULTILINE)
-
-
-async def _boot_and_type(tmp_path: Path, index: int) -> str:
-    """One fresh boot of a console persona; the screen row with the typed command."""
-    name = f"r{index}"
-    config = make_config(tmp_path / name, PersonaConfig(name, image="console"))
-    async with Controller(config, logs_dir=tmp_path / name, progress=lambda m: None) as ctl:
-        persona = ctl.persona(name)
-        await persona.readiness.wait(READY_S)
-        assert persona.serial.search(re.compile(r"MUX-READY")) is not None
-        await StepRunner(ctl).step_type({"text": PROBE, "rate": None})
-        try:
-            match = await persona.serial.wait_for(ROW, 120)
-        except TimeoutError:
-            picture = tmp_path / f"{name}.png"
-            (await ctl.screenshot(name)).save(picture)
-            return f"no row on the serial port; the screen: {picture}"
-        return match.group(1)
-
-
-@pytest.mark.slow
-async def test_twenty_boots_typed_text_follows_the_prompt(tmp_path: Path, console_image: Any) -> None:
-    rows: list[str] = []
-    for first in range(0, BOOTS, AT_ONCE):
-        async with asyncio.TaskGroup() as group:
-            boots = [group.create_task(_boot_and_type(tmp_path, i)) for i in range(first, first + AT_ONCE)]
-        rows += [boot.result() for boot in boots]
-    wrong = {index: row for index, row in enumerate(rows) if not row.startswith(f"r{index}:/root# set -- ")}
-    assert not wrong, f"boots whose typed line does not begin with the prompt: {wrong}"
-    assert len(rows) == BOOTS
-
-
 async def test_bench_agent_figures_are_null_with_a_reason_without_the_image(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from mux.bench import agent
@@ -250,3 +210,101 @@ async def test_bench_agent_figures_are_null_with_a_reason_without_the_image(
     figures = await agent.bench_agent()
     assert figures["debian_restore_s"] is None and figures["agent_exec_ms"] is None
     assert "not built" in figures["debian_agent_skipped"]
+
+
+# --- slow: twenty fresh boots ------------------------------------------------------------
+
+BOOTS = 20
+AT_ONCE = 4
+READY_S = 300.0  # TCG on a busy 2-core machine
+TYPED = "echo ok"  # typed at the moment the guest is ready (no Enter)
+ECHO_S = 120.0
+OCR_LOCK = asyncio.Lock()
+
+
+def _prompt_line(text: str) -> str | None:
+    """The screen line with the shell's prompt (spaces dropped: OCR places them loosely)."""
+    lines = [line.replace(" ", "") for line in text.splitlines() if ":/root#" in line.replace(" ", "")]
+    return lines[-1] if lines else None
+
+
+async def _boot_and_type(tmp_path: Path, index: int, reader: Any) -> str:
+    """One fresh boot of a console persona, typed into as soon as it is ready; the
+    prompt's line as the screen shows it once the typed text is echoed."""
+    name = f"r{index}"
+    config = make_config(tmp_path / name, PersonaConfig(name, image="console"))
+    async with Controller(config, logs_dir=tmp_path / name, progress=lambda m: None) as ctl:
+        persona = ctl.persona(name)
+        await persona.readiness.wait(READY_S)
+        assert persona.serial.search(re.compile(r"MUX-READY")) is not None
+        await StepRunner(ctl).step_type({"text": TYPED, "rate": None})
+        line = None
+        deadline = asyncio.get_running_loop().time() + ECHO_S
+        while asyncio.get_running_loop().time() < deadline:
+            screen = await persona.screendump(tmp_path / f"{name}.ppm")
+            async with OCR_LOCK:  # one tesseract engine, not to be used by two threads at once
+                text = await asyncio.to_thread(reader.text, Image.open(screen).convert("RGB"),
+                                               (0, 0, 1024, 160))
+            line = _prompt_line(text)
+            if line is not None and len(line.split("#", 1)[1]) >= 3:  # the typed text shows
+                return line
+            await asyncio.sleep(1)
+        return f"the typed text never showed; last prompt line {line!r} ({screen})"
+
+
+@pytest.mark.slow
+async def test_twenty_boots_typed_text_follows_the_prompt(tmp_path: Path, console_image: Any) -> None:
+    from mux.needles.ocr import OcrUnavailable, TextReader
+
+    reader = TextReader()
+    try:
+        reader.text(Image.new("RGB", (64, 16)))
+    except OcrUnavailable as exc:
+        pytest.skip(f"OCR: {exc}")
+    rows: list[str] = []
+    for first in range(0, BOOTS, AT_ONCE):
+        async with asyncio.TaskGroup() as group:
+            boots = [group.create_task(_boot_and_type(tmp_path, i, reader))
+                     for i in range(first, first + AT_ONCE)]
+        rows += [boot.result() for boot in boots]
+    # Typed too early, the tty echoes the first key before the prompt: "er3:/root#echo".
+    wrong = {index: row for index, row in enumerate(rows)
+             if not re.match(rf"r{index}:/root#\S", row)}
+    assert not wrong, f"boots whose typed text does not follow the prompt: {wrong}"
+    assert len(rows) == BOOTS
+
+
+async def test_ctl_exec_through_the_control_socket(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+                                                   ) -> None:
+    from mux.errors import ControlError
+    from mux.frontends import control
+
+    class Api:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, list[str], float]] = []
+
+        async def exec(self, persona: str, argv: list[str], timeout: float) -> dict[str, Any]:
+            self.asked.append((persona, argv, timeout))
+            if persona == "none":
+                raise PersonaError("persona 'none' has no guest agent (set agent = true)")
+            exited = argv[-1] == "exit 3"  # else: killed by signal 9
+            return {"exitcode": 3 if exited else None, "signal": None if exited else 9,
+                    "stdout": b"out\xff\n", "stderr": b"err\n"}
+
+    api = Api()
+    path = tmp_path / "control.sock"
+    server = await control.serve_control(api, path)  # type: ignore[arg-type]
+    try:
+        code = await asyncio.to_thread(control.exec_in_guest, path, "work", ["--", "sh", "-c", "exit 3"], 5)
+        assert code == 3 and api.asked[-1] == ("work", ["sh", "-c", "exit 3"], 5)
+        out, err = capfdbinary.readouterr()
+        assert (out, err) == (b"out\xff\n", b"err\n")  # any bytes, as the guest wrote them
+        assert await asyncio.to_thread(control.exec_in_guest, path, "work", ["kill", "me"], 5) == 128 + 9
+        with pytest.raises(ControlError, match="no guest agent"):
+            await asyncio.to_thread(control.exec_in_guest, path, "none", ["true"], 5)
+        with pytest.raises(ControlError, match="give the command after --"):
+            await asyncio.to_thread(control.exec_in_guest, path, "work", ["--"], 5)
+        reply = await asyncio.to_thread(control.request, path, {"cmd": "exec", "persona": "work", "argv": []})
+        assert reply == {"ok": False, "error": "exec: argv is a non-empty list of strings"}
+    finally:
+        server.close()

@@ -42,8 +42,9 @@ def test_which_disks_a_snapshot_holds(tmp_path: Path) -> None:
 
 WRITE = ("while [ ! -b /dev/vda ]; do sleep 0.1; done; echo MARK-$((6*7)) | dd of=/dev/vda conv=fsync"
          " 2>/dev/null; echo WROTE-$((6*7)) >/dev/ttyS0\n")
-READ = ("while [ ! -b /dev/vda ]; do sleep 0.1; done; echo READ-$(dd if=/dev/vda bs=7 count=1"
-        " 2>/dev/null | tr -dc A-Z0-9-) >/dev/ttyS0\n")
+# The guest's page cache is dropped first: the marker must come from the disk itself.
+READ = ("while [ ! -b /dev/vda ]; do sleep 0.1; done; echo 3 >/proc/sys/vm/drop_caches;"
+        " echo READ-$(dd if=/dev/vda bs=7 count=1 2>/dev/null | tr -dc A-Z0-9-) >/dev/ttyS0\n")
 
 
 def scenario(tmp_path: Path, name: str, body: str) -> Path:
