@@ -317,16 +317,20 @@ class MqttBridge:
 
     async def _state_loop(self, client: aiomqtt.Client) -> None:
         while True:
+            _raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), SAFETY_REFRESH_S)
+                async with asyncio.timeout(SAFETY_REFRESH_S):
+                    await self._changed.wait()
             await self._publish_changes(client)
 
     async def _event_loop(self, client: aiomqtt.Client) -> None:
         while True:
+            _raise_if_cancelled()
             await client.publish(f"{self.base}/event", await self._events.get(), qos=1)
 
     async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
         while True:
+            _raise_if_cancelled()
             for persona in self.api.status()["personas"]:
                 name = persona["name"]
                 if persona["state"] != "running":
@@ -342,6 +346,14 @@ class MqttBridge:
                     await client.publish(f"{self.base}/persona/{name}/screenshot", jpeg, qos=0, retain=True)
                     self._screens[name] = image
             await asyncio.sleep(self.config.screenshot_interval_s)
+
+
+def _raise_if_cancelled() -> None:
+    """End a session loop whose task was cancelled, even if Python 3.11's ``wait_for`` (in
+    aiomqtt's publish) swallowed the cancel: ``cancelling()`` still counts it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
