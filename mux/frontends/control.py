@@ -206,14 +206,23 @@ async def _read_text(controller: ControlAPI, request: dict[str, Any]) -> str:
 
 
 def exec_in_guest(path: Path, persona: str, argv: Sequence[str], timeout: float) -> int:
-    """``mux ctl exec``: run ``argv`` (a leading ``--`` is dropped) in ``persona``'s guest,
-    copy its stdout and stderr to ours, and return its exit status (128 + the signal
-    that ended it), as ``ssh`` does.
+    """``mux ctl exec``: run ``argv`` (``[--timeout S] -- COMMAND...``: what argparse left
+    after the persona) in ``persona``'s guest, copy its stdout and stderr to ours, and
+    return its exit status (128 + the signal that ended it), as ``ssh`` does.
 
     Raises:
-        ControlError: no command, no controller, or it could not run the command.
+        ControlError: no command, a bad option, no controller, or it could not run it.
     """
-    argv = list(argv)[1:] if list(argv)[:1] == ["--"] else list(argv)
+    argv = list(argv)
+    if "--" in argv:
+        options, argv = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        try:
+            timeout = float(options[1]) if len(options) == 2 and options[0] == "--timeout" else \
+                float("nan") if options else timeout
+        except ValueError:
+            timeout = float("nan")
+        if not timeout > 0:
+            raise ControlError(f"exec: before -- only --timeout SECONDS, not {' '.join(options)}")
     if not argv:
         raise ControlError("exec: give the command after --, e.g. mux ctl exec work -- uname -r")
     reply = request(path, {"cmd": "exec", "persona": persona, "argv": list(argv), "timeout": timeout},
