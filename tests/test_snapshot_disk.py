@@ -10,6 +10,7 @@ overlay is refused with a clear error.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,14 @@ async def test_a_snapshot_holds_the_overlaid_disk(tmp_path: Path, console_image:
     store, artifacts = tmp_path / "snapshots", tmp_path / "artifacts"
     save = scenario(tmp_path, "save", "name: save\n" + config(disk, True) + "snapshot: disk\nsteps:\n"
                     "  - wait_serial: {persona: work, match: MUX-READY, timeout: 300}\n"
-                    f"  - type: {WRITE!r}\n"
+                    f"  - type: {{text: {json.dumps(WRITE)}, rate: 10}}\n"
                     "  - wait_serial: {persona: work, match: WROTE-42, timeout: 120}\n")
     result = await run_scenario(load_scenario(save), artifacts, out=lambda m: None, snapshots=store)
     assert result.passed, result.error
     assert (store / "disk" / "work.state").is_file() and (store / "disk" / "work.disk.qcow2").is_file()
 
     restored = scenario(tmp_path, "restored", "name: restored\nfrom_snapshot: disk\nsteps:\n"
-                        f"  - type: {READ!r}\n"
+                        f"  - type: {{text: {json.dumps(READ)}, rate: 10}}\n"
                         "  - wait_serial: {persona: work, match: READ-MARK-42, timeout: 120}\n")
     (loaded,) = load_all([restored], store)
     result = await run_scenario(loaded, artifacts, out=lambda m: None, snapshots=store)
@@ -81,15 +82,15 @@ async def test_a_snapshot_holds_the_overlaid_disk(tmp_path: Path, console_image:
 
     fresh = scenario(tmp_path, "fresh", "name: fresh\n" + config(disk, True) + "steps:\n"
                      "  - wait_serial: {persona: work, match: MUX-READY, timeout: 300}\n"
-                     f"  - type: {READ!r}\n"
+                     f"  - type: {{text: {json.dumps(READ)}, rate: 10}}\n"
                      "  - wait_serial: {persona: work, match: 'READ-\\S*', timeout: 120}\n"
                      "  - assert_no_serial: {persona: work, match: MARK-42}\n")
     result = await run_scenario(load_scenario(fresh), artifacts, out=lambda m: None, snapshots=store)
     assert result.passed, result.error  # a fresh boot of the same config has a fresh overlay
     assert hashlib.sha256(disk.read_bytes()).hexdigest() == base_sha  # the user's image: never written
 
-    refused = scenario(tmp_path, "refused", "name: refused\n" + config(disk, False) + "snapshot: no\n"
+    refused = scenario(tmp_path, "refused", "name: refused\n" + config(disk, False) + "snapshot: nodisk\n"
                        "steps:\n  - wait_serial: {persona: work, match: MUX-READY, timeout: 300}\n")
     result = await run_scenario(load_scenario(refused), artifacts, out=lambda m: None, snapshots=store)
     assert not result.passed and "overlay = false" in result.error, result.error
-    assert not (store / "no").exists()
+    assert not (store / "nodisk").exists()
