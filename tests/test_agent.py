@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -66,14 +67,21 @@ class FakeAgent:
         return b'{"error": {"class": "CommandNotFound", "desc": "unknown"}}\n'
 
 
+@contextlib.asynccontextmanager
+async def serving(agent: FakeAgent, path: Path) -> AsyncIterator[tuple[FakeAgent, Path]]:
+    """``agent`` listening on the unix socket ``path`` (as qemu-ga's chardev would)."""
+    server = await asyncio.start_unix_server(agent.serve, str(path))
+    try:
+        yield agent, path
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[tuple[FakeAgent, Path]]:
-    agent = FakeAgent(deaf_syncs=1)
-    path = tmp_path / "qga.sock"
-    server = await asyncio.start_unix_server(agent.serve, str(path))
-    yield agent, path
-    server.close()
-    await server.wait_closed()
+    async with serving(FakeAgent(deaf_syncs=1), tmp_path / "qga.sock") as served:
+        yield served
 
 
 async def test_sync_through_stale_bytes_and_a_deaf_start(fake: tuple[FakeAgent, Path]) -> None:

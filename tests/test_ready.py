@@ -31,19 +31,15 @@ from mux.scenario.model import STEPS
 from mux.scenario.parse import load_scenario
 from mux.scenario.runner import StepRunner
 from tests.conftest import make_config
-from tests.test_agent import FakeAgent
+from tests.test_agent import FakeAgent, serving
 
 # --- fast --------------------------------------------------------------------------------
 
 
 @pytest.fixture
 async def fake_agent(tmp_path: Path) -> AsyncIterator[tuple[FakeAgent, Path]]:
-    agent = FakeAgent(deaf_syncs=2)
-    path = tmp_path / "qga.sock"
-    server = await asyncio.start_unix_server(agent.serve, str(path))
-    yield agent, path
-    server.close()
-    await server.wait_closed()
+    async with serving(FakeAgent(deaf_syncs=2), tmp_path / "qga.sock") as served:
+        yield served
 
 
 async def test_ready_when_the_agent_answers_then_exec_and_shutdown(

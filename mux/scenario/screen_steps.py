@@ -136,13 +136,22 @@ class ScreenSteps:
         self.message = f"{name}: {match.describe()}"
         return match.ok
 
-    async def step_assert_screen(self, a: dict[str, Any]) -> None:
+    async def _assert_match(self, a: dict[str, Any]) -> tuple[str, NeedleMatch, Image.Image]:
+        """Look for the step's needle until its timeout; (persona, match, screen).
+
+        Raises:
+            ScreenMismatch: it did not match in time.
+        """
         name = self._persona(a)
         timeout = self.timeout(a["timeout"])
         match, screen = await self.look(name, a["_needles"], timeout)
         if not match.ok:
             message = f"{name}: {match.describe()} (looked for {timeout:.0f}s)"
             raise ScreenMismatch(message, name, screen, match)
+        return name, match, screen
+
+    async def step_assert_screen(self, a: dict[str, Any]) -> None:
+        name, match, _ = await self._assert_match(a)
         self.message = f"{name}: {match.describe()}"
 
     async def step_check_screen(self, a: dict[str, Any]) -> None:
@@ -196,12 +205,7 @@ class ScreenSteps:
         raise ScreenMismatch(message, name, screen, match)
 
     async def step_assert_and_click(self, a: dict[str, Any]) -> None:
-        name = self._persona(a)
-        timeout = self.timeout(a["timeout"])
-        match, screen = await self.look(name, a["_needles"], timeout)
-        if not match.ok:
-            message = f"{name}: {match.describe()} (looked for {timeout:.0f}s)"
-            raise ScreenMismatch(message, name, screen, match)
+        name, match, screen = await self._assert_match(a)
         x, y = match.click_point()
         await self.click(name, x, y, screen.size, a["button"])
         self.message = f"{name}: {match.describe()}; clicked {a['button']} at +{x}+{y}"
