@@ -144,6 +144,8 @@ async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(
             real_present(name, frame)
 
         ctl.output.present = spy
+        # until home's live link has a whole picture, screendumps stand in for it
+        await wait_until(lambda: ctl.display.links["home"].follows, 10, "home's live link synced")
         dumps = ctl.display.screendumps
         await ctl.persona("work").serial.wait_for(re.compile("painted"), 30)
         # within an interval plus QEMU's VNC refresh back-off (3 s at most)

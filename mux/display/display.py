@@ -158,10 +158,12 @@ class DisplayLink:
         QEMU's VNC server has been seen (QEMU 7.2, after the guest's mode change at boot)
         to stop sending a region's changes as incremental updates while a whole-frame
         request gets them at once; silence is the symptom. One full frame per quiet
-        interval heals that and costs little (a static screen only).
+        interval heals that and costs little (a static screen only). The picture stays
+        whole meanwhile (the link stays synced), so the back-buffer keeps following it.
         """
         if self._resync_task is None and time.monotonic() - self.last_live > interval:
-            self._resync()
+            self.last_live = time.monotonic()
+            self.rfb.request(incremental=False)
 
     def _resync(self) -> None:
         self._cancel_resync()
