@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mux import images
+from mux.cli_ctl import add_ctl_parser, ask
 from mux.config import Config, default_control_socket, demo_config, load_config
-from mux.errors import ConfigError, ControlError, MuxError
+from mux.errors import ConfigError, MuxError
 from mux.frontends import control
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-DEVICE_MOVE_S = 600.0  # a move waits for the old guest's release (release_timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,34 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=2000, help="input events to measure")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("ctl", help="talk to a running controller")
-    p.add_argument("--socket", type=Path, default=default_control_socket())
-    csub = p.add_subparsers(required=True, metavar="REQUEST")
-    csub.add_parser("status", help="personas, states, active").set_defaults(func=cmd_ctl_status)
-    s = csub.add_parser("switch", help="make a persona active")
-    s.add_argument("name")
-    s.set_defaults(func=cmd_ctl_switch)
-    s = csub.add_parser("screenshot", help="save a persona's screen (PNG by extension)")
-    s.add_argument("name")
-    s.add_argument("file", type=Path)
-    s.set_defaults(func=cmd_ctl_screenshot)
-    s = csub.add_parser("attach", help="move a device to a persona (hotplug)")
-    s.add_argument("device")
-    s.add_argument("name", metavar="persona")
-    s.set_defaults(func=cmd_ctl_attach)
-    s = csub.add_parser("detach", help="unplug a device from its persona")
-    s.add_argument("device")
-    s.add_argument("name", metavar="persona", nargs="?", help="must be the persona holding it")
-    s.set_defaults(func=cmd_ctl_detach)
-    s = csub.add_parser("text", help="print the text on a persona's screen (OCR)")
-    s.add_argument("name", metavar="persona")
-    s.add_argument("--area", type=_area, metavar="X,Y,W,H", help="read only this part of the screen")
-    s.set_defaults(func=cmd_ctl_text)
-    s = csub.add_parser("exec", help="run a command in a persona's guest, exit with its status")
-    s.add_argument("name", metavar="persona")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds the command may take (60)")
-    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    s.set_defaults(func=cmd_ctl_exec)
+    add_ctl_parser(sub)
     return parser
 
 
@@ -326,7 +299,7 @@ def cmd_needle_capture(args: argparse.Namespace) -> int:
     stem = args.name.with_suffix("") if args.name.suffix in (".json", ".png") else args.name
     png, json_path = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".json")
     png.parent.mkdir(parents=True, exist_ok=True)
-    _ctl(args, {"cmd": "screenshot", "persona": args.persona, "file": str(png.resolve())})
+    ask(args, {"cmd": "screenshot", "persona": args.persona, "file": str(png.resolve())})
     with Image.open(png) as image:
         width, height = image.size
     needle = {"tags": [stem.name], "properties": [],
@@ -337,63 +310,3 @@ def cmd_needle_capture(args: argparse.Namespace) -> int:
 
 
 # --- ctl -------------------------------------------------------------------------------
-
-
-def _ctl(args: argparse.Namespace, message: dict[str, object], timeout: float = 30.0) -> dict[str, object]:
-    reply = control.request(args.socket, message, timeout)
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error")))
-    return reply
-
-
-def cmd_ctl_status(args: argparse.Namespace) -> int:
-    print(json.dumps(_ctl(args, {"cmd": "status"})["status"], indent=2))
-    return 0
-
-
-def cmd_ctl_switch(args: argparse.Namespace) -> int:
-    print(_ctl(args, {"cmd": "switch", "persona": args.name})["active"])
-    return 0
-
-
-def cmd_ctl_screenshot(args: argparse.Namespace) -> int:
-    print(_ctl(args, {"cmd": "screenshot", "persona": args.name, "file": str(args.file.resolve())})["file"])
-    return 0
-
-
-def cmd_ctl_attach(args: argparse.Namespace) -> int:
-    reply = _ctl(args, {"cmd": "attach", "device": args.device, "persona": args.name}, timeout=DEVICE_MOVE_S)
-    print(_device_line(reply["device"]))
-    return 0
-
-
-def cmd_ctl_detach(args: argparse.Namespace) -> int:
-    reply = _ctl(args, {"cmd": "detach", "device": args.device, "persona": args.name}, timeout=DEVICE_MOVE_S)
-    print(_device_line(reply["device"]))
-    return 0
-
-
-def cmd_ctl_text(args: argparse.Namespace) -> int:
-    print(_ctl(args, {"cmd": "text", "persona": args.name, "area": args.area}, timeout=120)["text"])
-    return 0
-
-
-def cmd_ctl_exec(args: argparse.Namespace) -> int:
-    return control.exec_in_guest(args.socket, args.name, args.command, args.timeout)
-
-
-def _area(value: str) -> list[int]:
-    """``X,Y,W,H`` as four whole numbers (argparse type)."""
-    try:
-        parts = [int(v) for v in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 4 or min(parts) < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not X,Y,W,H (four whole numbers >= 0)")
-    return parts
-
-
-def _device_line(device: object) -> str:
-    entry = device if isinstance(device, dict) else {}
-    where = f"attached to {entry.get('persona')}" if entry.get("persona") else "detached"
-    return f"{entry.get('id')}: {where}"

@@ -31,8 +31,8 @@ from typing import Any, cast
 
 from PIL import Image
 
-from mux import images
 from mux.app.api import Frontend, Subscriber, Unsubscribe
+from mux.app.boots import resolve_boots
 from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
 from mux.app.keep import Keeper
 from mux.app.runtime import private_runtime_dir
@@ -46,8 +46,7 @@ from mux.display.leds import Leds, LedSink, leds_dict
 from mux.display.output import Output, open_output
 from mux.errors import MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
-from mux.guest.cmdline import Boot, LaunchOptions
-from mux.guest.hardware import ImageBoot
+from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.input.events import InputEvent
@@ -131,7 +130,7 @@ class Controller:
         accel = choose_accel(self.config.mux.accel)
         self.progress(f"accelerator: {accel}")
         home = self.keeper.open() or self.runtime_dir  # where QEMU serves its sockets
-        boots = await asyncio.to_thread(self._resolve_boots, self.keeper.adopting)
+        boots = await asyncio.to_thread(resolve_boots, self.config, self.keeper.adopting, self.progress)
         for pc in self.config.personas:
             persona = Persona(pc, home, accel, boots.get(pc.name),
                               LaunchOptions(tablet=True) if self.tablet else None, kept=self.keeper.kept)
@@ -190,17 +189,6 @@ class Controller:
     def _cancel_loops(self) -> None:
         for task in self._loops:
             task.cancel()
-
-    def _resolve_boots(self, offline: bool) -> dict[str, Boot]:
-        boots: dict[str, Boot] = {}
-        for pc in self.config.personas:
-            if pc.image is not None:
-                built = images.find_built(pc.image, offline=offline)
-                if built is None:
-                    self.progress(f"building guest image {pc.image!r} (first run only)")
-                    built = images.build(pc.image, progress=self.progress)
-                boots[pc.name] = ImageBoot(built.kernel, built.initrd, built.append, built.disk)
-        return boots
 
     async def start_personas(self, names: Iterable[str]) -> None:
         """Start personas concurrently; one that fails is reported, the others go on.

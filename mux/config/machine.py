@@ -7,7 +7,8 @@ none of ``kernel``, ``image``, ``disk`` and ``cdrom`` is given, so a persona wit
 disk is never silently replaced by the console. Around it: firmware (SeaBIOS, or OVMF
 with a variable store of its own), machine type, CPUs, VGA, a user-mode network with
 port forwards bound to 127.0.0.1, an optional throwaway overlay over the disk, the
-guest agent's port, and ``qemu_args`` for the rest.
+guest agent's port, a sound card (``audio``), the real-time clock's start (``clock``),
+and ``qemu_args`` for the rest.
 
 Everything is checked here, before anything boots, with file:line: files that must
 exist, OVMF being installed, host ports forwarded twice (across personas), and
@@ -18,6 +19,7 @@ name, and the ids of its own chardevs and devices).
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from mux.sourcemap import Path_
 
 #: The keys this module reads from a ``[[persona]]`` table.
 MACHINE_KEYS = frozenset({"cdrom", "boot", "firmware", "memory_mb", "cpus", "machine", "vga", "network",
-                          "forward", "overlay", "qemu_args", "agent"})
+                          "forward", "overlay", "qemu_args", "agent", "audio", "clock"})
 
 #: QEMU options mux sets itself (without their dash: QEMU takes ``-vnc`` and ``--vnc``);
 #: ``qemu_args`` may not repeat or override them.
@@ -38,6 +40,8 @@ OWNED_OPTIONS = frozenset({"display", "vnc", "qmp", "qmp-pretty", "monitor", "mo
 OWNED_IDS = frozenset({"serial0", "xhci", "tablet"})
 OWNED_ID_PREFIX = "mux-"
 FORWARD_PATTERN = re.compile(r"^(tcp|udp):(\d{1,5}):(\d{1,5})$")
+#: ``clock``: "host", "utc", or a start date (and time) in UTC, as QEMU's ``-rtc base=`` takes it.
+CLOCK_PATTERN = re.compile(r"^(host|utc|\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\d)?)$")
 
 
 def parse_machine(c: Checker, t: dict[str, Any], p: Path_, source: Path | str,
@@ -111,7 +115,21 @@ def parse_machine(c: Checker, t: dict[str, Any], p: Path_, source: Path | str,
         "overlay": overlay and disk_path is not None,
         "qemu_args": _qemu_args(c, t, p),
         "agent": c.get(t, p, "agent", bool, False),
+        "audio": c.get(t, p, "audio", bool, False),
+        "clock": c.get(t, p, "clock", str, None, _clock),
     }
+
+
+def _clock(value: str) -> str | None:
+    """Why ``value`` is not a ``clock`` (None: it is one)."""
+    if CLOCK_PATTERN.match(value):
+        try:
+            if value not in ("host", "utc"):
+                datetime.fromisoformat(value)
+            return None
+        except ValueError as exc:
+            return f"{value!r}: {exc}"
+    return ('must be "host", "utc" or a start in UTC such as "2031-05-01T09:00:00" or "2031-05-01"')
 
 
 def _forwards(c: Checker, t: dict[str, Any], p: Path_) -> tuple[Forward, ...]:

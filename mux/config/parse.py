@@ -24,6 +24,7 @@ from mux.config.machine import MACHINE_KEYS, check_forwards, parse_machine
 from mux.config.schema import (
     DEFAULT_COLORS,
     NAME_PATTERN,
+    AudioSection,
     Config,
     DisplaySection,
     InputSection,
@@ -59,7 +60,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     """
     problems: list[tuple[Location, str]] = []
     c = _Checker(locate, problems)
-    top = c.table(data, prefix, {"mux", "persona", "input", "display", "mqtt"})
+    top = c.table(data, prefix, {"mux", "persona", "input", "display", "audio", "mqtt"})
 
     p = (*prefix, "mux")
     t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
@@ -92,17 +93,21 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     _check_hotkeys(c, input_, (*p, "hotkeys"), [q.name for q in personas])
 
     p = (*prefix, "display")
-    t = c.table(top.get("display"), p, {"output", "backbuffer_interval_s", "fullscreen"})
+    t = c.table(top.get("display"), p, {"output", "backbuffer_interval_s", "fullscreen", "on_attention"})
     display = DisplaySection(
         output=c.choice(t, p, "output", ("headless", "window", "auto"), "headless"),
         backbuffer_interval_s=float(c.get(t, p, "backbuffer_interval_s", (int, float), 1.0, _positive)),
         fullscreen=c.get(t, p, "fullscreen", bool, False),
+        on_attention=c.choice(t, p, "on_attention", ("notify", "switch"), "notify"),
     )
+    p = (*prefix, "audio")
+    t = c.table(top.get("audio"), p, {"background"})
+    audio = AudioSection(background=c.choice(t, p, "background", ("mute", "duck"), "mute"))
 
     mqtt = _parse_mqtt(c, top.get("mqtt"), (*prefix, "mqtt"), source)
     if problems:
         raise ConfigError(problems)
-    return Config(mux, tuple(personas), input_, display, mqtt, source)
+    return Config(mux, tuple(personas), input_, display, mqtt, source, audio)
 
 
 def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
@@ -111,7 +116,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
         c.fail(path, "at least one [[persona]] is needed")
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
-             "restart", "autostart", "devices", "keyboard", *MACHINE_KEYS}
+             "restart", "autostart", "devices", "keyboard", "attention", *MACHINE_KEYS}
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
@@ -139,6 +144,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
             restart=c.choice(t, p, "restart", ("no", "on-failure", "always"), "no"),
             autostart=c.get(t, p, "autostart", bool, True),
             keyboard=c.choice(t, p, "keyboard", ("ps2", "virtio"), "ps2"),
+            attention=c.get(t, p, "attention", str, None, _regex),
             devices=_parse_devices(c, t, p, source, name),
             location=c.locate(p),
             **machine,
@@ -191,6 +197,15 @@ def _parse_devices(c: _Checker, persona: dict[str, Any], path: Path_, source: Pa
             location=c.locate(p),
         ))
     return tuple(devices)
+
+
+def _regex(value: str) -> str | None:
+    """Why ``value`` is not a regular expression (None: it is one)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"{value!r} is not a regular expression: {exc}"
+    return None
 
 
 def _usb_id(value: str | int) -> str | None:

@@ -1,6 +1,6 @@
 """The controller's configuration as frozen dataclasses, with their defaults.
 
-Tables: ``[mux]``, ``[[persona]]``, ``[input]``, ``[display]``, ``[mqtt]``, one dataclass
+Tables: ``[mux]``, ``[[persona]]``, ``[input]``, ``[display]``, ``[audio]``, ``[mqtt]``, one dataclass
 each, gathered in :class:`Config`. The same schema is TOML on disk and inline in
 scenarios; :mod:`mux.config.parse` checks a file against it. Pure data: no I/O.
 """
@@ -31,6 +31,10 @@ Vga = Literal["std", "virtio"]
 Network = Literal["none", "user"]
 #: What a persona with both a disk and a cdrom boots from.
 BootFrom = Literal["disk", "cdrom"]
+#: What the inactive personas' sound streams get: silence, or 20 dB less.
+AudioBackground = Literal["mute", "duck"]
+#: What a background persona's request for attention does: a banner only, or a switch to it.
+OnAttention = Literal["notify", "switch"]
 
 # Background colours handed out to personas that do not choose one.
 DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
@@ -107,6 +111,14 @@ class PersonaConfig:
     qemu_args: tuple[str, ...] = ()
     #: A virtio-serial port ``org.qemu.guest_agent.0`` for ``qemu-ga`` in the guest.
     agent: bool = False
+    #: A sound card (intel-hda + hda-duplex) on the host's sound server, heard only while active.
+    audio: bool = False
+    #: The guest's real-time clock at boot (``-rtc base=``): None, QEMU's default (UTC, which
+    #: Linux guests expect); "host" the host's local time (guests that keep local time in
+    #: their RTC: Windows); "utc"; or a start in UTC, "2031-05-01T09:00:00" or "2031-05-01".
+    clock: str | None = None
+    #: A regular expression: a serial line it matches asks for attention (besides MUX-ATTENTION).
+    attention: str | None = None
     color: str = DEFAULT_COLORS[0]
     restart: RestartPolicy = "no"
     autostart: bool = True
@@ -127,6 +139,15 @@ class DisplaySection:
     output: Literal["headless", "window", "auto"] = "headless"
     backbuffer_interval_s: float = 1.0
     fullscreen: bool = False
+    #: A background persona asks for attention: a banner ("notify"), or also a switch to it
+    #: once no key is held and no input came for 2 s ("switch").
+    on_attention: OnAttention = "notify"
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    #: The inactive personas' streams: muted, or "duck"ed (20 dB down).
+    background: AudioBackground = "mute"
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,7 @@ class Config:
     display: DisplaySection = DisplaySection()
     mqtt: MqttSection | None = None
     source: Path | str = "<built-in>"
+    audio: AudioSection = AudioSection()
 
     def persona(self, name: str) -> PersonaConfig:
         """The persona called ``name``.

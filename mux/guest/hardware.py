@@ -3,7 +3,8 @@
 Theory. :func:`hardware_argv` is the part of :func:`mux.guest.cmdline.qemu_argv` that
 comes from the persona's machine keys (:mod:`mux.config.machine`): firmware, the boot
 disk, the user's disk and cdrom, the network card with its port forwards, the guest
-agent's port and the name the built-in ``debian`` image reads. It is pure: every file
+agent's port, the real-time clock's start and the name the built-in ``debian`` image
+reads. It is pure: every file
 it names has a fixed place, so ``--dry-run`` prints what the launch runs.
 
 Disks. A built-in disk image (``debian``) is always used under a qcow2 overlay, so the
@@ -126,6 +127,8 @@ def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
         forwards = "".join(f",hostfwd={f.protocol}:127.0.0.1:{f.host_port}-:{f.guest_port}"
                            for f in config.forward)
         argv += ["-netdev", f"user,id=mux-net{forwards}", "-device", f"{NIC},netdev=mux-net,id=mux-nic"]
+    if config.clock is not None:
+        argv += ["-rtc", f"base={'localtime' if config.clock == 'host' else config.clock}"]
     if config.agent:
         argv += ["-chardev", f"socket,id=mux-agent,path={_file(agent_path(runtime_dir, config.name))},"
                              "server=on,wait=off",

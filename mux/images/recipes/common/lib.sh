@@ -8,6 +8,7 @@
 #                                                + 2 right + 4 middle
 #   MUX-LED caps=<0|1> num=<0|1> scroll=<0|1>    keyboard LEDs, at start and on change
 #   MUX-UEVENT <action> <subsystem> <devname>    block and usb uevents ("-" = no devname)
+#   MUX-ATTENTION <text>                         the guest asks for attention (mux-attention)
 #
 # Key and LED events come from kprobe trace events (mux_start_input_reporter,
 # input.awk): busybox has no evtest, this kernel has no evbug, and od/hexdump of
