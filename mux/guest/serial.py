@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 TAIL_CHARS = 1 << 20  # kept in memory; the log file keeps everything
 OVERLAP = 4096  # re-searched before new text, for matches that span chunks
@@ -50,6 +55,10 @@ class SerialLog:
         self._file: IO[str] | None = (
             open(log_path, "a", encoding="utf-8", errors="replace") if own_file else None)  # noqa: SIM115
         self._changed = asyncio.Condition()
+        #: Called with each whole line (no "\n") and the time.time() it was completed at, in
+        #: order, as it arrives (mux.app's attention watcher and tagged log): must not block.
+        self.line_listeners: list[Callable[[str, float], None]] = []
+        self._partial = ""  # the last line, until its "\n" arrives
 
     # --- appending ----------------------------------------------------------------------
 
@@ -63,8 +72,23 @@ class SerialLog:
             self._file.write(chunk)
             self._file.flush()
         self._keep(chunk)
+        if self.line_listeners:
+            self._tell_lines(chunk)
         async with self._changed:
             self._changed.notify_all()
+
+    def _tell_lines(self, chunk: str) -> None:
+        *lines, self._partial = (self._partial + chunk).split("\n")
+        if len(self._partial) > _COALESCE:  # a "line" that never ends: told in pieces
+            lines.append(self._partial)
+            self._partial = ""
+        now = time.time()
+        for line in lines:
+            for listener in list(self.line_listeners):
+                try:
+                    listener(line, now)
+                except Exception:
+                    log.exception("serial %s: line listener %r failed", self.path, listener)
 
     def _keep(self, chunk: str) -> None:
         self._printed = self._printed or not chunk.isspace()
