@@ -22,6 +22,9 @@ from typing import Any, Protocol
 from PIL import Image
 
 from mux.app.events import (
+    AttentionCleared,
+    AttentionRequested,
+    AudioChanged,
     DevicesChanged,
     Event,
     LedsChanged,
@@ -32,7 +35,8 @@ from mux.app.events import (
     Unsubscribe,
 )
 
-__all__ = ["ControlAPI", "DevicesChanged", "Event", "Frontend", "LedsChanged", "ReadyChanged",
+__all__ = ["AttentionCleared", "AttentionRequested", "AudioChanged", "ControlAPI", "DevicesChanged",
+           "Event", "Frontend", "LedsChanged", "ReadyChanged",
            "StateChanged", "Subscriber", "Switched", "Unsubscribe"]
 
 

@@ -68,7 +68,35 @@ class DevicesChanged:
     error: str | None = None
 
 
-Event: TypeAlias = Switched | StateChanged | ReadyChanged | LedsChanged | DevicesChanged
+@dataclass(frozen=True)
+class AudioChanged:
+    """What a persona's sound does now: ``"live"`` (heard, has the microphone),
+    ``"muted"``, ``"ducked"`` (20 dB down), ``"off"`` (no ``audio``) or ``"unavailable"``
+    (no sound server, or QEMU has no ``pa`` backend: it runs without sound)."""
+
+    persona: str
+    state: str
+
+
+@dataclass(frozen=True)
+class AttentionRequested:
+    """A persona's guest asked for attention (``MUX-ATTENTION <text>`` or its ``attention``
+    pattern) at ``time`` (``time.time()``)."""
+
+    persona: str
+    text: str
+    time: float
+
+
+@dataclass(frozen=True)
+class AttentionCleared:
+    """A persona's pending requests for attention were answered: it was made active."""
+
+    persona: str
+
+
+Event: TypeAlias = (Switched | StateChanged | ReadyChanged | LedsChanged | DevicesChanged
+                    | AudioChanged | AttentionRequested | AttentionCleared)
 Subscriber: TypeAlias = Callable[[Event], None]
 Unsubscribe: TypeAlias = Callable[[], None]
 
