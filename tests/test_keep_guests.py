@@ -39,6 +39,20 @@ def test_keep_guests_is_checked_with_its_line(tmp_path: Path) -> None:
     assert f"{tmp_path / 'c.toml'}:3" in str(caught.value) and "on-crash, always, never" in str(caught.value)
 
 
+def test_a_state_directory_too_deep_for_unix_sockets_is_refused_by_name(tmp_path: Path) -> None:
+    """Socket paths over 107 bytes: QEMU's terse failure becomes one message naming the path."""
+    deep = tmp_path / ("s" * 60) / ("t" * 60)
+    deep.mkdir(parents=True)
+    config = tmp_path / "c.toml"
+    config.write_text('[mux]\naccel = "tcg"\nkeep_guests = "always"\n[[persona]]\nname = "work"\n')
+    env = {**os.environ, "XDG_STATE_HOME": str(deep)}
+    result = subprocess.run([*MUX, "run", "--for", "5", str(config)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "over the 107 a unix socket allows" in result.stderr and str(deep) in result.stderr
+    assert not session_qemus([str(deep)])
+
+
 def test_held_keys_file_follows_presses_and_gives_their_releases(tmp_path: Path) -> None:
     held = HeldKeys(tmp_path / "w.held")
     shift = {"type": "key", "data": {"down": True, "key": {"type": "qcode", "data": "shift"}}}

@@ -35,7 +35,7 @@ from mux.app.api import Frontend, Subscriber, Unsubscribe
 from mux.app.boots import resolve_boots
 from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
 from mux.app.keep import Keeper
-from mux.app.runtime import private_runtime_dir
+from mux.app.runtime import check_socket_paths, private_runtime_dir
 from mux.app.statedir import remember_switches, remembered_active
 from mux.app.switcher import Switcher, first_active, start_to_switch
 from mux.config import Config
@@ -130,6 +130,7 @@ class Controller:
         accel = choose_accel(self.config.mux.accel)
         self.progress(f"accelerator: {accel}")
         home = self.keeper.open() or self.runtime_dir  # where QEMU serves its sockets
+        check_socket_paths(home, self.config.names)
         boots = await asyncio.to_thread(resolve_boots, self.config, self.keeper.adopting, self.progress)
         for pc in self.config.personas:
             persona = Persona(pc, home, accel, boots.get(pc.name),

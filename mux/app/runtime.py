@@ -42,3 +42,25 @@ def private_runtime_dir(base: Path, keep: Path | None = None) -> Iterator[Path]:
                 for log in path.glob("*.serial.log"):
                     shutil.copy2(log, keep / log.name)
         shutil.rmtree(path, ignore_errors=True)
+
+
+#: The longest path a unix socket may have (``sun_path`` is 108 bytes with its NUL).
+SOCKET_PATH_MAX = 107
+_SOCKET_SUFFIXES = (".qmp", ".vnc", ".serial", ".agent")  # mux.guest.cmdline and hardware's
+
+
+def check_socket_paths(directory: Path, names: list[str]) -> None:
+    """Refuse a directory whose guests' socket paths would be too long for a unix socket.
+
+    QEMU would fail each guest with a terse "path too long"; this names the directory.
+
+    Raises:
+        ConfigError: a persona's socket path is longer than :data:`SOCKET_PATH_MAX` bytes.
+    """
+    longest = max((str(directory / f"{name}{suffix}") for name in names for suffix in _SOCKET_SUFFIXES),
+                  key=lambda path: len(path.encode()), default="")
+    if len(longest.encode()) > SOCKET_PATH_MAX:
+        raise ConfigError.one(Location("mux.runtime_dir"),
+                              f"socket path {longest} is {len(longest.encode())} bytes, over the"
+                              f" {SOCKET_PATH_MAX} a unix socket allows: use a shorter XDG_RUNTIME_DIR,"
+                              " XDG_STATE_HOME or [mux] runtime_dir, or shorter persona names")
