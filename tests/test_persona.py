@@ -179,3 +179,30 @@ async def test_a_window_persona_gets_an_absolute_pointer_that_takes_abs_events(t
         assert send.events == [{"type": "abs", "data": {"axis": "x", "value": 100}},  # type: ignore[attr-defined]
                                {"type": "abs", "data": {"axis": "y", "value": 200}}]
         await p.send_input(send.events)  # type: ignore[attr-defined]
+
+
+def test_a_killed_controllers_runtime_directory_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    import subprocess
+
+    from mux.app.runtime import OWNER, private_runtime_dir
+    from mux.guest.record import start_ticks
+
+    gone = subprocess.Popen(["sleep", "30"])
+    dead = tmp_path / "mux-dead"
+    dead.mkdir()
+    (dead / "work.ppm").write_bytes(b"P6")
+    (dead / OWNER).write_text(f"{gone.pid} {start_ticks(gone.pid)}\n")
+    alive = tmp_path / "mux-alive"
+    alive.mkdir()
+    (alive / OWNER).write_text(f"{os.getpid()} {start_ticks(os.getpid())}\n")
+    foreign = tmp_path / "mux-noowner"
+    foreign.mkdir()
+    with private_runtime_dir(tmp_path):
+        assert dead.exists()  # positive control: its owner still runs
+    gone.kill()
+    gone.wait()
+    with private_runtime_dir(tmp_path) as own:
+        assert (own / OWNER).read_text().split()[0] == str(os.getpid())
+        assert not dead.exists()
+        assert alive.exists() and foreign.exists()
+    assert not own.exists()

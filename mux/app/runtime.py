@@ -3,11 +3,17 @@
 QMP and VNC sockets, screendumps and serial logs live here and nowhere else, so no
 other user can reach a guest. One directory per controller, created fresh with
 ``mkdtemp`` (which makes it 0700 atomically) under the configured base.
+
+Each directory names its controller in an ``owner`` file (pid and start time). A
+controller that was killed (SIGKILL: no clean-up ran) leaves its directory behind; the
+next one to start under the same base removes those whose owner is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import stat
 import tempfile
@@ -15,6 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mux.errors import ConfigError, Location
+from mux.guest.record import same_process, start_ticks
+
+log = logging.getLogger(__name__)
+#: The file in a runtime directory naming its controller: "<pid> <start ticks>".
+OWNER = "owner"
 
 
 @contextlib.contextmanager
@@ -33,6 +44,8 @@ def private_runtime_dir(base: Path, keep: Path | None = None) -> Iterator[Path]:
         raise ConfigError.one(Location("mux.runtime_dir"),
                               f"cannot create a runtime directory in {base}: {exc}") from exc
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    (path / OWNER).write_text(f"{os.getpid()} {start_ticks(os.getpid())}\n")
+    _remove_orphans(base, path)
     try:
         yield path
     finally:
@@ -42,6 +55,20 @@ def private_runtime_dir(base: Path, keep: Path | None = None) -> Iterator[Path]:
                 for log in path.glob("*.serial.log"):
                     shutil.copy2(log, keep / log.name)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_orphans(base: Path, own: Path) -> None:
+    """Remove ``base/mux-*`` directories of this user whose controller no longer runs."""
+    for other in base.glob("mux-*"):
+        try:
+            if other == own or other.stat().st_uid != os.getuid():
+                continue
+            pid, ticks = (int(field) for field in (other / OWNER).read_text().split())
+        except (OSError, ValueError):
+            continue  # not a runtime directory of ours (or from before owner files)
+        if not same_process(pid, ticks):
+            log.info("removing %s, left by a controller that was killed (pid %d)", other, pid)
+            shutil.rmtree(other, ignore_errors=True)
 
 
 #: The longest path a unix socket may have (``sun_path`` is 108 bytes with its NUL).
