@@ -3,7 +3,11 @@
 Theory. The window is split into two regions that never overlap:
 
 - the **banner**, a strip of :data:`BANNER_H` pixels along the top, drawn by mux alone:
-  the active persona's name on its configured colour, and its lock LEDs;
+  the active persona's name on its configured colour, its lock LEDs, and between them
+  the newest pending request for attention (:mod:`mux.app.attention`): the asking
+  persona's name and text in a box of *its* colour, framed in the banner's ink, with
+  ``(+N)`` for the others pending; it stays, whatever is active, until that persona is
+  visited;
 - the **guest area**, everything below it, where the persona's frame is drawn scaled
   to fit (aspect kept, letterboxed in black), or the overview's tiles.
 
@@ -70,6 +74,7 @@ class WindowCanvas:
         self._guest: video.Texture | None = None
         self._uploaded: tuple[object, int] | None = None  # (picture, version) in the texture (by identity)
         self._overview: video.Texture | None = None
+        self.attention: list[tuple[str, str]] = []  # pending (persona, text), oldest first
         self.overview_drawn = 0.0  # time.monotonic() of the last overview drawn
         self.uploaded_pixels = 0  # guest pixels sent to the texture (what a frame cost)
 
@@ -187,7 +192,7 @@ class WindowCanvas:
     def _draw_banner(self, name: str | None, leds: Leds | None, overview: bool) -> None:
         renderer = self._require()
         width = self.size()[0]
-        key = (name, leds, overview, width)
+        key = (name, leds, overview, width, tuple(self.attention))
         if self._banner is None or self._banner[0] != key:
             surface = self._banner_surface(name, leds, overview, width)
             self._banner = (key, video.Texture.from_surface(renderer, surface))
@@ -220,7 +225,28 @@ class WindowCanvas:
                 pygame.draw.rect(surface, ink, box, 1)
             surface.blit(glyph, glyph.get_rect(center=box.center))
             x = box.x - 6
+        self._draw_attention(surface, font, 30 + text.get_width(), x - 14, ink)
         return surface
+
+    def _draw_attention(self, surface: pygame.Surface, font: pygame.font.Font, left: int, right: int,
+                        frame: tuple[int, int, int]) -> None:
+        """The newest pending request in a box of its persona's colour (see the module docstring)."""
+        if not self.attention or right - left < 80:
+            return
+        persona, text = self.attention[-1]
+        color = self.colors.get(persona, NO_PERSONA_COLOR)
+        label = f"{persona}: {text}" if text else f"{persona} asks for attention"
+        more = f"  (+{len(self.attention) - 1})" if len(self.attention) > 1 else ""
+        room = right - left - 16
+        if font.size(label + more)[0] > room:
+            while len(label) > 1 and font.size(label + "..." + more)[0] > room:
+                label = label[:-1]
+            label += "..."
+        glyph = font.render(label + more, True, text_color(color))
+        box = Rect(left, 3, glyph.get_width() + 16, BANNER_H - 8)
+        surface.fill(color, box)
+        pygame.draw.rect(surface, frame, box, 2)
+        surface.blit(glyph, glyph.get_rect(center=box.center))
 
     def _compose_overview(self, active: str | None) -> None:
         """Every persona's back-buffered frame in its tile, labelled; ``active`` outlined."""
@@ -257,9 +283,12 @@ class WindowCanvas:
         if self._renderer is None:
             return
         renderer = self._renderer
-        renderer.draw_color = (0, 0, 0, 255)
-        renderer.clear()
         area = self.guest_area()
+        picture = None if overview else self.guest_picture(frame)
+        if picture != area:  # else the picture and the banner cover the window: no clear
+            # (a clear fills the whole window: ~0.5 ms at 1024x800 in SDL's software renderer)
+            renderer.draw_color = (0, 0, 0, 255)
+            renderer.clear()
         if overview:
             if compose or self._overview is None:
                 self._compose_overview(name)
@@ -267,7 +296,6 @@ class WindowCanvas:
             self._overview.draw(dstrect=area)
         elif frame is not None:
             self.upload(frame)
-            picture = self.guest_picture(frame)
             if self._guest is not None and picture is not None:
                 self._guest.draw(dstrect=picture)
         self._draw_banner(name, leds, overview)

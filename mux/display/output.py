@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from PIL import Image
@@ -51,6 +51,11 @@ class Output(Protocol):
         """(persona, image, capture time) last presented; None before any frame."""
         ...
 
+    def show_attention(self, requests: Sequence[tuple[str, str]]) -> None:
+        """The pending requests for attention, (persona, text) oldest first ([]: none):
+        the banner shows them over whatever is active (:mod:`mux.app.attention`)."""
+        ...
+
     async def run(self) -> None:
         """The output's own loop (window events); returns at once if it has none."""
         ...
@@ -70,6 +75,7 @@ class HeadlessOutput:
     def __init__(self) -> None:
         self._current: tuple[str, Frame | None] | None = None
         self.presented = 0
+        self.attention: list[tuple[str, str]] = []  # what a window's banner would show
 
     def present(self, name: str, frame: Frame | None) -> None:
         self._current = (name, frame)
@@ -77,6 +83,9 @@ class HeadlessOutput:
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
         pass
+
+    def show_attention(self, requests: Sequence[tuple[str, str]]) -> None:
+        self.attention = list(requests)
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._current is None:

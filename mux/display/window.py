@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # after the environment it reads at import
@@ -125,6 +125,12 @@ class WindowOutput:
             return
         self._leds = leds
         self.canvas.show(name, self._frame, leds, self.overview)
+
+    def show_attention(self, requests: Sequence[tuple[str, str]]) -> None:
+        """The banner shows the newest pending request (see :mod:`mux.display.canvas`)."""
+        self.canvas.attention = list(requests)
+        if self.canvas.is_open:
+            self.canvas.show(self._name, self._frame, self._leds, self.overview)
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._name is None or self._frame is None:

@@ -256,6 +256,11 @@ class Router:
             raise UnknownPersona(persona, self._personas)
         return frozenset(code for code, owner in self._owner.items() if owner == persona)
 
+    def pressed(self) -> bool:
+        """Whether any key or button is down now, in any persona or none (held back, or
+        swallowed by a hotkey): mux's attention switch waits until none is."""
+        return bool(self._owner or self._held_back or self._swallowed)
+
     # --- keys and buttons -------------------------------------------------------------
 
     def _key(self, code: int, value: int, out: _Out) -> None:

@@ -1,0 +1,242 @@
+"""Background personas ask for attention: the policy (pure), the watcher, the banner, and
+real console guests running ``mux-attention`` (TCG) under Xvfb, with MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mux.app import attention as attention_module
+from mux.app.attention import Attention, due, iso_time, request_text
+from mux.app.events import AttentionCleared, AttentionRequested, Event, Events, Switched
+from mux.config import Config, DisplaySection, MuxSection, PersonaConfig
+from mux.display.backbuffer import BackBuffer, Frame
+from mux.display.output import HeadlessOutput
+from mux.input.events import EV_KEY, EV_SYN, SYN_REPORT, InputEvent
+from mux.input.router import Router
+
+SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
+
+
+# --- the pure parts ----------------------------------------------------------------------
+
+
+def test_the_marker_and_a_personas_pattern_give_the_request_text() -> None:
+    assert request_text("MUX-ATTENTION call from home", None) == "call from home"
+    assert request_text("[  3.1] x MUX-ATTENTION  call  ", None) == "call"  # anywhere in the line
+    assert request_text("MUX-ATTENTION", None) == ""
+    assert request_text("MUX-ATTENTIONS are nice", None) is None
+    assert request_text("mux-attention call", None) is None  # the typed command is not the line
+    grouped = re.compile(r"RING (\d+)")
+    assert request_text("modem: RING 42 now", grouped) == "42"  # the first group
+    assert request_text("  incoming call  ", re.compile("incoming")) == "incoming call"  # the line
+    assert request_text("x" * 500, re.compile("x")) == "x" * attention_module.MAX_TEXT
+    assert request_text("quiet", grouped) is None
+    assert request_text("MUX-ATTENTION marker first", grouped) == "marker first"
+    optional = re.compile(r"alarm( \w+)?")
+    assert request_text("alarm", optional) == "alarm"  # the group did not take part: the line
+
+
+def request(persona: str, text: str = "hi", when: float = 1.0) -> AttentionRequested:
+    return AttentionRequested(persona, text, when)
+
+
+def test_the_policy_switches_only_when_asked_to_and_the_user_is_idle() -> None:
+    armed = [request("beta", when=1), request("gamma", when=2)]
+    assert due(armed, "alpha", "notify", False, 100) == (None, None)
+    assert due(armed, "alpha", "switch", True, 100) == (None, None)  # a key is down
+    assert due(armed, "alpha", "switch", False, 0.5) == (None, 1.5)  # typed half a second ago
+    assert due(armed, "alpha", "switch", False, 2.0) == ("beta", None)  # the oldest first
+    assert due(armed, "beta", "switch", False, 9) == ("gamma", None)
+    assert due([request("alpha")], "alpha", "switch", False, 9) == (None, None)  # its own: never
+    assert due([], "alpha", "switch", False, 9) == (None, None)
+
+
+def test_times_are_iso_8601_in_utc() -> None:
+    assert iso_time(0) == "1970-01-01T00:00:00.000+00:00"
+    assert iso_time(1.5) == "1970-01-01T00:00:01.500+00:00"
+
+
+# --- the watcher, without guests -----------------------------------------------------------
+
+
+def config(on_attention: str = "notify", pattern: str | None = None) -> Config:
+    personas = (PersonaConfig("alpha"), PersonaConfig("beta", attention=pattern), PersonaConfig("gamma"))
+    return Config(mux=MuxSection(), personas=personas,
+                  display=DisplaySection(on_attention=on_attention))  # type: ignore[arg-type]
+
+
+class Watched:
+    """An Attention on a hub, with what it published and what the banner shows."""
+
+    def __init__(self, on_attention: str = "notify", pattern: str | None = None) -> None:
+        self.events = Events()
+        self.heard: list[Event] = []
+        self.events.subscribe(self.heard.append)
+        self.router = Router(["alpha", "beta", "gamma"])
+        self.output = HeadlessOutput()
+        self.now = 100.0
+        self.attention = Attention(config(on_attention, pattern), self.events, self.router,
+                                   lambda: self.output, clock=lambda: self.now)
+
+    def switched(self, new: str, old: str | None = None) -> None:
+        self.router.switch(new)
+        self.events.publish(Switched(old, new, "test"))
+
+
+def test_requests_are_pending_shown_and_listed_until_their_persona_is_visited() -> None:
+    w = Watched(pattern=r"^RING (.*)")
+    w.switched("alpha")
+    w.attention.line("beta", "MUX-ATTENTION call from home", 10.0)
+    w.attention.line("beta", "RING 555", 11.0)  # beta's own pattern
+    w.attention.line("gamma", "RING 666", 12.0)  # not gamma's pattern
+    w.attention.line("alpha", "MUX-ATTENTION my own", 13.0)  # the active persona's
+    assert [e for e in w.heard if isinstance(e, AttentionRequested)] == [
+        AttentionRequested("beta", "call from home", 10.0), AttentionRequested("beta", "555", 11.0),
+        AttentionRequested("alpha", "my own", 13.0)]
+    assert w.output.attention == [("beta", "call from home"), ("beta", "555"), ("alpha", "my own")]
+    assert [(r["persona"], r["text"]) for r in w.attention.status()] == [
+        ("beta", "call from home"), ("beta", "555"), ("alpha", "my own")]
+    assert w.attention.status()[0]["time"] == iso_time(10.0)
+    assert [r.persona for r in w.attention.armed] == ["beta", "beta"]  # alpha's own never switches
+    w.switched("beta", "alpha")
+    assert AttentionCleared("beta") in w.heard and AttentionCleared("alpha") not in w.heard
+    assert w.output.attention == [("alpha", "my own")] and w.attention.armed == []
+    w.switched("alpha", "beta")  # visiting alpha answers its own request too
+    assert AttentionCleared("alpha") in w.heard and w.output.attention == [] and w.attention.status() == []
+
+
+def test_a_switch_disarms_what_was_pending_but_the_banner_keeps_it() -> None:
+    w = Watched("switch")
+    w.switched("alpha")
+    w.attention.line("beta", "MUX-ATTENTION one", 1.0)
+    w.attention.line("gamma", "MUX-ATTENTION two", 2.0)
+    w.switched("beta", "alpha")
+    assert w.attention.armed == [] and w.output.attention == [("gamma", "two")]
+    w.attention.line("gamma", "MUX-ATTENTION three", 3.0)  # a new request may switch again
+    assert [r.text for r in w.attention.armed] == ["three"]
+
+
+def test_the_newest_pending_requests_are_kept() -> None:
+    w = Watched()
+    for n in range(attention_module.MAX_PENDING + 5):
+        w.attention.line("beta", f"MUX-ATTENTION {n}", float(n))
+    assert len(w.attention.status()) == attention_module.MAX_PENDING
+    assert w.attention.status()[-1]["text"] == str(attention_module.MAX_PENDING + 4)
+
+
+@pytest.fixture
+def quick_idle(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
+    monkeypatch.setattr(attention_module, "IDLE_S", 0.3)
+    yield 0.3
+
+
+async def test_the_switch_waits_for_released_keys_and_idle_input(quick_idle: float) -> None:
+    """Held key: no switch; released: a switch once input has been idle (the positive control)."""
+    w = Watched("switch")
+    w.attention.clock = asyncio.get_running_loop().time
+    w.switched("alpha")
+    switches: list[tuple[str, str, float]] = []
+
+    async def switch(target: str, source: str) -> str:
+        switches.append((target, source, asyncio.get_running_loop().time()))
+        w.switched(target, "alpha")
+        return target
+
+    task = asyncio.create_task(w.attention.run({}, switch))
+    try:
+        for event in (InputEvent(EV_KEY, 42, 1), SYN):  # left shift down in alpha
+            w.router.feed(event)
+        w.attention.input_came()
+        w.attention.line("beta", "MUX-ATTENTION ring", 1.0)
+        await asyncio.sleep(quick_idle * 3)
+        assert switches == [] and w.router.pressed()  # held: no switch
+        for event in (InputEvent(EV_KEY, 42, 0), SYN):
+            w.router.feed(event)
+        w.attention.input_came()
+        released = asyncio.get_running_loop().time()
+        while not switches:
+            await asyncio.sleep(0.01)
+        assert switches[0][:2] == ("beta", "attention")
+        assert switches[0][2] - released >= quick_idle - 0.01  # only once idle
+        assert w.output.attention == []  # visiting beta cleared its request
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_wait_for_finds_a_pending_or_an_arriving_request() -> None:
+    w = Watched()
+    w.switched("alpha")
+    w.attention.line("beta", "MUX-ATTENTION early", 1.0)
+    assert (await w.attention.wait_for("beta", re.compile("ear"), 1)).text == "early"
+    later = asyncio.create_task(w.attention.wait_for("gamma", re.compile("^late$"), 30))
+    await asyncio.sleep(0)
+    w.attention.line("gamma", "MUX-ATTENTION not late", 2.0)
+    w.attention.line("gamma", "MUX-ATTENTION late", 3.0)
+    assert (await later).time == 3.0
+    with pytest.raises(TimeoutError):
+        await w.attention.wait_for("beta", re.compile("never"), 0.05)
+    assert "beta 'early'" in w.attention.describe_seen() and "gamma 'late'" in w.attention.describe_seen()
+
+
+# --- the banner, under SDL's dummy driver -------------------------------------------------
+
+
+def test_the_banner_shows_the_newest_request_in_the_asking_personas_colour(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from mux.display.canvas import BANNER_H
+    from mux.display.window import WindowOutput
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    colors = {"alpha": "c03030", "beta": "30a040"}
+    window = WindowOutput(colors, BackBuffer(list(colors)), on_close=lambda: None)
+    window.open()
+    try:
+        window.present("alpha", Frame(Image.new("RGB", (1024, 768), (255, 255, 255)), 1.0, "vnc"))
+
+        def banner_colors() -> set[tuple[int, int, int]]:
+            surface = window.canvas.read()
+            return {tuple(surface.get_at((x, y)))[:3] for x in range(0, 1024, 2)  # type: ignore[misc]
+                    for y in range(4, BANNER_H - 6, 3)}
+
+        assert (0x30, 0xA0, 0x40) not in banner_colors()
+        window.show_attention([("beta", "call from home")])
+        assert (0x30, 0xA0, 0x40) in banner_colors()  # beta's box, over alpha's banner
+        assert tuple(window.canvas.read().get_at((3, 3)))[:3] == (0xC0, 0x30, 0x30)  # still alpha's
+        assert tuple(window.canvas.read().get_at((500, 500)))[:3] == (255, 255, 255)  # the guest untouched
+        assert "call from home" in banner_text(window.canvas.read())
+        window.show_attention([("beta", "call from home"), ("beta", "again")])
+        assert "(+1)" in banner_text(window.canvas.read())
+        window.show_attention([])
+        assert (0x30, 0xA0, 0x40) not in banner_colors()
+    finally:
+        window.close()
+
+
+def banner_text(surface: Any) -> str:
+    """The banner's text, read by OCR (scaled up: tesseract likes big letters)."""
+    import pygame
+    from PIL import Image
+
+    from mux.display.canvas import BANNER_H
+
+    width = surface.get_width()
+    raw = pygame.image.tobytes(surface.subsurface((0, 0, width, BANNER_H)), "RGB")
+    picture = Image.frombytes("RGB", (width, BANNER_H), raw)
+    return banner_image_text(picture)
+
+
+def banner_image_text(picture: Any) -> str:
+    from PIL import Image
+
+    from mux.needles.ocr import TextReader
+
+    big = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.LANCZOS)
+    return " ".join(TextReader().text(big).split())
