@@ -84,7 +84,7 @@ def check_entity(component: str, config: dict[str, Any], where: str) -> None:
 
 def test_every_per_entity_config_has_only_documented_keys() -> None:
     configs = discovery_messages(*ARGS, support_url="https://example.org/mux")
-    assert len(configs) == 2 + 8 * len(PERSONAS) + len(DEVICES)  # per persona 8 (ready: issue 13)
+    assert len(configs) == 2 + 9 * len(PERSONAS) + len(DEVICES)  # per persona 9 (ready: 13, attention: 16)
     for topic, config in configs.items():
         check_entity(topic.split("/")[1], config, topic)
         assert config["origin"] == {"name": "mux", "sw_version": config["device"]["sw_version"],
@@ -112,10 +112,13 @@ def test_the_device_config_holds_the_same_entities_with_the_same_ids() -> None:
 def test_names_categories_and_availability_follow_the_panel_conventions() -> None:
     configs = {t.split("/")[3]: c for t, c in discovery_messages(*ARGS).items()}
     assert configs["active"]["name"] == "Active persona"
-    assert configs["events"]["event_types"] == ["switched", "refused", "crashed"]
+    assert configs["events"]["event_types"] == ["switched", "refused", "crashed", "attention"]
     assert configs["events"]["state_topic"] == "mux/event"
     for name in PERSONAS:
         assert configs[f"{name}_screen"]["name"] == f"{name} screen"
+        attention = configs[f"{name}_attention"]  # a payload without event_type: the template adds it
+        assert (attention["state_topic"], attention["event_types"]) == (f"mux/persona/{name}/attention",
+                                                                        ["attention"])
         assert configs[f"{name}_caps"]["name"] == f"{name} caps lock"
         assert configs[f"{name}_running"]["name"] == f"{name} running"
         assert configs[f"{name}_restart"]["name"] == f"{name} restart"

@@ -29,8 +29,9 @@ procedure, and configs of personas or devices no longer configured are cleared (
   back-buffered frame as JPEG, published only when it changed in a way a person would
   notice (:func:`mux.display.change.noticeable`: a blinking cursor or a clock's seconds
   are not a change);
-- events: switches, crashes and refused commands as JSON on ``<base>/event`` (not
-  retained; an event while disconnected is dropped), for automations.
+- events: switches, crashes, refused commands and requests for attention as JSON on
+  ``<base>/event``, and each request for attention on ``<base>/persona/<name>/attention``
+  too (none retained; an event while disconnected is dropped), for automations.
 
 On a clean stop the bridge leaves every persona ``stopped`` (mux stops the guests as it
 exits) and its ``availability`` ``offline``, in that order. The bridge never stops the
@@ -41,20 +42,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from importlib import metadata
 from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
 from PIL import Image
 
-from mux.app.api import ControlAPI, Event, StateChanged, Switched
+from mux.app.api import AttentionRequested, ControlAPI, Event, StateChanged, Switched
 from mux.config import MqttSection
 from mux.display.change import noticeable
 from mux.errors import MuxError
@@ -64,11 +63,14 @@ from mux.frontends.mqtt_discovery import (
     discovery_mode_of,
     migration_plan,
     safe_node_id,
+    support_url,
 )
 from mux.frontends.mqtt_topics import (
     Command,
     CommandError,
+    attention_message,
     event_message,
+    jpeg,
     parse_command,
     state_messages,
     stopped_messages,
@@ -95,8 +97,8 @@ class MqttBridge:
         self._client: aiomqtt.Client | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._events: asyncio.Queue[str] = asyncio.Queue()
-        self._support_url = _support_url()
+        self._events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (topic, payload)
+        self._support_url = support_url()
 
     @contextlib.asynccontextmanager
     async def serve(self, api: ControlAPI) -> AsyncIterator[MqttBridge]:
@@ -127,11 +129,18 @@ class MqttBridge:
             self._event("switched", event.new, event.source, f"switched from {event.old} to {event.new}")
         elif isinstance(event, StateChanged) and event.state == "crashed":
             self._event("crashed", event.persona, "guest", f"persona {event.persona!r} crashed")
+        elif isinstance(event, AttentionRequested):
+            self._event("attention", event.persona, "guest", event.text,
+                        (f"persona/{event.persona}/attention", attention_message(event.text, event.time)))
 
-    def _event(self, event_type: str, persona: str | None, source: str | None, text: str) -> None:
-        """Queue one ``event`` message (dropped while not connected: events are not retained)."""
+    def _event(self, event_type: str, persona: str | None, source: str | None, text: str,
+               *also: tuple[str, str]) -> None:
+        """Queue one ``event`` message and ``also`` (topic under the base, payload): dropped
+        while not connected (events are not retained)."""
         if self._client is not None:
-            self._events.put_nowait(event_message(event_type, persona, source, text))
+            self._events.put_nowait((f"{self.base}/event", event_message(event_type, persona, source, text)))
+            for topic, payload in also:
+                self._events.put_nowait((f"{self.base}/{topic}", payload))
 
     def notify(self) -> None:
         """Something in mux changed: recompute the retained state soon."""
@@ -326,7 +335,8 @@ class MqttBridge:
     async def _event_loop(self, client: aiomqtt.Client) -> None:
         while True:
             _raise_if_cancelled()
-            await client.publish(f"{self.base}/event", await self._events.get(), qos=1)
+            topic, payload = await self._events.get()
+            await client.publish(topic, payload, qos=1)
 
     async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -342,8 +352,9 @@ class MqttBridge:
                     continue
                 # Only a change a person would notice (not a blinking cursor): mux.display.change.
                 if await asyncio.to_thread(noticeable, self._screens.get(name), image):
-                    jpeg = await asyncio.to_thread(_jpeg, image)
-                    await client.publish(f"{self.base}/persona/{name}/screenshot", jpeg, qos=0, retain=True)
+                    picture = await asyncio.to_thread(jpeg, image)
+                    topic = f"{self.base}/persona/{name}/screenshot"
+                    await client.publish(topic, picture, qos=0, retain=True)
                     self._screens[name] = image
             await asyncio.sleep(self.config.screenshot_interval_s)
 
@@ -368,23 +379,8 @@ async def _cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
         await asyncio.wait(pending, timeout=1.0)
 
 
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=80)
-    return buffer.getvalue()
-
-
 def _payload(message: aiomqtt.Message) -> bytes:
     return message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-
-
-def _support_url() -> str | None:
-    """The package's home page (``[project.urls]``), for the discovery's origin block."""
-    try:
-        urls = metadata.metadata("mux").get_all("Project-URL") or []
-    except metadata.PackageNotFoundError:
-        return None
-    return next((u.split(",", 1)[1].strip() for u in urls if "," in u), None)
 
 
 async def _say_offline(client: aiomqtt.Client, base: str, personas: Sequence[str]) -> None:

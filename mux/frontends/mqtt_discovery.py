@@ -1,10 +1,12 @@
 """Home Assistant MQTT discovery configs for mux (pure: no asyncio, no broker).
 
 One Home Assistant device per mux node (``node_id``), holding: a select for the active
-persona, an event entity (``switched``, ``refused``, ``crashed``), per persona a
+persona, an event entity (``switched``, ``refused``, ``crashed``, ``attention``), per persona a
 picture of its screen, its run state, a switch (on = running), whether its guest is ready
-(a binary sensor on ``persona/<name>/ready``), a restart button and its
-three lock LEDs, and per device a select saying which persona holds it (or ``none``).
+(a binary sensor on ``persona/<name>/ready``), a restart button, its three lock LEDs, an
+event entity for its requests for attention (``attention``, on ``persona/<name>/attention``:
+a template adds the ``event_type`` that payload lacks), and per device a select saying
+which persona holds it (or ``none``).
 
 Two ways to publish them (``[mqtt] discovery``), both following Home Assistant's MQTT
 discovery documentation as of 2024.11:
@@ -35,6 +37,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from mux import __version__
@@ -42,9 +45,12 @@ from mux import __version__
 DISCOVERY_MODES = ("entities", "device")
 STATES = ("stopped", "starting", "running", "stopping", "crashed")
 LED_NAMES = ("caps", "num", "scroll")
-EVENT_TYPES = ("switched", "refused", "crashed")
+EVENT_TYPES = ("switched", "refused", "crashed", "attention")
 DETACHED = "none"  # the device select's option for "no persona holds it"
 MIGRATE: dict[str, Any] = {"migrate_discovery": True}
+#: ``persona/<name>/attention`` carries {"text", "time"}; Home Assistant's event wants an event_type.
+ATTENTION_TEMPLATE = ('{{ {"event_type": "attention", "text": value_json.text,'
+                      ' "time": value_json.time} | tojson }}')
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,15 @@ def device_block(node_id: str) -> dict[str, Any]:
     node = safe_node_id(node_id)
     return {"identifiers": [f"mux_{node}"], "name": f"mux {node_id}", "manufacturer": "mux",
             "model": "persona controller", "sw_version": __version__}
+
+
+def support_url() -> str | None:
+    """The package's home page (``[project.urls]``), for the origin block."""
+    try:
+        urls = metadata.metadata("mux").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    return next((u.split(",", 1)[1].strip() for u in urls if "," in u), None)
 
 
 def origin_block(support_url: str | None) -> dict[str, Any]:
@@ -112,6 +127,8 @@ def entities(node_id: str, base: str, personas: Sequence[str],
                    payload_on="true", payload_off="false", icon="mdi:check-circle"),
             entity("button", f"{name}_restart", f"{name} restart", command_topic=f"{topics}/set",
                    payload_press="restart", device_class="restart", entity_category="config"),
+            entity("event", f"{name}_attention", f"{name} attention", state_topic=f"{topics}/attention",
+                   event_types=["attention"], value_template=ATTENTION_TEMPLATE, icon="mdi:phone-ring"),
         ]
         found += [entity("binary_sensor", f"{name}_{led}", f"{name} {led} lock", persona=name,
                          state_topic=f"{topics}/leds",

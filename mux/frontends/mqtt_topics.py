@@ -12,10 +12,14 @@ on the ``event`` topic (not retained), for automations. Home Assistant discovery
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from PIL import Image
 
 from mux.frontends.mqtt_discovery import DETACHED, LED_NAMES
 
@@ -148,3 +152,17 @@ def stopped_messages(base: str, personas: Sequence[str]) -> dict[str, str]:
 def event_message(event_type: str, persona: str | None, source: str | None, text: str) -> str:
     """One message on ``<base>/event``: JSON ``{"event_type", "persona", "source", "text"}``."""
     return json.dumps({"event_type": event_type, "persona": persona, "source": source, "text": text})
+
+
+def attention_message(text: str, when: float) -> str:
+    """One message on ``<base>/persona/<name>/attention`` (not retained): JSON ``{"text",
+    "time"}``, the time (``time.time()``) as ISO 8601 in UTC with milliseconds."""
+    stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+    return json.dumps({"text": text, "time": stamp})
+
+
+def jpeg(image: Image.Image) -> bytes:
+    """A screenshot as published on ``persona/<name>/screenshot``."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
