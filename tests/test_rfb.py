@@ -374,3 +374,50 @@ async def test_connect_errors_name_the_socket() -> None:
     with pytest.raises(RfbError, match=f"{missing}: cannot connect"):
         async with RfbClient(missing):
             pass
+
+
+async def test_rectangles_of_odd_sizes_arriving_in_odd_pieces_land_in_the_framebuffer() -> None:
+    """Pixels are received straight into the framebuffer (whole rows at once, narrower
+    rectangles row by row): whatever the rectangles' sizes and however the bytes are cut
+    up on the way, the framebuffer holds exactly what was sent."""
+    import random
+
+    from mux.display.backbuffer import Pixels
+
+    size = (300, 200)
+    pick = random.Random(5)
+    boxes = [(0, 0, 300, 200), (7, 3, 123, 91), (0, 150, 300, 50), (299, 199, 1, 1), (5, 0, 3, 200),
+             (1, 1, 298, 198), (100, 60, 17, 1)]
+    payloads = [pick.randbytes(w * h * 4) for _x, _y, w, h in boxes]
+    expected = Pixels(*size)
+    for box, payload in zip(boxes, payloads, strict=True):
+        expected.paste(box, payload)
+    stream = b"".join(update(rect(*box, ENCODING_RAW, payload))
+                      for box, payload in zip(boxes, payloads, strict=True))
+    # a rectangle that does not fit: the link ends (a protocol error), it does not write past the picture
+    stream += update(rect(250, 0, 51, 1, ENCODING_RAW, bytes(51 * 4)))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_handshake(reader, writer, size=size)
+        at = 0
+        while at < len(stream):  # pieces of 1 byte to 100 KB, each on its own
+            piece = pick.choice((1, 3, 12, 4095, 20000, 100_000))
+            writer.write(stream[at:at + piece])
+            await writer.drain()
+            await asyncio.sleep(0)
+            at += piece
+        await reader.read()
+
+    frames: list[tuple[int, tuple[object, ...] | None, bytes]] = []
+    async with scripted_server(script) as path:
+        client = RfbClient(path, on_frame=lambda f: frames.append((f.version, f.rects, f.image.tobytes())))
+        async with client as rfb:
+            await asyncio.wait_for(rfb.closed(), 10)
+    assert [version for version, _, _ in frames] == list(range(1, len(boxes) + 1))
+    assert frames[0][1] is None and frames[3][1] == ((299, 199, 1, 1),)
+    assert frames[-1][2] == expected.image().tobytes()
+    # and each step on the way
+    model = Pixels(*size)
+    for (_, _, data), box, payload in zip(frames, boxes, payloads, strict=True):
+        model.paste(box, payload)
+        assert data == model.image().tobytes()

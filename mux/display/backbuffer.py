@@ -52,6 +52,18 @@ class Pixels:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
+    def check(self, box: Box, size: int | None = None) -> None:
+        """Check that a rectangle (of ``size`` bytes, when given) fits in the framebuffer.
+
+        Raises:
+            DisplayError: it does not.
+        """
+        x, y, width, height = box
+        inside = x >= 0 and y >= 0 and x + width <= self.width and y + height <= self.height
+        if not inside or (size is not None and size != width * height * 4):
+            got = "" if size is None else f" ({size} bytes)"
+            raise DisplayError(f"rectangle {box}{got} does not fit a {self.width}x{self.height} framebuffer")
+
     def paste(self, box: Box, raw: bytes) -> None:
         """Copy a rectangle's raw pixels (rows of ``width * 4`` bytes) into place.
 
@@ -59,11 +71,8 @@ class Pixels:
             DisplayError: the rectangle is not inside the framebuffer, or ``raw`` is not
                 its size.
         """
+        self.check(box, len(raw))
         x, y, width, height = box
-        inside = x >= 0 and y >= 0 and x + width <= self.width and y + height <= self.height
-        if not inside or len(raw) != width * height * 4:
-            raise DisplayError(f"rectangle {box} ({len(raw)} bytes) does not fit a {self.width}x{self.height}"
-                               " framebuffer")
         stride, row = self.width * 4, width * 4
         if width == self.width:  # whole rows: one copy
             self.data[y * stride:(y + height) * stride] = raw

@@ -14,8 +14,12 @@ and the controller keeps one :class:`RfbClient` on it for two things QMP cannot 
   client asks again (incrementally) as each update begins to arrive, so only changed rectangles
   travel. Pixels come raw in a 32-bit little-endian true-colour format equal to QEMU's
   own surface format (x8r8g8b8, bytes B G R X), so QEMU copies rows without converting
-  and each rectangle is copied as it is into one persistent framebuffer
-  (:class:`~mux.display.backbuffer.Pixels`); nothing is converted here. Each update
+  and each rectangle is received straight into its place in one persistent framebuffer
+  (:class:`~mux.display.backbuffer.Pixels`): whole rows with one ``recv_into`` of the
+  framebuffer's memory, a narrower rectangle row by row (small ones through a 64 KiB
+  buffer). A frame's pixels are copied once, by the kernel, and converted nowhere (a
+  stream reader's buffer cost four copies of a 3 MB frame). A picture asked for while
+  an update is arriving may mix rows of both (as it could mix rectangles). Each update
   becomes a :class:`~mux.display.backbuffer.Frame` that refers to that framebuffer and
   lists the rectangles it changed. A non-incremental request makes QEMU mark the whole
   screen dirty, so the next update that covers the whole screen is a full frame: that is
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -54,7 +59,8 @@ ENCODING_LED_STATE = -261
 #: 32 bpp, depth 24, little-endian, true colour, 8 bits per channel at shifts 16/8/0.
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 _RECT = struct.Struct(">HHHHi")
-_STREAM_LIMIT = 16 * 1024 * 1024  # a full 1920x1200 raw update fits without pausing reads
+_BUFFER = 64 * 1024  # the reader's own buffer, for headers and small rectangles
+_DIRECT = 16 * 1024  # a read at least this big goes straight into its destination
 
 
 class RfbClient:
@@ -80,7 +86,9 @@ class RfbClient:
         self._pixels = Pixels(0, 0)
         #: The framebuffer holds a whole picture: a full update came since connecting (or resizing).
         self.complete = False
-        self._writer: asyncio.StreamWriter | None = None
+        self._sock: socket.socket | None = None
+        self._outbox = bytearray()  # what the socket did not take yet
+        self._flusher: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[Frame]] = []
         self._closed = asyncio.Event()
@@ -115,21 +123,25 @@ class RfbClient:
         """
         if self._task is not None:
             raise RfbError(self.path, "already connected (RfbClient is not re-entrant)")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_unix_connection(self.path, limit=_STREAM_LIMIT)
-                try:
-                    await self._handshake(reader, writer)
-                except BaseException:
-                    writer.close()
-                    raise
-        except TimeoutError as exc:
-            raise RfbError(self.path, f"no handshake within {self.timeout} s") from exc
-        except asyncio.IncompleteReadError as exc:
-            raise RfbError(self.path, "server closed the connection during the handshake") from exc
-        except OSError as exc:
-            raise RfbError(self.path, f"cannot connect: {exc}") from exc
-        self._writer = writer
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.get_running_loop().sock_connect(sock, str(self.path))
+                    self._sock = sock
+                    reader = _Reader(sock)
+                    await self._handshake(reader)
+            except TimeoutError as exc:
+                raise RfbError(self.path, f"no handshake within {self.timeout} s") from exc
+            except asyncio.IncompleteReadError as exc:
+                raise RfbError(self.path, "server closed the connection during the handshake") from exc
+            except OSError as exc:
+                raise RfbError(self.path, f"cannot connect: {exc}") from exc
+        except BaseException:
+            self._sock = None
+            sock.close()
+            raise
         self._closed.clear()
         self._task = asyncio.create_task(self._read_loop(reader), name=f"rfb-reader {self.path.name}")
         if self._live:
@@ -170,41 +182,68 @@ class RfbClient:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handshake(self, reader: _Reader) -> None:
         version = await reader.readexactly(12)
         if not version.startswith(b"RFB 003."):
             raise RfbError(self.path, f"not an RFB server (greeting {version!r})")
-        writer.write(b"RFB 003.008\n")
+        self._send(b"RFB 003.008\n")
         types = await reader.readexactly((await reader.readexactly(1))[0])
         if not types:
             raise RfbError(self.path, f"server refused: {await _read_string(reader)}")
         if 1 not in types:
             raise RfbError(self.path, f"server wants authentication (security types {list(types)})")
-        writer.write(b"\x01")
+        self._send(b"\x01")
         (result,) = struct.unpack(">I", await reader.readexactly(4))
         if result != 0:
             raise RfbError(self.path, f"security handshake failed: {await _read_string(reader)}")
-        writer.write(b"\x01")  # ClientInit: shared, so other clients stay connected
+        self._send(b"\x01")  # ClientInit: shared, so other clients stay connected
         width, height = struct.unpack(">HH", await reader.readexactly(4))
         await reader.readexactly(16)  # the server's pixel format: we set our own below
         self.name = (await _read_string(reader))
         self._pixels, self.complete = Pixels(width, height), False
         encodings = (ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_LED_STATE)
-        writer.write(b"\x00\x00\x00\x00" + PIXEL_FORMAT
-                     + struct.pack(f">BxH{len(encodings)}i", 2, len(encodings), *encodings))
-        await writer.drain()
+        self._send(b"\x00\x00\x00\x00" + PIXEL_FORMAT
+                   + struct.pack(f">BxH{len(encodings)}i", 2, len(encodings), *encodings))
 
     def request(self, incremental: bool) -> None:
         """Send a FramebufferUpdateRequest for the whole screen (no-op when not connected).
 
         An incremental one is answered only once something changed; a full one with the
         whole screen."""
-        if self._writer is None or self._writer.is_closing():
-            return
         width, height = self.size
-        self._writer.write(struct.pack(">BBHHHH", 3, int(incremental), 0, 0, width, height))
+        self._send(struct.pack(">BBHHHH", 3, int(incremental), 0, 0, width, height))
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+    def _send(self, data: bytes) -> None:
+        """Send ``data`` now, or after what is still waiting to go (messages are small: the
+        socket's buffer almost always takes them at once)."""
+        sock = self._sock
+        if sock is None:
+            return
+        if self._outbox or self._flusher is not None:
+            self._outbox += data
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # the reader sees the connection end too
+            log.debug("VNC %s: send failed (%s)", self.path, exc)
+            return
+        if sent < len(data):
+            self._outbox += data[sent:]
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(sock))
+
+    async def _flush(self, sock: socket.socket) -> None:
+        try:
+            while self._outbox and self._sock is sock:
+                data, self._outbox = bytes(self._outbox), bytearray()
+                await asyncio.get_running_loop().sock_sendall(sock, data)
+        except OSError as exc:
+            log.debug("VNC %s: send failed (%s)", self.path, exc)
+        finally:
+            self._flusher = None
+
+    async def _read_loop(self, reader: _Reader) -> None:
         try:
             while True:
                 kind = (await reader.readexactly(1))[0]
@@ -212,12 +251,12 @@ class RfbClient:
                     await self._read_update(reader)
                 elif kind == 1:  # SetColourMapEntries: not used with true colour, skip it
                     _first, count = struct.unpack(">xHH", await reader.readexactly(5))
-                    await reader.readexactly(6 * count)
+                    await reader.skip(6 * count)
                 elif kind == 2:  # Bell
                     pass
                 elif kind == 3:  # ServerCutText
                     (length,) = struct.unpack(">3xI", await reader.readexactly(7))
-                    await reader.readexactly(length)
+                    await reader.skip(length)
                 else:
                     raise RfbError(self.path, f"unknown server message type {kind}")
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
@@ -227,15 +266,18 @@ class RfbClient:
         except OSError as exc:
             log.warning("VNC %s: %s", self.path, exc)
         finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            sock, self._sock = self._sock, None
+            self._outbox.clear()
+            if self._flusher is not None:
+                self._flusher.cancel()
+            if sock is not None:
+                sock.close()
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_exception(RfbError(self.path, "connection closed"))
             self._closed.set()
 
-    async def _read_update(self, reader: asyncio.StreamReader) -> None:
+    async def _read_update(self, reader: _Reader) -> None:
         began = time.monotonic()
         (count,) = struct.unpack(">xH", await reader.readexactly(3))
         if self._live:
@@ -250,12 +292,8 @@ class RfbClient:
         for _ in range(count):
             x, y, width, height, encoding = _RECT.unpack(await reader.readexactly(_RECT.size))
             if encoding == ENCODING_RAW:
-                data = await reader.readexactly(width * height * 4)
                 if width and height:
-                    try:
-                        self._pixels.paste((x, y, width, height), data)
-                    except DisplayError as exc:
-                        raise RfbError(self.path, str(exc)) from None
+                    await self._read_pixels(reader, (x, y, width, height))
                     rects.append((x, y, width, height))
                     pixels += width * height
             elif encoding == ENCODING_LED_STATE:
@@ -265,7 +303,7 @@ class RfbClient:
                 self._resize(width, height)
             elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:
                 screens = (await reader.readexactly(4))[0]
-                await reader.readexactly(16 * screens)
+                await reader.skip(16 * screens)
                 if y == 0:  # status 0: the size did change
                     self._resize(width, height)
             else:
@@ -283,6 +321,27 @@ class RfbClient:
                     waiter.set_result(frame)
         self._call(self.on_frame, frame)
 
+    async def _read_pixels(self, reader: _Reader, box: Box) -> None:
+        """Receive a raw rectangle straight into its place in the framebuffer: one read for
+        whole rows, else row by row (from the reader's buffer when it holds them)."""
+        pixels = self._pixels
+        try:
+            pixels.check(box)
+        except DisplayError as exc:
+            raise RfbError(self.path, str(exc)) from None
+        x, y, width, height = box
+        stride, row = pixels.width * 4, width * 4
+        with memoryview(pixels.data) as view:
+            if width == pixels.width:
+                await reader.readinto(view[y * stride:(y + height) * stride])
+                return
+            for line in range(y, y + height):
+                start = line * stride + x * 4
+                target = view[start:start + row]
+                got = reader.take(target)  # no await (no task switch) while the buffer holds rows
+                if got < row:
+                    await reader.readinto(target, got)
+
     def _resize(self, width: int, height: int) -> None:
         log.debug("VNC %s: desktop size %dx%d", self.path, width, height)
         self._pixels, self.complete = Pixels(width, height), False
@@ -298,6 +357,89 @@ class RfbClient:
             log.exception("VNC %s: callback %r failed", self.path, callback)
 
 
-async def _read_string(reader: asyncio.StreamReader) -> str:
+async def _read_string(reader: _Reader) -> str:
     (length,) = struct.unpack(">I", await reader.readexactly(4))
     return (await reader.readexactly(length)).decode("utf-8", "replace")
+
+
+class _Reader:
+    """Buffered reads from a non-blocking socket, and reads straight into a destination.
+
+    Small reads (headers) come out of a 64 KiB buffer filled with one ``recv`` each time;
+    a read of :data:`_DIRECT` bytes or more is received straight into the caller's memory
+    (the framebuffer), so a frame's pixels are copied once, by the kernel.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray(_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._start = self._end = 0
+
+    def take(self, target: memoryview) -> int:
+        """Copy what the buffer holds, up to ``len(target)`` bytes, into ``target``; returns
+        how many."""
+        count = min(len(target), self._end - self._start)
+        if count:
+            target[:count] = self._view[self._start:self._start + count]
+            self._start += count
+        return count
+
+    async def _recv(self, target: memoryview) -> int:
+        count = await self._loop.sock_recv_into(self._sock, target)
+        if not count:
+            raise asyncio.IncompleteReadError(b"", None)
+        return count
+
+    async def _fill(self) -> None:
+        """Receive into the buffer (moving what it holds to its start first if needed)."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buffer):
+            held = self._end - self._start
+            self._buffer[:held] = self._buffer[self._start:self._end]
+            self._start, self._end = 0, held
+        self._end += await self._recv(self._view[self._end:])
+
+    async def readinto(self, target: memoryview, done: int = 0) -> None:
+        """Fill ``target`` from byte ``done`` on.
+
+        Raises:
+            asyncio.IncompleteReadError: the connection ended first.
+        """
+        done += self.take(target[done:])
+        while done < len(target):
+            if len(target) - done >= _DIRECT:
+                done += await self._recv(target[done:])
+            else:
+                await self._fill()
+                done += self.take(target[done:])
+
+    async def readexactly(self, count: int) -> bytes:
+        """The next ``count`` bytes.
+
+        Raises:
+            asyncio.IncompleteReadError: the connection ended first.
+        """
+        if self._end - self._start >= count:
+            data = bytes(self._view[self._start:self._start + count])
+            self._start += count
+            return data
+        into = bytearray(count)
+        with memoryview(into) as view:
+            await self.readinto(view)
+        return bytes(into)
+
+    async def skip(self, count: int) -> None:
+        """Read past ``count`` bytes.
+
+        Raises:
+            asyncio.IncompleteReadError: the connection ended first.
+        """
+        while count > 0:
+            dropped = min(count, self._end - self._start)
+            self._start += dropped
+            count -= dropped
+            if count:
+                await self._fill()
