@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from mux import images
 from mux.cli_ctl import add_ctl_parser, ask
+from mux.cli_logs import add_logs_parser
 from mux.config import Config, default_control_socket, demo_config, load_config
 from mux.errors import ConfigError, MuxError
 from mux.frontends import control
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_ctl_parser(sub)
+    add_logs_parser(sub)
     return parser
 
 

@@ -48,6 +48,12 @@ def add_ctl_parser(sub: Any) -> None:
     s.add_argument("--timeout", type=float, default=60.0, help="seconds the command may take (60)")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     s.set_defaults(func=cmd_ctl_exec)
+    s = csub.add_parser("clock", help="set a persona's guest clock through its agent")
+    s.add_argument("name", metavar="persona")
+    s.add_argument("time", help="ISO 8601 (UTC unless it has an offset, e.g. 2031-05-01T09:00:00+02:00)"
+                   " or host (the host's current time)")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent (60)")
+    s.set_defaults(func=cmd_ctl_clock)
 
 
 def ask(args: argparse.Namespace, message: dict[str, object], timeout: float = 30.0) -> dict[str, object]:
@@ -92,6 +98,13 @@ def cmd_ctl_text(args: argparse.Namespace) -> int:
 
 def cmd_ctl_exec(args: argparse.Namespace) -> int:
     return control.exec_in_guest(args.socket, args.name, args.command, args.timeout)
+
+
+def cmd_ctl_clock(args: argparse.Namespace) -> int:
+    reply = ask(args, {"cmd": "clock", "persona": args.name, "time": args.time, "timeout": args.timeout},
+                timeout=args.timeout + 30.0)
+    print(f"{args.name}: clock set to {reply['time']}")
+    return 0
 
 
 def _area(value: str) -> list[int]:

@@ -16,7 +16,7 @@ frontend reports it as one, never as a refused command.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from PIL import Image
@@ -90,6 +90,22 @@ class ControlAPI(Protocol):
         Raises UnknownPersona; PersonaError (no agent, it did not answer within
         ``timeout``, it refused the command, or the command did not end in time).
         """
+        ...
+
+    async def set_clock(self, persona: str, seconds: float, timeout: float = 60.0) -> None:
+        """Set the clock of the persona's guest to ``seconds`` since the epoch through its
+        guest agent (``guest-set-time``), waiting up to ``timeout`` for the agent.
+
+        Raises UnknownPersona; PersonaError (not running, no agent, it did not answer,
+        or it refused the time).
+        """
+        ...
+
+    def serial_lines(self, since: float | None = None, follow: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Every persona's serial lines, tagged (mux.app.taglog): first a header
+        ``{"t", "personas", "colors"}``, then ``{"t", "persona", "line"}`` per line kept
+        (from ``since``, seconds since the epoch), then with ``follow`` each new line as it
+        comes, and last ``{"end": "done" | "stopped" | "behind"}``."""
         ...
 
     async def attach(self, device: str, persona: str, timeout: float | None = None) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,12 +31,16 @@ from typing import Any, cast
 from PIL import Image
 
 from mux.app.api import Frontend, Subscriber, Unsubscribe
+from mux.app.attention import Attention
 from mux.app.boots import resolve_boots
 from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
+from mux.app.guestcalls import GuestCalls
 from mux.app.keep import Keeper
 from mux.app.runtime import check_socket_paths, private_runtime_dir
+from mux.app.sound import Sound
 from mux.app.statedir import remember_switches, remembered_active
 from mux.app.switcher import Switcher, first_active, start_to_switch
+from mux.app.taglog import TaggedLog
 from mux.config import Config
 from mux.config.schema import KeepGuests
 from mux.devices.hotplug import DeviceEvent, Hotplug
@@ -59,7 +62,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-class Controller:
+class Controller(GuestCalls):
     """Runs a config's personas and routes input, switches and screenshots among them."""
 
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
@@ -73,6 +76,7 @@ class Controller:
         self.logs_dir = logs_dir
         self.progress = progress
         self.events = Events()
+        self.taglog = TaggedLog(logs_dir, {pc.name: pc.color for pc in config.personas})  # mux.app.taglog
         self.personas: dict[str, Persona] = {}
         self.router = Router(config.names, **_router_options(config))
         self.runtime_dir = Path()
@@ -83,6 +87,8 @@ class Controller:
         self.hotplug.listeners.append(self._device_moved)
         self.display = Display(config.names, config.display)
         self.display.leds.listeners.append(self._leds_reported)
+        self.sound = Sound(config, self.events)  # audio follows the active persona (mux.app.sound)
+        self.attention = Attention(config, self.events, self.router, lambda: self.output)  # mux.app.attention
         # The parts are looked up at each switch (not bound now), in the order they apply.
         self.switcher = Switcher(
             config.names, self.events,
@@ -139,12 +145,16 @@ class Controller:
             self.hotplug.watch(persona)
             persona.listeners.append(self._state_changed)
             persona.readiness.listeners.append(lambda name, up: self.events.publish(ReadyChanged(name, up)))
+        stack.enter_context(self.taglog.watching({n: p.serial for n, p in self.personas.items()}))
         stack.push_async_callback(self.keeper.close, self.personas)
         self._open_display()
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(self._cancel_loops)  # runs before the group waits for its tasks
         self._loops.append(group.create_task(self.switcher.run(), name="switcher"))
         self._loops.append(group.create_task(self.display.run(), name="display"))
+        self._loops += await self.sound.open(self.personas, group)  # before any launch or switch
+        attention = self.attention.run(self.personas, self.switch)  # requests on serial lines
+        self._loops.append(group.create_task(attention, name="attention"))
         for frontend in self.frontends:  # closed first on exit, before the loops are cancelled
             await stack.enter_async_context(frontend.serve(self))
         taken = await self.keeper.adopt(self.personas)  # kept guests that run on: not started
@@ -237,14 +247,6 @@ class Controller:
         await self.stop(persona)
         await self.start(persona)
 
-    async def exec(self, persona: str, argv: Sequence[str], timeout: float = 60.0) -> dict[str, Any]:
-        """Run ``argv`` in ``persona``'s guest through its agent (:mod:`mux.guest.ready`); see
-        :meth:`mux.app.api.ControlAPI.exec`. Raises UnknownPersona, PersonaError."""
-        guest = self.persona(persona)
-        if guest.state not in (RunState.RUNNING, RunState.STARTING):
-            raise PersonaError(f"persona {persona!r} is {guest.state}: start it first")
-        return dataclasses.asdict(await guest.readiness.exec(argv, timeout))
-
     # --- switching and input --------------------------------------------------------
 
     async def switch(self, target: str, source: str) -> str:
@@ -275,6 +277,7 @@ class Controller:
         for event in events:
             async with self._route_lock:
                 actions = self.router.feed(event)
+                self.attention.input_came()
                 await self._dispatch(actions)
             for action in actions:
                 if isinstance(action, SwitchRequest) and action.target == OVERVIEW:
@@ -337,6 +340,7 @@ class Controller:
         personas = [p.status() for p in self.personas.values()]
         for entry in personas:
             entry["leds"] = leds_dict(self.display.leds.persona(entry["name"]))
+            entry["audio"] = self.sound.state(entry["name"])
         return {
             "active": self.active,
             "runtime_dir": str(self.runtime_dir),
@@ -344,6 +348,7 @@ class Controller:
             "devices": self.hotplug.devices(),
             "physical_leds": leds_dict(self.physical_leds),
             "output": self.output.kind,
+            "attention": self.attention.status(),
         }
 
     # --- devices (mux.devices.hotplug) --------------------------------------------------------

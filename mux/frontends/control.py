@@ -15,7 +15,23 @@ One request per line, one reply per line::
     {"cmd": "exec", "persona": "work", "argv": ["uname", "-r"], "timeout": 60}
                                  -> {"ok": true, "exitcode": 0, "signal": null,
                                      "stdout": "<base64>", "stderr": "<base64>"}
+    {"cmd": "clock", "persona": "work", "time": "2031-05-01T09:00:00", "timeout": 60}
+                                 -> {"ok": true, "time": "2031-05-01T09:00:00Z"}
     anything wrong                                     -> {"ok": false, "error": "..."}
+
+``clock``'s time is read by :func:`mux.guest.clock.parse_guest_time` (ISO 8601, UTC
+unless it has an offset; ``host``/``now`` the host's time when the request arrives).
+
+One request streams many lines (and the connection closes after it)::
+
+    {"cmd": "logs", "follow": false, "since": 1780000000.0, "personas": ["work"]}
+        -> {"ok": true, "t": ..., "personas": [...], "colors": {...}}   (the header)
+           {"t": 1780000001.25, "persona": "work", "line": "..."}       (one per line)
+           {"ok": true, "end": "done"}    (or "behind": this reader fell too far behind)
+
+``since`` (seconds since the epoch) and ``personas`` (an unknown name is an error) are
+optional; with ``follow`` new lines come until the client closes. When the controller
+stops, the stream simply ends (EOF without an ``end`` line).
 
 A bad request, or one mux cannot carry out (a :class:`~mux.errors.MuxError`), gets an
 error reply and the connection stays open; the controller is never affected. Anything
@@ -38,12 +54,14 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from mux.app.api import ControlAPI
 from mux.errors import ControlError, MuxError
+from mux.guest.clock import TimeError, parse_guest_time, utc_text
 
 log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
@@ -54,6 +72,7 @@ class ControlServer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.streams: set[asyncio.Task[Any]] = set()  # handlers streaming logs: ended on close
 
     @contextlib.asynccontextmanager
     async def serve(self, api: ControlAPI) -> AsyncIterator[ControlServer]:
@@ -62,16 +81,19 @@ class ControlServer:
         Raises:
             ControlError: another controller is listening there, or the path is unusable.
         """
-        server = await serve_control(api, self.path)
+        server = await serve_control(api, self.path, self.streams)
         try:
             yield self
         finally:
+            for task in list(self.streams):
+                task.cancel()
             server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
 
 
-async def serve_control(controller: ControlAPI, path: Path) -> asyncio.AbstractServer:
+async def serve_control(controller: ControlAPI, path: Path,
+                        streams: set[asyncio.Task[Any]] | None = None) -> asyncio.AbstractServer:
     """Listen on ``path``; refuses to take over a socket another controller answers on.
 
     Raises:
@@ -86,6 +108,10 @@ async def serve_control(controller: ControlAPI, path: Path) -> asyncio.AbstractS
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
+                if _is_logs(line):
+                    if await _stream_logs(controller, line, writer, streams):
+                        break
+                    continue
                 reply = await _handle_line(controller, line)
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
@@ -167,7 +193,66 @@ async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
         return {"ok": True, "text": await _read_text(controller, request)}
     if cmd == "exec":
         return await _exec(controller, request)
-    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text, exec)")
+    if cmd == "clock":
+        return await _clock(controller, request)
+    raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text, exec,"
+                      " clock, logs)")
+
+
+async def _clock(controller: ControlAPI, request: dict[str, Any]) -> dict[str, Any]:
+    """Set a persona's guest clock (see the module docstring). Raises MuxError."""
+    text, timeout = request.get("time"), request.get("timeout", 60)
+    if not isinstance(text, str):
+        raise _BadRequest("clock: time is a string (ISO 8601, or host)")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise _BadRequest("clock: timeout is a number of seconds above 0")
+    try:
+        seconds = parse_guest_time(text, time.time())
+    except TimeError as exc:
+        raise _BadRequest(f"clock: {exc}") from None
+    await controller.set_clock(str(request.get("persona")), seconds, float(timeout))
+    return {"ok": True, "time": utc_text(seconds)}
+
+
+def _is_logs(line: bytes) -> bool:
+    with contextlib.suppress(ValueError):
+        request = json.loads(line)
+        return isinstance(request, dict) and request.get("cmd") == "logs"
+    return False
+
+
+async def _stream_logs(controller: ControlAPI, line: bytes, writer: asyncio.StreamWriter,
+                       streams: set[asyncio.Task[Any]] | None) -> bool:
+    """Answer a ``logs`` request (see the module docstring): True when it streamed (the
+    connection then closes), False when it was refused with an error line."""
+    request = json.loads(line)
+    since, names, follow = request.get("since"), request.get("personas"), request.get("follow", False)
+    error = None
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+        error = "logs: since is seconds since the epoch (a number)"
+    elif names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        error = "logs: personas is a list of persona names"
+    elif unknown := [n for n in names or () if n not in controller.names]:
+        error = f"logs: no persona {', '.join(map(repr, unknown))} (personas: {', '.join(controller.names)})"
+    if error is not None:
+        writer.write(json.dumps({"ok": False, "error": error}).encode() + b"\n")
+        await writer.drain()
+        return False
+    task = asyncio.current_task()
+    if streams is not None and task is not None:
+        streams.add(task)
+    try:
+        async for entry in controller.serial_lines(since, bool(follow)):
+            if "line" in entry and names and entry["persona"] not in names:
+                continue
+            if "line" not in entry:
+                entry = {"ok": True, **entry}
+            writer.write(json.dumps(entry).encode() + b"\n")
+            await writer.drain()
+    finally:
+        if streams is not None and task is not None:
+            streams.discard(task)
+    return True
 
 
 async def _exec(controller: ControlAPI, request: dict[str, Any]) -> dict[str, Any]:
@@ -258,3 +343,28 @@ def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[
     reply: dict[str, Any] = json.loads(line)
     return reply
 
+
+
+def stream(path: Path, message: dict[str, Any], timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+    """Send one streaming request (``logs``) and yield each line of the answer as it comes,
+    until the controller closes the connection (the blocking client behind ``mux logs``).
+
+    Raises:
+        ControlError: no controller listens there, or it refused the request.
+    """
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+        except OSError as exc:
+            raise ControlError(f"no controller answers on {path}: {exc}") from exc
+        sock.settimeout(None)  # a followed log may be quiet for hours
+        with sock.makefile("rb") as lines:
+            first = True
+            for line in lines:
+                reply: dict[str, Any] = json.loads(line)
+                if first and not reply.get("ok"):
+                    raise ControlError(str(reply.get("error")))
+                first = False
+                yield reply

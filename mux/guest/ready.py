@@ -130,6 +130,16 @@ class Readiness:
         agent = await self._session(timeout)
         return await agent.exec(list(argv), timeout)
 
+    async def set_time(self, seconds: float, timeout: float) -> None:
+        """Set the guest's clock to ``seconds`` since the epoch through its agent
+        (``guest-set-time``; qemu-ga then writes the RTC too), waiting for the agent first.
+
+        Raises:
+            PersonaError: no agent, it did not answer in ``timeout``, or it refused the time.
+        """
+        agent = await self._session(timeout)
+        await agent.set_time(round(seconds * 1e9))
+
     async def shutdown(self) -> bool:
         """Ask the guest to power down through its agent; whether it was asked (False:
         no agent or it is not ready; the caller goes on with the next way)."""

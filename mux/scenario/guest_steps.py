@@ -1,4 +1,5 @@
-"""The steps that ask the guest itself, mixed into the runner: ``wait_ready`` and ``exec``.
+"""The steps that ask the guest itself, mixed into the runner: ``wait_ready``, ``exec`` and
+``assert_attention``.
 
 ``wait_ready`` waits until the persona's guest is ready for work (:mod:`mux.guest.ready`:
 its guest agent answers, or a built-in image printed ``MUX-READY`` once its prompt was
@@ -8,17 +9,25 @@ a list a program and its arguments. The step fails unless the exit status is
 ``status`` (0) and, if given, ``match`` (a regex, multi-line) is found in its stdout.
 Its exit status, stdout and stderr are the step's message in ``results.json`` and
 progress lines in the JUnit ``system-out``. A step whose ``persona`` is left out asks
-the active persona.
+the active persona. ``assert_attention`` passes when ``persona`` has a pending request for
+attention whose text ``match`` finds (``re.search``; default: any), or one arrives within
+``timeout`` (:mod:`mux.app.attention`); its failure lists the requests seen.
+
+``set_clock`` sets the guest's clock through its agent (``guest-set-time``) to ``time``:
+ISO 8601, UTC unless it has an offset, or ``host`` for the host's time when the step
+runs (:mod:`mux.guest.clock`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from mux.app.controller import Controller
 from mux.errors import StepFailed
+from mux.guest.clock import parse_guest_time, utc_text
 
 OUTPUT_CHARS = 4000  # of each stream, in messages (the rest is cut, the end kept)
 
@@ -63,6 +72,23 @@ class GuestSteps:
             raise StepFailed(f"{command!r} on {name} exited with {status}, expected {a['status']}; {report}")
         if a["match"] is not None and not re.search(a["match"], stdout, re.MULTILINE):
             raise StepFailed(f"{command!r} on {name}: stdout does not match {a['match']!r}; {report}")
+
+    async def step_set_clock(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        seconds = parse_guest_time(a["time"], time.time())
+        await self.ctl.set_clock(name, seconds, self.timeout(a["timeout"]))
+        self.message = f"{name}: clock set to {utc_text(seconds)}"
+        self.say(f"    {self.message}")
+
+
+    async def step_assert_attention(self, a: dict[str, Any]) -> None:
+        name, timeout = self.ctl.persona(a["persona"]).name, self.timeout(a["timeout"])
+        try:
+            found = await self.ctl.attention.wait_for(name, re.compile(a["match"]), timeout)
+        except TimeoutError:
+            raise StepFailed(f"no request for attention from {name} matching {a['match']!r} within"
+                             f" {timeout:.0f}s; {self.ctl.attention.describe_seen()}") from None
+        self.message = f"{name} asks for attention: {found.text!r}"
 
 
 def exec_report(status: int, stdout: str, stderr: str) -> str:

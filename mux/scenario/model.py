@@ -113,6 +113,12 @@ STEPS: dict[str, StepSpec] = {
     "exec": StepSpec({"command": Arg((str, list), required=True), "persona": _persona(False),
                       "timeout": Arg(Number, 60), "status": Arg(int, 0), "match": Arg(str, regex=True)},
                      "command"),
+    # The guest's clock through its agent (mux.guest.clock: ISO 8601, UTC unless offset; or host).
+    "set_clock": StepSpec({"persona": _persona(False), "time": Arg(str, required=True),
+                           "timeout": Arg(Number, 60)}),
+    # A request for attention from persona whose text matches (mux.app.attention).
+    "assert_attention": StepSpec({"persona": _persona(), "match": Arg(str, "", regex=True),
+                                  "timeout": Arg(Number, 30)}, "persona"),
 }
 BLOCKS = ("include", "repeat")  # steps that hold steps (parsed apart from STEPS)
 MODIFIERS = ("if", "repeat")  # keys a step may carry beside its own

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mux.errors import ConfigError, InputError, Location, ScenarioError
+from mux.guest.clock import TimeError, parse_guest_time
 from mux.input import keymap
 from mux.needles.needles import NeedleLibrary
 from mux.scenario.model import (
@@ -248,6 +249,11 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
             or (isinstance(command, list) and command and all(isinstance(c, str) for c in command))):
         fail((*where, "command"), "exec: command is a shell command line (run by /bin/sh -c) or a"
                                   " non-empty list of strings (a program and its arguments)")
+    if kind == "set_clock" and isinstance(args.get("time"), str):
+        try:
+            parse_guest_time(args["time"], 0.0)
+        except TimeError as exc:
+            fail((*where, "time"), f"set_clock: {exc}")
     if kind == "snapshot" and args.get("name") and not SNAPSHOT_NAME.match(args["name"]):
         fail((*where, "name"), "snapshot: the name is letters, digits, '.', '_' or '-'")
     if kind in ("screenshot",) and args.get("name") and not SNAPSHOT_NAME.match(args["name"]):
