@@ -198,7 +198,8 @@ async def _run(config: Config, duration: float | None, restart_changed: bool = F
                           keep_guests=config.mux.keep_guests, restart_changed=restart_changed) as ctl:
         print(f"mux: {len(ctl.personas)} personas, active {ctl.active};"
               f" control socket {config.mux.control_socket}")
-        print("mux: serial logs are copied to", logs, "on exit; Ctrl-C stops every guest"
+        print(f"mux: tagged serial lines go to {logs}/serial.jsonl (mux logs), the raw serial logs on exit;"
+              " Ctrl-C stops every guest"
               + (" (keep_guests = always: they run on)" if config.mux.keep_guests == "always" else ""))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
