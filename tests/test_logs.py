@@ -183,3 +183,25 @@ def test_bad_records_in_a_folder_name_their_line(tmp_path: Path) -> None:
     with (tmp_path / FILE_NAME).open("a") as f:
         f.write('{"t": 2, "persona": "wo')  # cut off by a crash: skipped
     assert [r["line"] for r in read_folder(tmp_path, [], None)[1:]] == ["a"]
+
+
+async def test_memory_keeps_the_newest_lines_within_bounds_and_a_stuck_follower_is_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mux.app import taglog
+
+    monkeypatch.setattr(taglog, "KEEP_CHARS", 10)
+    monkeypatch.setattr(taglog, "FOLLOW_BEHIND", 8)
+    log = TaggedLog(tmp_path, {"work": "c03030"})
+    with log.watching({}):
+        follower = log.lines(follow=True)
+        assert "personas" in await anext(follower)  # then it waits for lines
+        waiting = asyncio.ensure_future(anext(follower))
+        await asyncio.sleep(0)
+        for n in range(5):
+            log.add("work", f"line{n}", float(n))  # 5 characters each
+        kept = [r.get("line") async for r in log.lines()]
+        assert kept[1:-1] == ["line3", "line4"]  # 10 characters, the newest
+        # The follower got one line (5 characters); the second would pass 8: it is ended.
+        assert (await waiting)["line"] == "line0"
+        assert [r async for r in follower] == [{"end": "behind"}]
+    assert len(records(tmp_path / FILE_NAME)) == 6  # the file keeps everything

@@ -11,13 +11,14 @@ the persona's name. While a controller runs, :class:`TaggedLog` keeps
   header ``{"t": <start>, "mux": "serial log", "personas": [names], "colors": {name:
   "rrggbb"}}``, then one ``{"t": <seconds since the epoch>, "persona": name, "line":
   text}`` per line, in the order they came (which is time order);
-- the newest :data:`KEEP_LINES` lines in memory, and the followers, for ``mux logs``
-  over the control socket (:meth:`TaggedLog.lines`).
+- the newest :data:`KEEP_LINES` lines in memory (at most :data:`KEEP_CHARS` characters
+  of them: a guest that floods its serial port does not grow the controller), and the
+  followers, for ``mux logs`` over the control socket (:meth:`TaggedLog.lines`).
 
 Only what a persona prints while the controller runs is tagged: an adopted guest's
 earlier output is in its raw serial log (``<name>.serial.log``) only, and so is a last
 line the guest never ended with a newline (a prompt). A follower that falls more than
-:data:`FOLLOW_BEHIND` lines behind (a client that stopped reading) is ended.
+:data:`FOLLOW_BEHIND` characters behind (a client that stopped reading) is ended.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ from mux.guest.serial import SerialLog
 log = logging.getLogger(__name__)
 
 FILE_NAME = "serial.jsonl"
-KEEP_LINES = 50_000  # in memory for mux logs; the file keeps everything
-FOLLOW_BEHIND = 100_000
+KEEP_LINES = 50_000  # in memory for mux logs (and at most KEEP_CHARS of text); the file keeps everything
+KEEP_CHARS = 4 << 20
+FOLLOW_BEHIND = 8 << 20  # characters a follower may have waiting
 
 
 class _Follower:
     def __init__(self) -> None:
         self.pending: collections.deque[dict[str, Any]] = collections.deque()
+        self.chars = 0  # of the lines pending
         self.wake = asyncio.Event()
         self.ended: str | None = None
 
@@ -61,7 +64,8 @@ class TaggedLog:
         self.directory = directory
         self.header: dict[str, Any] = {"t": time.time(), "mux": "serial log", "personas": list(colors),
                                        "colors": dict(colors)}
-        self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEEP_LINES)
+        self._recent: collections.deque[dict[str, Any]] = collections.deque()
+        self._recent_chars = 0
         self._followers: set[_Follower] = set()
         self._file: IO[str] | None = None
         self._closed = False
@@ -104,13 +108,17 @@ class TaggedLog:
         """Tag one line (what each serial log's listener calls)."""
         entry = {"t": when, "persona": persona, "line": line}
         self._recent.append(entry)
+        self._recent_chars += len(line)
+        while len(self._recent) > KEEP_LINES or self._recent_chars > KEEP_CHARS:
+            self._recent_chars -= len(self._recent.popleft()["line"])
         self._write(entry)
         for follower in list(self._followers):
-            if len(follower.pending) >= FOLLOW_BEHIND:
+            if follower.chars + len(line) > FOLLOW_BEHIND:
                 self._followers.discard(follower)
                 follower.end("behind")
             else:
                 follower.pending.append(entry)
+                follower.chars += len(line)
                 follower.wake.set()
 
     def _write(self, entry: dict[str, Any]) -> None:
@@ -128,7 +136,7 @@ class TaggedLog:
         """The header, then the lines kept in memory (from ``since``, seconds since the
         epoch, if given), then, with ``follow``, each new line as it comes; last an
         ``{"end": reason}``: "done" (no follow), "stopped" (the controller stopped) or
-        "behind" (the consumer fell :data:`FOLLOW_BEHIND` lines behind)."""
+        "behind" (the consumer fell :data:`FOLLOW_BEHIND` characters behind)."""
         yield dict(self.header)
         follower = _Follower() if follow else None
         kept = list(self._recent)  # taken with the follower's start: no line twice, none lost
@@ -142,7 +150,9 @@ class TaggedLog:
                     yield entry
             while follower is not None:
                 while follower.pending:
-                    yield follower.pending.popleft()
+                    entry = follower.pending.popleft()
+                    follower.chars -= len(entry["line"])
+                    yield entry
                 if follower.ended:
                     break
                 follower.wake.clear()
