@@ -205,3 +205,23 @@ async def test_memory_keeps_the_newest_lines_within_bounds_and_a_stuck_follower_
         assert (await waiting)["line"] == "line0"
         assert [r async for r in follower] == [{"end": "behind"}]
     assert len(records(tmp_path / FILE_NAME)) == 6  # the file keeps everything
+
+
+async def test_a_follower_that_hangs_up_is_dropped_at_the_next_line(tmp_path: Path) -> None:
+    work = SerialLog(tmp_path / "w.log")
+    log = TaggedLog(None, {"work": "c03030"})
+    path = tmp_path / "control.sock"
+    with log.watching({"work": work}):
+        async with ControlServer(path).serve(Lines(log)) as server:  # type: ignore[arg-type]
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(b'{"cmd": "logs", "follow": true}\n')
+            assert json.loads(await reader.readline())["ok"]
+            assert len(log._followers) == 1 and len(server.streams) == 1
+            writer.close()
+            await writer.wait_closed()
+            for n in range(100):  # the server notices when it writes to the closed socket
+                await work.append(f"line {n}\n")
+                await asyncio.sleep(0.05)
+                if not log._followers:
+                    break
+            assert not log._followers and not server.streams

@@ -55,7 +55,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +241,9 @@ async def _stream_logs(controller: ControlAPI, line: bytes, writer: asyncio.Stre
     task = asyncio.current_task()
     if streams is not None and task is not None:
         streams.add(task)
+    entries = controller.serial_lines(since, bool(follow))
     try:
-        async for entry in controller.serial_lines(since, bool(follow)):
+        async for entry in entries:
             if "line" in entry and names and entry["persona"] not in names:
                 continue
             if "line" not in entry:
@@ -252,6 +253,8 @@ async def _stream_logs(controller: ControlAPI, line: bytes, writer: asyncio.Stre
     finally:
         if streams is not None and task is not None:
             streams.discard(task)
+        if isinstance(entries, AsyncGenerator):  # a follower stops being fed at once
+            await entries.aclose()
     return True
 
 
