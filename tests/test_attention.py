@@ -4,8 +4,10 @@ real console guests running ``mux-attention`` (TCG) under Xvfb, with MQTT."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -240,3 +242,240 @@ def banner_image_text(picture: Any) -> str:
 
     big = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.LANCZOS)
     return " ".join(TextReader().text(big).split())
+
+
+# --- the controller, the scenario step and ctl status, without booting -------------------
+
+
+SCENARIO = """\
+name: attention
+config:
+  persona:
+    - {name: alpha, image: console}
+    - {name: beta, image: console, attention: "RING (\\\\d+)"}
+steps:
+  - assert_attention: beta
+  - assert_attention: {persona: beta, match: "^call", timeout: 5}
+"""
+
+
+def test_the_step_is_checked_like_the_others(tmp_path: Any) -> None:
+    from mux.errors import ScenarioError
+    from mux.scenario.parse import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    steps = load_scenario(path).steps
+    assert [(s.kind, s.args["persona"], s.args["match"]) for s in steps] == [
+        ("assert_attention", "beta", ""), ("assert_attention", "beta", "^call")]
+    path.write_text(SCENARIO.replace('"^call"', '"(call"').replace("assert_attention: beta",
+                                                                   "assert_attention: gamma"))
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert "s.yaml:7:" in str(raised.value) and "unknown persona 'gamma'" in str(raised.value)
+    assert "s.yaml:8:" in str(raised.value) and "not a valid regex" in str(raised.value)
+
+
+async def test_the_step_passes_on_a_request_and_fails_naming_what_came(
+        controller: Any, tmp_path: Any) -> None:
+    """Personas that are not booted: their serial logs are told lines as a guest's would be."""
+    from mux.errors import StepFailed
+    from mux.scenario.runner import StepRunner
+
+    async with controller(PersonaConfig("alpha", autostart=False),
+                          PersonaConfig("beta", autostart=False, attention=r"RING (\d+)")) as ctl:
+        runner = StepRunner(ctl)
+        waiting = asyncio.create_task(runner.step_assert_attention(
+            {"persona": "beta", "match": "^555$", "timeout": 30}))
+        await asyncio.sleep(0.05)
+        await ctl.persona("beta").serial.append("boot noise\nmodem: RING 555\n")
+        await waiting
+        assert runner.message == "beta asks for attention: '555'"
+        assert ctl.status()["attention"][0]["persona"] == "beta"  # ctl status lists it
+        assert ctl.status()["attention"][0]["text"] == "555"
+        await ctl.persona("alpha").serial.append("MUX-ATTENTION not beta\n")
+        with pytest.raises(StepFailed) as failed:
+            await runner.step_assert_attention({"persona": "beta", "match": "call", "timeout": 0.2})
+        message = str(failed.value)
+        assert "no request for attention from beta matching 'call'" in message
+        assert "beta '555'" in message and "alpha 'not beta'" in message
+        assert ctl.output.attention == [("beta", "555"), ("alpha", "not beta")]  # type: ignore[attr-defined]
+
+
+# --- real console guests (TCG) -----------------------------------------------------------
+
+
+async def type_into(persona: Any, text: str) -> None:
+    """Type ``text`` into ``persona`` over its own QMP, paced as the ``type`` step paces: it
+    need not be the active persona, and it is not input mux hears (no router, no idle clock)."""
+    from mux.input import pacing
+    from mux.input.router import Send
+
+    router = Router([persona.name], active=persona.name)
+    for batch in pacing.type_batches(text, await persona.keyboard()):
+        actions = [a for code, value in batch.edges for a in router.feed(InputEvent(EV_KEY, code, value))]
+        for action in [*actions, *router.feed(SYN)]:
+            if isinstance(action, Send):
+                await persona.send_input(action.events)
+        await asyncio.sleep(batch.wait_s)
+
+
+async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> None:
+    """Run a shell command in a console guest by typing it, until ``expect`` is on its serial
+    port (a loaded TCG guest may drop a key: then it is typed again)."""
+    for _ in range(tries):
+        start = persona.serial.end
+        await type_into(persona, f"\n{command}\n")
+        try:
+            await persona.serial.wait_for(re.compile(re.escape(expect)), 30, start, move_cursor=False)
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"{persona.name} did not print {expect!r}; last lines:\n{persona.serial.tail(10)}")
+
+
+@pytest.fixture
+async def x_screen(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """An Xvfb server, SDL's x11 driver on it (as tests/test_window.py's real window tests)."""
+    from tests.test_window import xvfb
+
+    with xvfb() as name:
+        monkeypatch.setenv("DISPLAY", name)
+        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+        yield name
+
+
+async def both_ready(ctl: Any) -> None:
+    from tests.conftest import READY_S
+
+    await asyncio.gather(*(ctl.persona(n).serial.wait_for(re.compile(f"MUX-READY {n}"), READY_S)
+                           for n in ("alpha", "beta")))
+    assert ctl.active == "alpha"
+
+
+@pytest.mark.slow
+async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_it(
+        controller: Any, broker: Any, x_screen: str) -> None:
+    import json
+    import time
+    from datetime import datetime
+
+    from mux.config import MqttSection
+    from mux.display.canvas import BANNER_H
+    from mux.display.window import x11_window
+    from mux.errors import StepFailed
+    from mux.scenario.runner import StepRunner
+    from tests.mqtt_helpers import Panel
+    from tests.test_window import x_screenshot, x_window_origin_and_type
+
+    beta_color = (0x30, 0xA0, 0x40)
+    async with Panel(broker).connected() as panel, controller(
+            PersonaConfig("alpha", color="c03030"),
+            PersonaConfig("beta", color="30a040", attention=r"RING (\d+)"),
+            display=DisplaySection(output="window"), mqtt=MqttSection(url=broker.url, node_id="attn")) as ctl:
+        heard: list[Event] = []
+        ctl.subscribe(heard.append)
+        await both_ready(ctl)
+        asked = time.time()
+        await run_in(ctl.persona("beta"), 'mux-attention "call from home"', "MUX-ATTENTION call from home")
+
+        # (1) the window's banner shows it over alpha, read back from the X server
+        handles = x11_window(ctl.output.canvas.window)
+        assert handles is not None
+        deadline, text = time.monotonic() + 30, ""
+        while True:
+            x, y = x_window_origin_and_type(x_screen, handles[1], [])
+            banner = x_screenshot(x_screen).crop((x, y, x + 1024, y + BANNER_H))
+            text = banner_image_text(banner)
+            colors = {c for _, c in banner.getcolors(1 << 20) or []}
+            if "beta: call from home" in text and beta_color in colors and banner.getpixel((3, 3)) == (
+                    0xC0, 0x30, 0x30):
+                break
+            if time.monotonic() > deadline:
+                banner.save(f"/tmp/mux-attention-banner-{os.getpid()}.png")
+                raise AssertionError(f"the banner reads {text!r} (beta's colour: {beta_color in colors})")
+            await asyncio.sleep(0.3)
+        assert ctl.active == "alpha"  # notify: no switch
+
+        # (2) MQTT: the persona's attention topic (not retained) and the event topic
+        payload = json.loads(await panel.wait_for("mux/persona/beta/attention"))
+        assert payload["text"] == "call from home"
+        assert datetime.fromisoformat(payload["time"]).timestamp() >= asked - 1
+        assert not any(retain for topic, _, retain in panel.messages if topic == "mux/persona/beta/attention")
+        event = json.loads(await panel.wait_for("mux/event", lambda p: b'"attention"' in p))
+        assert (event["event_type"], event["persona"], event["text"]) == \
+            ("attention", "beta", "call from home")
+
+        # ctl status, through the control socket as `mux ctl status` asks
+        status = json.loads(await ctl_status(ctl))
+        assert [(r["persona"], r["text"]) for r in status["attention"]] == [("beta", "call from home")]
+
+        # (5) beta's own pattern, on a line it prints
+        await run_in(ctl.persona("beta"), "echo 'modem: RING 42' >/dev/ttyS0", "modem: RING 42")
+        runner = StepRunner(ctl)
+        await runner.step_assert_attention({"persona": "beta", "match": "^42$", "timeout": 30})
+
+        # (6) the step passes on a pending request and fails naming what it saw
+        await runner.step_assert_attention({"persona": "beta", "match": "call from", "timeout": 1})
+        with pytest.raises(StepFailed) as failed:
+            await runner.step_assert_attention({"persona": "alpha", "match": "", "timeout": 1})
+        assert "no request for attention from alpha" in str(failed.value)
+        assert "beta 'call from home'" in str(failed.value) and "beta '42'" in str(failed.value)
+
+        # visiting beta answers its requests: cleared, gone from the banner and the status
+        await ctl.switch("beta", "test")
+        assert AttentionCleared("beta") in heard and ctl.status()["attention"] == []
+        assert ctl.output.canvas.attention == []
+    assert [e.text for e in heard if isinstance(e, AttentionRequested)] == ["call from home", "42"]
+
+
+async def ctl_status(ctl: Any) -> str:
+    """``mux ctl status`` against this controller's control socket."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mux", "ctl", "--socket", str(ctl.config.mux.control_socket), "status",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.mark.slow
+async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_persona(
+        controller: Any) -> None:
+    import time
+
+    from tests.conftest import wait_until
+
+    async with controller(PersonaConfig("alpha"), PersonaConfig("beta"),
+                          display=DisplaySection(on_attention="switch")) as ctl:
+        heard: list[Event] = []
+        ctl.subscribe(heard.append)
+        await both_ready(ctl)
+        alpha, beta = ctl.persona("alpha"), ctl.persona("beta")
+
+        # (3) a key held in alpha: beta's request waits; released, it switches after 2 s idle
+        await ctl.input([InputEvent(EV_KEY, 42, 1), SYN])  # left shift down, through the router
+        await run_in(beta, 'mux-attention "call from home"', "MUX-ATTENTION call from home")
+        await wait_until(lambda: any(isinstance(e, AttentionRequested) for e in heard), 10, "the request")
+        await asyncio.sleep(attention_module.IDLE_S + 1.5)
+        assert ctl.active == "alpha" and ctl.router.pressed()  # held: no switch
+        await ctl.input([InputEvent(EV_KEY, 42, 0), SYN])
+        released = time.monotonic()
+        await wait_until(lambda: ctl.active == "beta", 30, "the attention switch after the release")
+        assert time.monotonic() - released >= attention_module.IDLE_S - 0.05
+        assert [(e.new, e.source) for e in heard if isinstance(e, Switched)][-1] == ("beta", "attention")
+        assert ctl.status()["attention"] == []  # visited: cleared
+
+        # (4) the active persona's own request is listed and shown, and never switches...
+        await run_in(beta, 'mux-attention "my own"', "MUX-ATTENTION my own")
+        await wait_until(lambda: [r["text"] for r in ctl.status()["attention"]] == ["my own"], 10, "listed")
+        assert ctl.output.attention == [("beta", "my own")]  # type: ignore[attr-defined]
+        # ...while another persona's does (the positive control), and beta's own stays pending
+        await run_in(alpha, 'mux-attention "back here"', "MUX-ATTENTION back here")
+        await wait_until(lambda: ctl.active == "alpha", 30, "the switch to alpha")
+        assert [r["text"] for r in ctl.status()["attention"]] == ["my own"]
+        await asyncio.sleep(attention_module.IDLE_S + 1.5)
+        assert ctl.active == "alpha"  # beta's own request did not pull mux back...
+        await run_in(beta, 'mux-attention "now from the background"', "MUX-ATTENTION now from the background")
+        await wait_until(lambda: ctl.active == "beta", 30, "the switch to beta")  # ...a new one does
+        assert ctl.status()["attention"] == []
