@@ -13,7 +13,7 @@ JSON object a line. ``-t`` puts each line's UTC time before it.
 ``--since`` takes an ISO 8601 time (UTC unless it has an offset) or a time ago (``30s``,
 ``10m``, ``2h``, ``1d``, ``1h30m``): :func:`mux.guest.clock.parse_since`. ``-f``
 follows a running controller until Ctrl-C, or until the controller stops (a note on
-stderr, exit 0).
+stderr, exit 0); a reader that falls 8 MiB behind is cut off (exit 1).
 """
 
 from __future__ import annotations
@@ -68,16 +68,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
     printer = Printer(color=_color_wanted(), json_lines=args.json, timestamps=args.timestamps,
                       only=args.personas)
     ended = None
-    for record in records:
-        if "end" in record:
-            ended = record["end"]
-        elif "personas" in record:
-            printer.header(record)
-        elif "line" in record and (since is None or record["t"] >= since):
-            printer.line(record)
+    try:
+        for record in records:
+            if "end" in record:
+                ended = record["end"]
+            elif "personas" in record:
+                printer.header(record)
+            elif "line" in record and (since is None or record["t"] >= since):
+                printer.line(record)
+    except BrokenPipeError:  # mux logs | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if ended == "behind":
+        raise ControlError(f"logs: the controller on {where} ended the stream: this reader fell too far"
+                           " behind (8 MiB)")
     if args.follow and ended != "done":
-        why = "it fell too far behind" if ended == "behind" else "the controller stopped"
-        print(f"mux logs: the stream from {where} ended: {why}", file=sys.stderr)
+        print(f"mux logs: the stream from {where} ended: the controller stopped", file=sys.stderr)
     return 0
 
 
