@@ -433,3 +433,26 @@ async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,
         assert ctl.router.held("work") == frozenset() and ctl.active is None
         await ctl.input(chord)
         assert not ctl.output.overview  # type: ignore[attr-defined]
+
+
+def test_a_switch_draws_once_with_the_new_personas_leds(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mux.display.leds import Leds
+
+    window, _, _ = dummy_window
+    window.present("work", Frame(solid((255, 255, 255)), 1.0, "vnc"))
+    caps = Leds(caps=True, num=False, scroll=False)
+    drawn: list[tuple[str | None, Leds | None]] = []
+    real_show = window.canvas.show
+    monkeypatch.setattr(window.canvas, "show", lambda name, frame, leds, *a, **k: (
+        drawn.append((name, leds)), real_show(name, frame, leds, *a, **k)))
+    # the display's order at a switch: the new persona's LEDs, then its frame
+    window.show_leds("home", caps)
+    assert drawn == []  # not the persona shown: nothing drawn yet
+    window.present("home", Frame(solid((0, 255, 0)), 2.0, "vnc"))
+    assert drawn == [("home", caps)]  # one draw, frame and LEDs together
+    assert pixel(window, 2, 2) == HOME and pixel(window, 500, 500) == (0, 255, 0)
+    window.show_leds("home", None)  # a change while shown draws at once
+    assert drawn[-1] == ("home", None)
+    window.present("work", Frame(solid((255, 255, 255)), 3.0, "vnc"))
+    assert drawn[-1] == ("work", None)  # no LEDs were told for work: none shown

@@ -173,27 +173,44 @@ class BackBuffer:
             listener(name, frame)
         return True
 
-    def put_screendump(self, name: str, data: bytes, captured: float) -> Frame:
+    def known_screendump(self, name: str, fingerprint: int) -> bool:
+        """Whether ``name``'s stored frame is the screendump with this :func:`fingerprint`.
+
+        Raises:
+            UnknownPersona: no such persona.
+        """
+        current = self.get(name)
+        return current is not None and current.fingerprint == fingerprint
+
+    def put_screendump(self, name: str, data: bytes, captured: float, *,
+                       decoded: tuple[int, Image.Image | None] | None = None) -> Frame:
         """Store an encoded screendump (PPM, or anything Pillow reads) taken at ``captured``.
 
         If it is byte for byte what the previous screendump held, the stored frame keeps
         its image and only gets the new capture time (no decoding). Returns the frame now
-        stored for ``name`` (a newer live frame wins over this one).
+        stored for ``name`` (a newer live frame wins over this one). ``decoded``:
+        (:func:`fingerprint`, image or None when :meth:`known_screendump`) of ``data``,
+        worked out elsewhere (a thread) so that nothing slow runs here.
 
         Raises:
             UnknownPersona: no such persona.
             DisplayError: ``data`` is not an image Pillow can read.
         """
-        fingerprint = zlib.crc32(data) ^ (len(data) << 32)
+        mark, image = decoded if decoded is not None else (fingerprint(data), None)
         current = self.get(name)
-        if current is not None and current.fingerprint == fingerprint:
+        if current is not None and current.fingerprint == mark:
             frame = replace(current, captured=captured, source="screendump")
         else:
-            frame = Frame(decode_image(data), captured, "screendump", fingerprint)
+            frame = Frame(image if image is not None else decode_image(data), captured, "screendump", mark)
         self.put(name, frame)
         stored = self.get(name)
         assert stored is not None
         return stored
+
+
+def fingerprint(data: bytes) -> int:
+    """A checksum of an encoded screendump, to skip decoding an unchanged screen."""
+    return zlib.crc32(data) ^ (len(data) << 32)
 
 
 def decode_image(data: bytes) -> Image.Image:

@@ -26,12 +26,15 @@ or the persona restarts, with a short back-off. The link carries:
 
 - the active persona's back-buffer follows its live frames, the others' their links'
   changes; a running persona whose link has no whole picture yet (not connected, or no
-  synced live picture) is refreshed with QMP ``screendump`` every ``backbuffer_interval_s``;
+  synced live picture and no whole frame on its way) is refreshed with QMP
+  ``screendump`` every ``backbuffer_interval_s``, read and decoded in a thread (a
+  1024x768 one blocked the event loop ~10 ms here: a switch then waited for it);
 - every frame kept for the active persona is presented on the output, and only those:
   an inactive persona's frames go to the back-buffer, never to the output;
 - :meth:`Display.switch` (the display's part of a switch, applied by
-  :mod:`mux.app.switcher`) presents the new persona's back-buffered frame at once,
-  writes its LEDs, then turns its link live.
+  :mod:`mux.app.switcher`) writes the new persona's LEDs, presents its back-buffered
+  frame at once (the window draws once, frame and LEDs together), then turns its link
+  live.
 
 Nothing here raises into the controller's loops: a link or a screendump that fails is
 logged and retried.
@@ -49,7 +52,7 @@ from pathlib import Path
 from PIL import Image
 
 from mux.config import DisplaySection
-from mux.display.backbuffer import BackBuffer, Frame, Pixels, bgrx_image
+from mux.display.backbuffer import BackBuffer, Frame, Pixels, bgrx_image, decode_image, fingerprint
 from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
 from mux.errors import DisplayError, PersonaError, RfbError
@@ -94,6 +97,13 @@ class DisplayLink:
         """The back-buffer follows this link: it is up and has a whole picture (a synced
         live one for the active persona)."""
         return self.connected and self.rfb.complete and (self.synced or not self.rfb.live)
+
+    @property
+    def resyncing(self) -> bool:
+        """Connected and live, waiting for the whole frame asked for at the switch (or
+        the reconnection): the back-buffer keeps the link's last picture meanwhile."""
+        task = self._resync_task
+        return self.connected and task is not None and not task.done()
 
     def _state_changed(self, persona: Persona) -> None:
         running = persona.state == RunState.RUNNING
@@ -211,6 +221,11 @@ class DisplayLink:
             self._aside.append(frame)
 
 
+def _read_dump(path: Path) -> tuple[bytes, int]:
+    data = path.read_bytes()
+    return data, fingerprint(data)
+
+
 async def _first(waits: tuple[Awaitable[object], ...]) -> None:
     """Wait until the first of these returns; cancel the others."""
     tasks = [asyncio.ensure_future(w) for w in waits]
@@ -262,9 +277,9 @@ class Display:
         persona the switcher made active (see :mod:`mux.app.switcher`).
         """
         self.active = new
-        self._present(new, self.backbuffer.get(new))
         self.leds.switch(new)
-        self._leds_changed(new, self.leds.persona(new))
+        self._leds_changed(new, self.leds.persona(new))  # told first: drawn with the frame
+        self._present(new, self.backbuffer.get(new))
         if old is not None and old in self.links:
             self.links[old].set_live(False)
         if new in self.links:
@@ -308,9 +323,12 @@ class Display:
             captured = time.monotonic()
             await persona.screendump(path)
             self.screendumps += 1
-            try:
-                data = path.read_bytes()
-                return self.backbuffer.put_screendump(name, data, captured)
+            try:  # reading, the checksum and decoding in a thread: ~10 ms for 1024x768 here
+                data, mark = await asyncio.to_thread(_read_dump, path)
+                image = None
+                if not self.backbuffer.known_screendump(name, mark):
+                    image = await asyncio.to_thread(decode_image, data)
+                return self.backbuffer.put_screendump(name, data, captured, decoded=(mark, image))
             except (OSError, DisplayError) as exc:
                 raise PersonaError(f"persona {name!r}: screendump {path}: {exc}") from exc
 
@@ -325,6 +343,8 @@ class Display:
                     if link.live:
                         link.keep_fresh(self.interval)
                     continue  # follows its link's frames
+                if link.resyncing:
+                    continue  # just switched to: its whole frame is on its way (see DisplayLink)
                 try:
                     await self.refresh(name)
                 except PersonaError as exc:

@@ -44,7 +44,9 @@ class Output(Protocol):
         ...
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
-        """The active persona's lock LEDs changed (the window's banner shows them)."""
+        """The active persona's lock LEDs changed (the window's banner shows them). At a
+        switch they are told just before the new persona's frame is presented, so an
+        output can draw both at once."""
         ...
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:

@@ -17,7 +17,9 @@ this module decides *when* to draw and what each event means:
 The loop (:meth:`WindowOutput.run`) reads SDL's events on the asyncio thread. It wakes
 when the X server's connection has data (SDL's x11 driver: the connection comes from
 ``SDL_GetWindowWMInfo``, through ctypes), else polls: every 10 ms for
-two seconds after an event, every 40 ms when idle, which keeps an idle window cheap.
+two seconds after an event, every 40 ms when idle, which keeps an idle window cheap
+(every 0.5 s under SDL's windowless ``dummy`` and ``offscreen`` drivers, where events
+come only from the program itself).
 Drawing happens when a frame is presented, not on a timer. Closing the window asks mux
 to stop as Ctrl-C does. The window title names the active persona too.
 """
@@ -53,6 +55,10 @@ SwitchHandler = Callable[[str], Awaitable[object]]
 
 EVENT_POLL_S = 0.01  # while keys or clicks are coming
 IDLE_POLL_S = 0.04  # otherwise (a bare asyncio wake-up at 100 Hz costs ~1.5% of a core here)
+#: Idle polling under SDL's windowless drivers: no person can type into them, events come
+#: only from the program itself (pygame.event.post), so a wake-up every 40 ms was waste.
+HEADLESS_POLL_S = 0.5
+HEADLESS_DRIVERS = ("dummy", "offscreen")
 BUSY_S = 2.0  # how long after an event polling stays fast
 OVERVIEW_REFRESH_S = 1.0
 OVERVIEW_KEY = pygame.K_PAUSE
@@ -89,6 +95,7 @@ class WindowOutput:
         self._name: str | None = None
         self._frame: Frame | None = None
         self._leds: Leds | None = None
+        self._leds_told: dict[str, Leds | None] = {}  # the newest LEDs shown for each persona
         self._pressed: set[int] = set()  # Linux codes sent down, not yet up
 
     # --- lifecycle --------------------------------------------------------------------
@@ -112,8 +119,8 @@ class WindowOutput:
         switched = name != self._name
         self._name, self._frame = name, frame
         self.presented += 1
-        if switched:
-            self._leds = None
+        if switched:  # LEDs told before the switch's present are drawn with it (one draw)
+            self._leds = self._leds_told.get(name)
             self.canvas.set_title(f"mux: {name}")
         if not self.canvas.is_open or (self.overview and not switched):
             return
@@ -121,6 +128,7 @@ class WindowOutput:
         self.canvas.show(name, frame, self._leds, overview=False)
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
+        self._leds_told[name] = leds
         if name != self._name or not self.canvas.is_open:
             return
         self._leds = leds
@@ -159,6 +167,7 @@ class WindowOutput:
         if fd is not None:
             loop.add_reader(fd, wake.set)
         busy_until = 0.0
+        idle_poll = HEADLESS_POLL_S if pygame.display.get_driver() in HEADLESS_DRIVERS else IDLE_POLL_S
         try:
             while True:
                 wake.clear()
@@ -174,7 +183,7 @@ class WindowOutput:
                     self._redraw()
                 fast = fd is None and time.monotonic() < busy_until
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(EVENT_POLL_S if fast else IDLE_POLL_S):
+                    async with asyncio.timeout(EVENT_POLL_S if fast else idle_poll):
                         await wake.wait()
         finally:
             if fd is not None:
