@@ -45,11 +45,15 @@ class LaunchOptions:
     """How a persona's QEMU is launched, beyond its config (fixed when the persona is made).
 
     ``tablet``: an absolute pointer (``usb-tablet``), for a window whose mouse is routed
-    to the guest. ``extra_args``: appended verbatim to every launch's argv.
+    to the guest. ``extra_args``: appended verbatim to every launch's argv. ``sound``: a
+    sound server and QEMU's ``pa`` backend are there (``audio`` personas' cards use them;
+    else ``-audiodev none``), at ``sound_server`` if not "" (decided by :mod:`mux.app.sound`).
     """
 
     tablet: bool = False
     extra_args: tuple[str, ...] = ()
+    sound: bool = True
+    sound_server: str = ""
 
 
 def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
@@ -85,7 +89,8 @@ def qemu_argv(config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
         if initrd:
             argv += ["-initrd", str(initrd)]
         argv += ["-append", f"{append} mux.persona={config.name} mux.color={config.color}".strip()]
-    argv += hardware_argv(config, runtime_dir, ImageBoot(kernel, initrd, append, boot.disk))
+    argv += hardware_argv(config, runtime_dir, ImageBoot(kernel, initrd, append, boot.disk),
+                          sound=options.sound, sound_server=options.sound_server)
     argv += command_line(initial_devices(config.devices) if devices is None else devices)
     if config.keyboard == "virtio":
         argv += VIRTIO_KEYBOARD

@@ -3,8 +3,8 @@
 Theory. :func:`hardware_argv` is the part of :func:`mux.guest.cmdline.qemu_argv` that
 comes from the persona's machine keys (:mod:`mux.config.machine`): firmware, the boot
 disk, the user's disk and cdrom, the network card with its port forwards, the guest
-agent's port, the real-time clock's start and the name the built-in ``debian`` image
-reads. It is pure: every file
+agent's port, the real-time clock's start, the sound card (``audio``) and the name the
+built-in ``debian`` image reads. It is pure: every file
 it names has a fixed place, so ``--dry-run`` prints what the launch runs.
 
 Disks. A built-in disk image (``debian``) is always used under a qcow2 overlay, so the
@@ -16,6 +16,15 @@ from carries ``bootindex``; with a kernel (``-kernel``) nothing does.
 UEFI. OVMF's code is read from Debian's ``ovmf`` package; its variable store is copied
 once per persona and disk into the state directory (``$XDG_STATE_HOME/mux/uefi/``) and
 kept between runs, so boot entries persist; the packaged template is never written.
+
+Sound. ``audio = true`` gives an ``intel-hda`` card with an ``hda-duplex`` codec (output and
+microphone) on QEMU's ``pa`` backend: one output and one input stream on the host's sound
+server, both named after the persona (:func:`audio_argv`). Whether a server and the
+backend are there is decided before launch, outside (``sound``, see :mod:`mux.app.sound`);
+without them the card stays, on ``-audiodev none``. The codec has no mixer of its own
+(``mixer=off``): with one, QEMU copies the guest's volume and mute onto the streams
+whenever the guest touches its mixer, undoing mux's muting of a background persona; so
+mux is the streams' one owner, and a guest's volume is turned on the host.
 
 :func:`prepare` makes those files before QEMU starts (the only part with I/O).
 """
@@ -91,11 +100,24 @@ def _file(path: Path) -> str:
     return str(path).replace(",", ",,")  # QEMU's option syntax doubles commas
 
 
-def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
-                  ovmf: tuple[Path, Path] | None = None) -> list[str]:
-    """Firmware, drives, network and agent options of a persona (pure).
+def audio_argv(name: str, sound: bool, server: str = "") -> list[str]:
+    """The sound card of an ``audio`` persona: its streams named ``name`` on the sound server
+    (``sound``; at ``server`` if not "": QEMU's own default needs ``$XDG_RUNTIME_DIR/pulse/pid``),
+    else on QEMU's ``none`` backend (silent, same guest hardware)."""
+    n = name.replace(",", ",,")
+    at = f",server={server.replace(',', ',,')}" if server else ""
+    backend = f"pa,id=mux-audio{at},out.stream-name={n},in.stream-name={n}" if sound else "none,id=mux-audio"
+    return ["-audiodev", backend, "-device", "intel-hda,id=mux-hda",
+            "-device", "hda-duplex,id=mux-codec,audiodev=mux-audio,mixer=off"]
 
-    ``ovmf`` is (code, template) for ``firmware = "uefi"``; None looks it up.
+
+def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
+                  ovmf: tuple[Path, Path] | None = None, *, sound: bool = True,
+                  sound_server: str = "") -> list[str]:
+    """Firmware, drives, network, agent and sound options of a persona (pure).
+
+    ``ovmf`` is (code, template) for ``firmware = "uefi"``; None looks it up. ``sound``:
+    a sound server (at ``sound_server``, if not "") and QEMU's ``pa`` backend are there.
 
     Raises:
         ImageError: UEFI is asked for and OVMF is not installed.
@@ -134,6 +156,8 @@ def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
                              "server=on,wait=off",
                  "-device", "virtio-serial-pci,id=mux-vserial",
                  "-device", f"virtserialport,bus=mux-vserial.0,chardev=mux-agent,name={AGENT_PORT}"]
+    if config.audio:
+        argv += audio_argv(config.name, sound, sound_server)
     return argv
 
 

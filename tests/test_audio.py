@@ -1,0 +1,430 @@
+"""Sound that follows the active persona (``audio = true``), against a real PulseAudio.
+
+- the policy and PulseAudio's cubic volume scale (pure): 20 dB down is 0.464, whose cube
+  is 0.1; a background microphone is muted even when outputs are ducked;
+- the command line: a card on ``-audiodev pa`` with streams named after the persona, on
+  ``none`` without a sound server;
+- the follower against a real PulseAudio server started by the fixture (this test's own
+  process, its socket in ``tmp_path``), with ``pacat`` streams standing in for QEMU's:
+  a switch mutes the old persona's streams and makes the new one's live, ``duck`` turns
+  the background output 20 dB down (the server's own dB figure), a stream that appears
+  while its persona is in the background is muted, another program's stream is never
+  touched; the server going away is warned about once and the state is "unavailable",
+  and when it comes back the streams are set again;
+- no sound server: a persona with ``audio`` still runs (its card on ``-audiodev none``),
+  one warning, state "unavailable" in ``ctl status``;
+- the acceptance test (slow): two ``debian`` personas play 440 Hz and 1000 Hz through
+  their guest agents; a recording of the null sink's monitor holds only the active
+  persona's tone (FFT), before and after a switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mux import images
+from mux.app.api import AudioChanged, Event
+from mux.app.sound import qemu_has_pa, server_address
+from mux.audio.follow import AudioFollower
+from mux.audio.policy import (
+    DUCK_DB,
+    DUCKED,
+    LIVE,
+    MUTED,
+    StreamSetting,
+    db_of_volume,
+    matches,
+    persona_state,
+    stream_setting,
+    volume_for_db,
+)
+from mux.audio.server import SoundServer, Stream
+from mux.bench.audio import NULL_SINK, private_pulseaudio, start_tone
+from mux.config import PersonaConfig
+from mux.config.schema import AudioSection
+from mux.errors import ImageError
+from mux.guest.hardware import ImageBoot, hardware_argv
+from mux.images import debian
+from tests.conftest import wait_until
+
+AGENT_S = 900.0
+RATE = 48000
+
+
+# --- pure: the policy and the volume scale ------------------------------------------------
+
+
+def test_twenty_db_down_on_pulseaudios_cubic_scale() -> None:
+    duck = volume_for_db(-DUCK_DB)
+    assert duck == pytest.approx(0.4642, abs=1e-4)
+    assert duck ** 3 == pytest.approx(0.1)  # the samples' factor: a tenth, -20 dB
+    assert db_of_volume(duck) == pytest.approx(-20.0)
+    assert volume_for_db(0) == 1.0 and db_of_volume(1.0) == 0.0
+    assert db_of_volume(0) == -math.inf
+    assert StreamSetting(mute=False, volume=duck) == DUCKED
+
+
+def test_only_the_active_persona_is_live_and_a_background_microphone_is_always_muted() -> None:
+    for kind in ("output", "input"):
+        assert stream_setting("a", "a", kind, "mute") == LIVE
+        assert stream_setting("a", "a", kind, "duck") == LIVE
+        assert stream_setting("b", "a", kind, "mute") == MUTED
+        assert stream_setting("b", None, kind, "mute") == MUTED  # nobody active yet
+    assert stream_setting("b", "a", "output", "duck") == DUCKED
+    assert stream_setting("b", "a", "input", "duck") == MUTED
+
+
+def test_states() -> None:
+    assert persona_state("a", "a", audio=True, available=True, background="mute") == "live"
+    assert persona_state("b", "a", audio=True, available=True, background="mute") == "muted"
+    assert persona_state("b", "a", audio=True, available=True, background="duck") == "ducked"
+    assert persona_state("a", "a", audio=True, available=False, background="mute") == "unavailable"
+    assert persona_state("a", "a", audio=False, available=True, background="mute") == "off"
+
+
+def test_a_stream_already_set_is_left_alone() -> None:
+    assert matches(MUTED, True, 0.3)  # a muted stream's volume does not matter
+    assert matches(LIVE, False, 1.0) and not matches(LIVE, False, 0.5) and not matches(LIVE, True, 1.0)
+    assert matches(DUCKED, False, DUCKED.volume + 1 / 65536) and not matches(DUCKED, False, 1.0)
+
+
+def test_the_sound_card_on_the_command_line() -> None:
+    config = PersonaConfig("work", audio=True)
+    argv = hardware_argv(config, Path("/run/x"), ImageBoot(None), sound=True, sound_server="unix:/p/native")
+    i = argv.index("-audiodev")
+    assert argv[i + 1] == ("pa,id=mux-audio,server=unix:/p/native,out.stream-name=work,"
+                           "in.stream-name=work")
+    assert argv[i + 2:] == ["-device", "intel-hda,id=mux-hda",
+                            "-device", "hda-duplex,id=mux-codec,audiodev=mux-audio,mixer=off"]
+    assert "server=" not in hardware_argv(config, Path("/run/x"), ImageBoot(None))[i + 1]
+    silent = hardware_argv(config, Path("/run/x"), ImageBoot(None), sound=False)
+    assert silent[silent.index("-audiodev") + 1] == "none,id=mux-audio"
+    assert "-audiodev" not in hardware_argv(PersonaConfig("work"), Path("/run/x"), ImageBoot(None))
+
+
+def test_where_the_server_is(tmp_path: Path) -> None:
+    assert server_address({"PULSE_SERVER": "tcp:host:4713"}) == "tcp:host:4713"
+    assert server_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == ""  # no socket there
+    (tmp_path / "pulse").mkdir()
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "pulse" / "native"))
+        assert server_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == f"unix:{tmp_path}/pulse/native"
+
+
+async def test_qemu_has_its_pa_backend_and_a_binary_without_it_is_told_apart() -> None:
+    assert await qemu_has_pa(), "QEMU's pa backend is missing: ./bootstrap test installs qemu-system-gui"
+    assert not await qemu_has_pa("/bin/true")
+    assert not await qemu_has_pa("/no/such/qemu")
+
+
+# --- a real PulseAudio server -----------------------------------------------------------
+
+
+@pytest.fixture
+def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A PulseAudio server of this test's own (null sink ``mux_null``); its address, also
+    in ``PULSE_SERVER`` for mux and the QEMUs it starts. Stopped at the end."""
+    if shutil.which("pulseaudio") is None or shutil.which("pacat") is None:
+        pytest.fail("pulseaudio or pacat is missing: run ./bootstrap test")
+    directory = tmp_path / "pulse"
+    directory.mkdir()
+    with private_pulseaudio(directory) as address:
+        assert address is not None
+        monkeypatch.setenv("PULSE_SERVER", address)
+        yield address
+
+
+class Streams:
+    """``pacat`` processes standing in for QEMU's streams: each persona's pid is known
+    before its stream connects (the process waits for a line before it execs pacat)."""
+
+    def __init__(self, address: str, pids: dict[str, int]) -> None:
+        self.address = address
+        self.pids = pids
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, owner: str | None, name: str, record: bool = False) -> int:
+        pacat = (f"exec pacat --server={self.address} --stream-name={name} "
+                 + ("-r >/dev/null" if record else "-p </dev/zero"))
+        proc = subprocess.Popen(["sh", "-c", f"read go; {pacat}"], stdin=subprocess.PIPE)
+        self.procs.append(proc)
+        if owner is not None:
+            self.pids[owner] = proc.pid
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        return proc.pid
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def streams(pulse: str) -> Iterator[Streams]:
+    s = Streams(pulse, {})
+    yield s
+    s.stop()
+
+
+@contextlib.asynccontextmanager
+async def following(names: tuple[str, ...], background: str, pids: dict[str, int], address: str,
+                    states: dict[str, str]) -> AsyncIterator[AudioFollower]:
+    """An :class:`AudioFollower` running (retrying every 0.1 s), cancelled at the end."""
+    follower = AudioFollower(names, background, pids.get, states.__setitem__,
+                             server=lambda: SoundServer("mux", address), retry_s=0.1)
+    task = asyncio.create_task(follower.run())
+    try:
+        yield follower
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_streams(server: SoundServer, condition: Callable[[dict[Any, Stream]], bool],
+                       what: str, timeout: float = 15) -> dict[Any, Stream]:
+    """Poll the server until ``condition(streams by (pid, kind))`` holds; returns them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = {(s.pid, s.kind): s for s in await server.streams()}
+        if condition(seen):
+            return seen
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {seen}")
+        await asyncio.sleep(0.02)
+
+
+def is_(setting: StreamSetting, stream: Stream | None) -> bool:
+    return stream is not None and matches(setting, stream.mute, stream.volume)
+
+
+async def test_a_switch_mutes_the_old_persona_and_a_new_background_stream_is_muted_at_once(
+        pulse: str, streams: Streams) -> None:
+    a_out, b_out = streams.start("a", "a"), streams.start("b", "b")
+    stranger = streams.start(None, "somebody-else")
+    states: dict[str, str] = {}
+    async with SoundServer("test", pulse) as server:
+        await wait_streams(server, lambda s: {(a_out, "output"), (b_out, "output"), (stranger, "output")}
+                           <= s.keys(), "the three playing streams")
+        async with following(("a", "b", "c"), "mute", streams.pids, pulse, states) as follower:
+            follower.switched("a")
+            await wait_streams(server, lambda s: is_(LIVE, s.get((a_out, "output")))
+                               and is_(MUTED, s.get((b_out, "output"))), "a live, b muted")
+            await wait_until(lambda: states == {"a": "live", "b": "muted", "c": "muted"}, 5, "the states")
+            # c opens its microphone while in the background: muted as it appears
+            c_in = streams.start("c", "c", record=True)
+            await wait_streams(server, lambda s: is_(MUTED, s.get((c_in, "input"))), "c's mic muted")
+            follower.switched("c")
+            seen = await wait_streams(server, lambda s: is_(LIVE, s.get((c_in, "input")))
+                                      and is_(MUTED, s.get((a_out, "output"))), "c live, a muted")
+            assert is_(MUTED, seen[(b_out, "output")])
+            await wait_until(lambda: states == {"a": "muted", "b": "muted", "c": "live"}, 5, "the states")
+            # another program's stream was never touched: still playing, at full volume
+            assert is_(LIVE, seen[(stranger, "output")])
+
+
+async def test_duck_turns_the_background_down_20_db_and_mutes_its_microphone(
+        pulse: str, streams: Streams) -> None:
+    a_out = streams.start("a", "a")
+    states: dict[str, str] = {}
+    async with SoundServer("test", pulse) as server, \
+            following(("a", "b"), "duck", streams.pids, pulse, states) as follower:
+        follower.switched("b")
+        await wait_streams(server, lambda s: is_(DUCKED, s.get((a_out, "output"))), "a ducked")
+        out = await asyncio.create_subprocess_exec("pactl", f"--server={pulse}", "list", "sink-inputs",
+                                                   stdout=asyncio.subprocess.PIPE)
+        listing = (await out.communicate())[0].decode()
+        assert "-20.00 dB" in listing, listing  # the server's own figure for the volume mux set
+        await wait_until(lambda: states == {"a": "ducked", "b": "live"}, 5, "the states")
+        a_in = streams.start("a", "a-mic", record=True)  # (a's pid is now the mic's)
+        await wait_streams(server, lambda s: is_(MUTED, s.get((a_in, "input"))), "a's mic muted, not ducked")
+        follower.switched("a")
+        await wait_streams(server, lambda s: is_(LIVE, s.get((a_in, "input"))), "a's mic live")
+
+
+async def test_a_server_that_goes_away_is_warned_about_once_and_followed_again_when_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "pulse"
+    directory.mkdir()
+    address = f"unix:{directory / 'native'}"
+    caplog.set_level(logging.WARNING, logger="mux.audio")
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith("mux.audio")]
+
+    states: dict[str, str] = {}
+    pids: dict[str, int] = {}
+    first = contextlib.ExitStack()
+    assert first.enter_context(private_pulseaudio(directory)) == address
+    try:
+        async with following(("a",), "mute", pids, address, states) as follower:
+            streams = Streams(address, pids)
+            try:
+                follower.switched("b")  # a is in the background
+                playing = streams.start("a", "a")
+                async with SoundServer("test", address) as server:
+                    await wait_streams(server, lambda s: is_(MUTED, s.get((playing, "output"))), "a muted")
+                await wait_until(lambda: states == {"a": "muted"}, 5, "a's state")
+                assert warnings() == []
+                streams.stop()
+                first.close()  # the server goes away
+                await wait_until(lambda: states == {"a": "unavailable"}, 10, "a unavailable")
+                await asyncio.sleep(0.5)  # several attempts to connect again (every 0.1 s)
+                assert len(warnings()) == 1, [r.getMessage() for r in warnings()]
+                assert "sound server" in warnings()[0].getMessage()
+                with private_pulseaudio(directory) as again:  # it is back
+                    assert again == address
+                    streams = Streams(address, pids)
+                    follower.switched("a")
+                    back = streams.start("a", "a")
+                    await wait_until(lambda: states == {"a": "live"}, 10, "a live again")
+                    async with SoundServer("test", again) as server:
+                        await wait_streams(server, lambda s: is_(LIVE, s.get((back, "output"))), "a live")
+                    streams.stop()
+                assert len(warnings()) == 1
+            finally:
+                streams.stop()
+    finally:
+        first.close()
+
+
+# --- the controller ---------------------------------------------------------------------
+
+
+async def test_without_a_sound_server_the_persona_runs_with_one_warning_and_is_unavailable(
+        tmp_path: Path, controller: Callable[..., Any], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path}/nobody-here")
+    caplog.set_level(logging.WARNING)
+    heard: list[Event] = []
+    ctl = controller(PersonaConfig("loud", image="console", audio=True),
+                     PersonaConfig("quiet", image="console", color="3060c0"))
+    ctl.subscribe(heard.append)
+    async with ctl:
+        await ctl.persona("loud").wait_state(ctl.persona("loud").state.RUNNING, 60)
+        argv = ctl.persona("loud").argv()
+        assert argv[argv.index("-audiodev") + 1] == "none,id=mux-audio"
+        assert "hda-duplex,id=mux-codec,audiodev=mux-audio,mixer=off" in argv
+        status = {p["name"]: p for p in ctl.status()["personas"]}
+        assert status["loud"]["state"] == "running"
+        assert status["loud"]["audio"] == "unavailable" and status["quiet"]["audio"] == "off"
+        assert AudioChanged("loud", "unavailable") in heard
+        audio_warnings = [r for r in caplog.records if "audio:" in r.getMessage()]
+        assert len(audio_warnings) == 1, audio_warnings
+        message = audio_warnings[0].getMessage()
+        assert "no sound server" in message and "pulseaudio" in message and "loud" in message
+
+
+# --- the acceptance test: real guests, real tones ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def debian_image() -> images.BuiltImage:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is missing")
+    try:
+        debian.check_host()
+    except ImageError as exc:
+        pytest.skip(f"cannot build the debian image here: {exc}")
+    image = images.build("debian", progress=lambda m: None)
+    assert image.disk is not None
+    return image
+
+
+async def record(address: str, seconds: float = 1.5) -> np.ndarray[Any, Any]:
+    """``seconds`` of the null sink's monitor, mono, as floats."""
+    proc = await asyncio.create_subprocess_exec(
+        "parec", f"--server={address}", f"--device={NULL_SINK}.monitor", "--format=s16le",
+        f"--rate={RATE}", "--channels=1", "--raw", stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    wanted = int(seconds * RATE) * 2
+    data = b""
+    try:
+        async with asyncio.timeout(30):
+            while len(data) < wanted:
+                chunk = await proc.stdout.read(wanted - len(data))
+                assert chunk, "parec stopped"
+                data += chunk
+    finally:
+        proc.kill()
+        await proc.wait()
+    return np.frombuffer(data, dtype="<i2").astype(np.float64)
+
+
+def peak(samples: np.ndarray[Any, Any], frequency: float) -> float:
+    """The spectrum's magnitude around ``frequency`` (within 10 Hz), windowed."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    freqs = np.fft.rfftfreq(len(samples), 1 / RATE)
+    return float(spectrum[(freqs > frequency - 10) & (freqs < frequency + 10)].max())
+
+
+async def hear(address: str, loud: float, silent: float) -> tuple[float, float]:
+    """Record until ``loud`` dominates (the guest's stream may take a moment to fill);
+    returns (loud's peak, silent's peak) of the last recording."""
+    for _ in range(10):
+        samples = await record(address)
+        heard, other = peak(samples, loud), peak(samples, silent)
+        if heard > 1000 * max(other, 1.0):
+            break
+    return heard, other
+
+
+@pytest.mark.slow
+async def test_only_the_active_personas_tone_is_heard_before_and_after_a_switch(
+        pulse: str, debian_image: images.BuiltImage, controller: Callable[..., Any]) -> None:
+    async with controller(PersonaConfig("tone-a", image="debian", agent=True, audio=True),
+                          PersonaConfig("tone-b", image="debian", agent=True, audio=True, color="3060c0"),
+                          audio=AudioSection("mute")) as ctl:
+        for name, frequency in (("tone-a", 440), ("tone-b", 1000)):
+            await ctl.persona(name).readiness.wait(AGENT_S)
+            await start_tone(ctl, name, frequency)
+        async with SoundServer("test", pulse) as server:
+            pids = {ctl.persona(n).pid: n for n in ctl.names}
+            await wait_streams(server, lambda s: {pids.get(pid) for pid, kind in s if kind == "output"}
+                               >= {"tone-a", "tone-b"}, "both guests' output streams", timeout=300)
+        assert ctl.active == "tone-a"
+        assert {p["name"]: p["audio"] for p in ctl.status()["personas"]} == {"tone-a": "live",
+                                                                              "tone-b": "muted"}
+        a, b = await hear(pulse, 440, 1000)
+        assert a > 1000 * max(b, 1.0), (a, b)  # 440 Hz is there, 1000 Hz is not (60 dB below)
+        await ctl.switch("tone-b", "test")
+        b, a = await hear(pulse, 1000, 440)
+        assert b > 1000 * max(a, 1.0), (b, a)
+        assert {p["name"]: p["audio"] for p in ctl.status()["personas"]} == {"tone-a": "muted",
+                                                                              "tone-b": "live"}
+
+
+def test_nothing_of_pulseaudio_is_left(tmp_path: Path) -> None:
+    """The fixture's server is this test's own process: after its context it is gone."""
+    directory = tmp_path / "pulse"
+    directory.mkdir()
+    with private_pulseaudio(directory) as address:
+        assert address is not None and (directory / "native").is_socket()
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and _is_pulse_in(p, directory)]
+        assert len(pids) == 1
+    assert not any(_is_pulse_in(p, directory) for p in os.listdir("/proc") if p.isdigit())
+
+
+def _is_pulse_in(pid: str, directory: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"pulseaudio" in cmdline and str(directory).encode() in cmdline
