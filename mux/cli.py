@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure performance (figures as ratios to a same-run baseline)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument("--events", type=int, default=2000, help="input events to measure")
+    p.add_argument("--only", metavar="KEY,...",
+                   help="measure only what these keys need (e.g. live_fps,idle_cpu_percent)")
     p.set_defaults(func=cmd_bench)
 
     add_ctl_parser(sub)
@@ -208,9 +210,15 @@ async def _run(config: Config, duration: float | None, restart_changed: bool = F
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mux.bench.runner import run_bench
+    from mux.bench.runner import parts_for, run_bench
 
-    asyncio.run(run_bench(args.json, events=args.events))
+    only = {key.strip() for key in args.only.split(",") if key.strip()} if args.only else None
+    try:
+        parts_for(only)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    asyncio.run(run_bench(args.json, events=args.events, only=only))
     return 0
 
 

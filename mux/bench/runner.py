@@ -5,6 +5,9 @@ The display's figures (``switch_latency_ms``, ``live_fps``, ``live_fps_ratio``,
 :mod:`mux.bench.display`; typing (``type_chars_per_s``, ``type_lost_keys``) and
 ``mqtt_idle_screenshots_per_hour`` in :mod:`mux.bench.keys`.
 
+``mux bench --only KEY,...`` runs only the parts that measure those keys (:data:`PARTS`;
+each part reports all of its keys), e.g. ``--only live_fps,idle_cpu_percent``.
+
 The machine is shared and noisy, so every figure is measured next to its baseline,
 interleaved sample by sample, and reported both raw (milliseconds) and as a ratio:
 
@@ -24,6 +27,9 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
 - ``debian_restore_s``: a ``debian`` persona started from a snapshot until its agent
   answers, and ``agent_exec_ms`` {p50, p99}: ``exec true`` through the agent
   (:mod:`mux.bench.agent`; ``null`` with ``debian_agent_skipped`` when not built).
+- ``audio_switch_ms`` {p50, p99}: a switch request until a private PulseAudio server shows the
+  old persona's stream muted and the new one's live (:mod:`mux.bench.audio`; ``null`` with
+  ``audio_skipped`` without PulseAudio, QEMU's pa backend or the debian image).
 """
 
 from __future__ import annotations
@@ -173,38 +179,93 @@ def _mosquitto() -> Iterator[int | None]:
             proc.wait(10)
 
 
-async def run_bench(json_path: Path | None, events: int = 2000) -> dict[str, Any]:
-    logging.getLogger("mux").setLevel(logging.WARNING)
-    results: dict[str, Any] = {}
-    async with Controller(bench_config(2), progress=lambda m: print(f"bench: {m}")) as ctl:
-        print(f"bench: input, {events} events with {len(ctl.personas)} personas running")
-        results.update(await bench_input(ctl, events))
-        from mux.bench.needles import bench_needles, console_screens
+#: The keys ``--only`` knows, by the part of the bench that measures them (a part runs
+#: when one of its keys is asked for, and reports all of its keys).
+PARTS: dict[str, tuple[str, ...]] = {
+    "input": ("qmp_roundtrip_ms", "input_latency_ms", "input_latency_ratio", "input_latency_ratio_p50",
+              "input_latency_ratio_p99", "needle_search_ms", "ocr_ms"),
+    "mqtt": ("mqtt_switch_latency_ms", "mqtt_roundtrip_ms", "mqtt_switch_latency_ratio"),
+    "typing": ("type_chars_per_s", "type_lost_keys"),
+    "mqtt_idle": ("mqtt_idle_screenshots_per_hour",),
+    "snapshot": ("snapshot_speedup", "snapshot_cold_boot_s", "snapshot_restore_s"),
+    "switch": ("switch_latency_ms",),
+    "switch_8": ("switch_latency_ms_8",),
+    "live": ("live_fps", "live_cpu_ms_per_frame", "live_fps_ratio", "controller_cpu_percent"),
+    "idle": ("idle_cpu_percent",),
+    "idle_8": ("idle_cpu_percent_8",),
+    "rss": ("controller_rss_mb",),
+    "debian": ("debian_boot_s",),
+    "agent": ("debian_restore_s", "agent_exec_ms"),
+    "audio": ("audio_switch_ms",),
+}
 
-        print("bench: needle search and OCR")
-        results.update(bench_needles(*await console_screens(ctl)))
-    print("bench: mqtt switch latency")
-    results.update(await bench_mqtt())
+
+def parts_for(only: set[str] | None) -> set[str]:
+    """The parts that measure the keys in ``only`` (None: all of them).
+
+    Raises:
+        ValueError: a key no part measures.
+    """
+    if only is None:
+        return set(PARTS)
+    unknown = only - {key for keys in PARTS.values() for key in keys}
+    if unknown:
+        known = ", ".join(key for keys in PARTS.values() for key in keys)
+        raise ValueError(f"mux bench --only: unknown key {', '.join(sorted(unknown))} (known: {known})")
+    return {part for part, keys in PARTS.items() if only & set(keys)}
+
+
+async def run_bench(json_path: Path | None, events: int = 2000,
+                    only: set[str] | None = None) -> dict[str, Any]:
+    """Every figure, or only the parts measuring the keys in ``only``.
+
+    Raises:
+        ValueError: ``only`` names a key no part measures.
+    """
+    logging.getLogger("mux").setLevel(logging.WARNING)
+    parts = parts_for(only)
+    results: dict[str, Any] = {}
+    if "input" in parts:
+        async with Controller(bench_config(2), progress=lambda m: print(f"bench: {m}")) as ctl:
+            print(f"bench: input, {events} events with {len(ctl.personas)} personas running")
+            results.update(await bench_input(ctl, events))
+            from mux.bench.needles import bench_needles, console_screens
+
+            print("bench: needle search and OCR")
+            results.update(bench_needles(*await console_screens(ctl)))
+    if "mqtt" in parts:
+        print("bench: mqtt switch latency")
+        results.update(await bench_mqtt())
     from mux.bench.keys import bench_mqtt_idle, bench_typing
 
-    results.update(await bench_typing())
-    with _mosquitto() as port:
-        if port is not None:
-            print("bench: MQTT screenshots of an idle console persona")
-            results.update(await bench_mqtt_idle(port))
-    print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
-    results.update(await bench_snapshot())
+    if "typing" in parts:
+        results.update(await bench_typing())
+    if "mqtt_idle" in parts:
+        with _mosquitto() as port:
+            if port is not None:
+                print("bench: MQTT screenshots of an idle console persona")
+                results.update(await bench_mqtt_idle(port))
+    if "snapshot" in parts:
+        print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
+        results.update(await bench_snapshot())
     from mux.bench.display import bench_display
 
-    results.update(await bench_display())
+    results.update(await bench_display(parts))
     from mux.bench.debian import bench_debian
 
-    print("bench: debian boot (BIOS, TCG) until its guest agent answers")
-    results.update(await bench_debian())
+    if "debian" in parts:
+        print("bench: debian boot (BIOS, TCG) until its guest agent answers")
+        results.update(await bench_debian())
     from mux.bench.agent import bench_agent
 
-    print("bench: debian restored from a snapshot until its agent answers; exec true through the agent")
-    results.update(await bench_agent())
+    if "agent" in parts:
+        print("bench: debian restored from a snapshot until its agent answers; exec true through the agent")
+        results.update(await bench_agent())
+    if "audio" in parts:
+        from mux.bench.audio import bench_audio
+
+        print("bench: audio_switch_ms: a switch until the sound server shows it (two debian guests' tones)")
+        results.update(await bench_audio())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:
