@@ -84,7 +84,7 @@ def check_entity(component: str, config: dict[str, Any], where: str) -> None:
 
 def test_every_per_entity_config_has_only_documented_keys() -> None:
     configs = discovery_messages(*ARGS, support_url="https://example.org/mux")
-    assert len(configs) == 2 + 9 * len(PERSONAS) + len(DEVICES)  # per persona 9 (ready: 13, attention: 16)
+    assert len(configs) == 2 + 10 * len(PERSONAS) + len(DEVICES)  # per persona 10 (ready, attention, audio)
     for topic, config in configs.items():
         check_entity(topic.split("/")[1], config, topic)
         assert config["origin"] == {"name": "mux", "sw_version": config["device"]["sw_version"],
@@ -119,6 +119,9 @@ def test_names_categories_and_availability_follow_the_panel_conventions() -> Non
         attention = configs[f"{name}_attention"]  # a payload without event_type: the template adds it
         assert (attention["state_topic"], attention["event_types"]) == (f"mux/persona/{name}/attention",
                                                                         ["attention"])
+        audio = configs[f"{name}_audio"]  # the audio state (mux.audio.policy)
+        assert (audio["state_topic"], audio["device_class"]) == (f"mux/persona/{name}/audio", "enum")
+        assert audio["options"] == ["live", "muted", "ducked", "off", "unavailable"]
         assert configs[f"{name}_caps"]["name"] == f"{name} caps lock"
         assert configs[f"{name}_running"]["name"] == f"{name} running"
         assert configs[f"{name}_restart"]["name"] == f"{name} restart"

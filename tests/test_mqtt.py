@@ -124,7 +124,10 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
             assert (ready["payload_on"], ready["payload_off"]) == ("true", "false")
             assert panel.latest[f"{BASE}/persona/{name}/state"] == b"stopped"
             assert panel.latest[f"{BASE}/persona/{name}/ready"] == b"false"
-        assert len(configs) == 2 + 2 * 9  # active, events; per persona 9 (attention: issue 16)
+            audio = configs[f"{HA}/sensor/{NODE}/{name}_audio/config"]
+            assert audio["state_topic"] == f"{BASE}/persona/{name}/audio" and "muted" in audio["options"]
+            await panel.wait_for(f"{BASE}/persona/{name}/audio", lambda p: p == b"off")  # no audio = true
+        assert len(configs) == 2 + 2 * 10  # active, events; per persona 10 (attention, audio: issue 16)
         async with Panel(broker).connected(f"{HA}/#") as late:  # a panel that comes later
             await late.wait_for(f"{HA}/select/{NODE}/active/config")
             await asyncio.sleep(0.3)

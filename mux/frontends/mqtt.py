@@ -315,7 +315,8 @@ class MqttBridge:
         devices = {n: self.api.devices(n) for n in self.api.names}
         owners = {d["id"]: d["persona"] for d in status["devices"]}
         return state_messages(self.base, status["active"], {p["name"]: p["state"] for p in personas},
-                              leds, devices, owners, {p["name"]: bool(p.get("ready")) for p in personas})
+                              leds, devices, owners, {p["name"]: bool(p.get("ready")) for p in personas},
+                              {p["name"]: p["audio"] for p in personas if "audio" in p})
 
     async def _publish_changes(self, client: aiomqtt.Client) -> None:
         self._changed.clear()

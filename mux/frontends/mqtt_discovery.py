@@ -5,7 +5,8 @@ persona, an event entity (``switched``, ``refused``, ``crashed``, ``attention``)
 picture of its screen, its run state, a switch (on = running), whether its guest is ready
 (a binary sensor on ``persona/<name>/ready``), a restart button, its three lock LEDs, an
 event entity for its requests for attention (``attention``, on ``persona/<name>/attention``:
-a template adds the ``event_type`` that payload lacks), and per device a select saying
+a template adds the ``event_type`` that payload lacks), its audio state (a sensor on
+``persona/<name>/audio``: live, muted, ducked, off, unavailable), and per device a select saying
 which persona holds it (or ``none``).
 
 Two ways to publish them (``[mqtt] discovery``), both following Home Assistant's MQTT
@@ -44,6 +45,7 @@ from mux import __version__
 
 DISCOVERY_MODES = ("entities", "device")
 STATES = ("stopped", "starting", "running", "stopping", "crashed")
+AUDIO_STATES = ("live", "muted", "ducked", "off", "unavailable")  # mux.audio.policy
 LED_NAMES = ("caps", "num", "scroll")
 EVENT_TYPES = ("switched", "refused", "crashed", "attention")
 DETACHED = "none"  # the device select's option for "no persona holds it"
@@ -129,6 +131,8 @@ def entities(node_id: str, base: str, personas: Sequence[str],
                    payload_press="restart", device_class="restart", entity_category="config"),
             entity("event", f"{name}_attention", f"{name} attention", state_topic=f"{topics}/attention",
                    event_types=["attention"], value_template=ATTENTION_TEMPLATE, icon="mdi:phone-ring"),
+            entity("sensor", f"{name}_audio", f"{name} audio", state_topic=f"{topics}/audio",
+                   device_class="enum", options=list(AUDIO_STATES), icon="mdi:volume-high"),
         ]
         found += [entity("binary_sensor", f"{name}_{led}", f"{name} {led} lock", persona=name,
                          state_topic=f"{topics}/leds",

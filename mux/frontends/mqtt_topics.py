@@ -116,11 +116,13 @@ def state_messages(base: str, active: str | None, states: Mapping[str, str],
                    leds: Mapping[str, Mapping[str, bool] | None],
                    devices: Mapping[str, list[Any]] | None = None,
                    owners: Mapping[str, str | None] | None = None,
-                   ready: Mapping[str, bool] | None = None) -> dict[str, str]:
+                   ready: Mapping[str, bool] | None = None,
+                   audio: Mapping[str, str] | None = None) -> dict[str, str]:
     """Retained state as topic → payload (personas with unknown LEDs publish none).
 
     ``owners`` maps each device to the persona holding it (None: detached); ``ready``
-    whether each persona's guest is ready for work (``persona/<name>/ready``: true/false).
+    whether each persona's guest is ready for work (``persona/<name>/ready``: true/false);
+    ``audio`` each persona's audio state (``persona/<name>/audio``: live, muted, ducked...).
     """
     messages = {f"{base}/active": active or ""}
     for name, state in states.items():
@@ -128,6 +130,8 @@ def state_messages(base: str, active: str | None, states: Mapping[str, str],
         messages[f"{base}/persona/{name}/availability"] = "online" if state == "running" else "offline"
         if ready is not None and name in ready:
             messages[f"{base}/persona/{name}/ready"] = "true" if ready[name] else "false"
+        if audio is not None and name in audio:
+            messages[f"{base}/persona/{name}/audio"] = audio[name]
         persona_leds = leds.get(name)
         if persona_leds is not None:
             messages[f"{base}/persona/{name}/leds"] = json.dumps(
