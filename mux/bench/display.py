@@ -16,10 +16,10 @@ whole drawing path runs; nothing reaches a screen), on real TCG guests:
   sends at most one update per 30 ms (``VNC_REFRESH_INTERVAL_BASE`` in its
   ``ui/vnc.c``; a refresh tick that finds nothing new adds 50 ms to the next), so
   about 33 fps is the ceiling and a guest repainting 50 times a second can never be
-  matched. So ``live_fps_ratio`` is presented frames over what QEMU sends a client
-  that only reads (``live_vnc_updates_per_s``: mux's own link paused, a second VNC
-  client streaming for as long, right after, in the same run): it drops if mux skips
-  an update QEMU sent, or reads so slowly that QEMU has no request pending at its tick.
+  matched. So ``live_fps_ratio`` is presented frames over what QEMU sends, over the
+  same seconds, a second VNC client that only reads (``live_vnc_updates_per_s``; in
+  another process, so its CPU is not the controller's): it drops if mux skips an
+  update QEMU sent, or reads so slowly that QEMU has no request pending at its tick.
   ``live_fps_ratio_guest`` is presented frames over guest repaints, for reference;
 - ``idle_cpu_percent``: 4 idle ``console`` personas, back-buffered every 1 s (and
   ``idle_cpu_percent_8`` with 8);
@@ -41,7 +41,8 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mux.app.controller import Controller
@@ -132,27 +133,33 @@ async def bench_switch(switches: int = 300, personas: int = 2) -> dict[str, Any]
 
 async def bench_live(seconds: float = 10.0) -> dict[str, Any]:
     """Frames presented per second, and CPU, while the active guest repaints in a loop;
-    then, with mux's link paused, what QEMU sends a client that only reads (the baseline
-    of ``live_fps_ratio``)."""
+    meanwhile what QEMU sends a client that only reads (another process: the baseline of
+    ``live_fps_ratio``)."""
     async with Controller(display_config(1), progress=lambda m: None) as ctl:
         await ready(ctl)
         persona = ctl.persona(NAMES[0])
         await start_repainting(StepRunner(ctl), persona.serial)
         await asyncio.sleep(3)  # the loop is running; QEMU's VNC refresh has sped up
         output: Any = ctl.output
-        mark = persona.serial.end
-        frames, cpu, t0 = output.presented, cpu_seconds(), time.monotonic()
-        await asyncio.sleep(seconds)
-        wall = time.monotonic() - t0
-        frames, cpu = output.presented - frames, cpu_seconds() - cpu
+        code = ("import asyncio, sys, mux.bench.display as b; "
+                f"asyncio.run(b.count_vnc_updates(sys.argv[1], {seconds}))")
+        bare = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(persona.vnc_link().path),
+                                                    stdout=asyncio.subprocess.PIPE)
+        assert bare.stdout is not None
+        try:
+            await asyncio.wait_for(bare.stdout.readline(), 30)  # it is counting
+            mark = persona.serial.end
+            frames, cpu, t0 = output.presented, cpu_seconds(), time.monotonic()
+            await asyncio.sleep(seconds)
+            wall = time.monotonic() - t0
+            frames, cpu = output.presented - frames, cpu_seconds() - cpu
+            sent, bare_wall = json.loads((await asyncio.wait_for(bare.stdout.read(), 30)).decode())
+        finally:
+            if bare.returncode is None:
+                bare.kill()
+            await bare.wait()
         repaints = persona.serial.since(mark).count("REPAINTS") * REPAINTS_PER_LINE
         size = ctl.display.backbuffer.get(NAMES[0])
-        link = ctl.display.links[NAMES[0]]
-        link.set_live(False)  # mux's own link asks once a second meanwhile
-        try:
-            sent, bare_wall = await bare_vnc_updates(persona.vnc_link, seconds)
-        finally:
-            link.set_live(True)
     bare_fps = sent / bare_wall
     return {"live_fps": round(frames / wall, 1), "controller_cpu_percent": round(100 * cpu / wall, 1),
             "live_cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 2),
@@ -181,23 +188,25 @@ async def start_repainting(steps: StepRunner, serial: SerialLog, tries: int = 3)
     raise TimeoutError(f"the repaint loop did not start in {tries} tries")
 
 
-async def bare_vnc_updates(connect: Callable[..., RfbClient], seconds: float) -> tuple[int, float]:
-    """(updates with pixels, wall seconds) that QEMU's VNC server sends a second client
-    that streams and only reads them: what it can send at most, the guest's repaints and
-    its refresh timer (one update per 30 ms at best) permitting."""
+async def count_vnc_updates(path: str, seconds: float) -> None:
+    """Print the updates with pixels (and the wall seconds) that QEMU's VNC server at
+    ``path`` sends a client that streams and only reads them, over ``seconds``, as JSON:
+    what it can send at most, the guest's repaints and its refresh timer (one update per
+    30 ms at best) permitting. Prints a line first when it starts counting."""
     updates = 0
 
     def count(_frame: Frame) -> None:
         nonlocal updates
         updates += 1
 
-    client = connect(on_frame=count)
+    client = RfbClient(Path(path), on_frame=count)
     client.live = True
     async with client:
-        await asyncio.sleep(2)  # connected, and QEMU's refresh back at full speed
+        await asyncio.sleep(2)  # connected and streaming
         first, t0 = updates, time.monotonic()
+        print("counting", flush=True)
         await asyncio.sleep(seconds)
-        return updates - first, time.monotonic() - t0
+        print(json.dumps([updates - first, time.monotonic() - t0]), flush=True)
 
 
 async def bench_idle(seconds: float = 20.0, personas: int = 4) -> dict[str, Any]:
