@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,24 @@ async def test_qemu_has_its_pa_backend_and_a_binary_without_it_is_told_apart() -
     assert await qemu_has_pa(), "QEMU's pa backend is missing: ./bootstrap test installs qemu-system-gui"
     assert not await qemu_has_pa("/bin/true")
     assert not await qemu_has_pa("/no/such/qemu")
+
+
+def test_mux_runs_without_libpulse_and_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pulsectl loads libpulse when imported: mux imports it only when it connects."""
+    code = ("import sys, mux.cli, mux.app.controller, mux.bench.runner, mux.frontends.mqtt\n"
+            "assert not [m for m in sys.modules if m.startswith('pulsectl')], 'pulsectl imported'\n"
+            "print('clean')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "clean", done.stderr
+
+    from mux.audio import server
+
+    def no_libpulse(name: str) -> Any:
+        raise OSError("libpulse.so.0: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr("mux.audio.server.importlib.import_module", no_libpulse)
+    with pytest.raises(server.SoundUnavailable, match="install Debian's libpulse0"):
+        asyncio.run(SoundServer().connect())
 
 
 # --- a real PulseAudio server -----------------------------------------------------------

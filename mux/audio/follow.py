@@ -114,8 +114,7 @@ class AudioFollower:
 
     async def apply_all(self, server: SoundServer) -> None:
         """Set every stream of these personas as the policy says; then tell the states."""
-        for stream in await server.streams():
-            await self._apply(server, stream)
+        await asyncio.gather(*(self._apply(server, s) for s in await server.streams()))
         self._publish()
 
     async def _apply(self, server: SoundServer, stream: Stream) -> None:

@@ -16,9 +16,10 @@ name (``media.name``: the persona's, see :func:`mux.guest.hardware.audio_argv`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ class Stream:
     name: str  # media.name
     mute: bool
     volume: float  # the mean of its channels (1.0 = 100 %)
+    channels: int = 2
 
 
 def _pulsectl() -> tuple[Any, Any]:
@@ -61,7 +63,16 @@ def _stream(kind: StreamKind, info: Any) -> Stream:
     pid = str(info.proplist.get("application.process.id", ""))
     return Stream(kind, int(info.index), int(pid) if pid.isdigit() else None,
                   str(info.proplist.get("media.name", info.name or "")), bool(info.mute),
-                  float(info.volume.value_flat))
+                  float(info.volume.value_flat), len(info.volume.values) or 2)
+
+
+async def _op(call: Coroutine[Any, Any, Any]) -> Any:
+    """One call to the server, never cancelled halfway: its reply must find its future
+    pending (pulsectl-asyncio sets the result of a cancelled one, which asyncio reports as
+    an error). A caller that is cancelled stops waiting; the call finishes alone."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never "never retrieved"
+    return await asyncio.shield(task)
 
 
 class SoundServer:
@@ -115,8 +126,8 @@ class SoundServer:
     async def streams(self) -> list[Stream]:
         """Every sink input and source output now on the server. Raises SoundUnavailable."""
         with self._calls("list streams") as pulse:
-            outputs = await pulse.sink_input_list()
-            inputs = await pulse.source_output_list()
+            outputs, inputs = await asyncio.gather(_op(pulse.sink_input_list()),
+                                                   _op(pulse.source_output_list()))
         return [_stream("output", i) for i in outputs] + [_stream("input", i) for i in inputs]
 
     async def stream(self, kind: StreamKind, index: int) -> Stream | None:
@@ -124,8 +135,8 @@ class SoundServer:
         pulsectl = importlib.import_module("pulsectl")
         with self._calls("look up a stream") as pulse:
             try:
-                info = await (pulse.sink_input_info(index) if kind == "output"
-                              else pulse.source_output_info(index))
+                info = await _op(pulse.sink_input_info(index) if kind == "output"
+                                 else pulse.source_output_info(index))
             except pulsectl.PulseIndexError:
                 return None
         return _stream(kind, info)
@@ -136,15 +147,18 @@ class SoundServer:
         pulsectl = importlib.import_module("pulsectl")
         output = stream.kind == "output"
         with self._calls("set a stream's mute and volume") as pulse:
-            try:
-                if not setting.mute:
-                    info = await (pulse.sink_input_info(stream.index) if output
-                                  else pulse.source_output_info(stream.index))
-                    await pulse.volume_set_all_chans(info, setting.volume)
-                await (pulse.sink_input_mute(stream.index, setting.mute) if output
-                       else pulse.source_output_mute(stream.index, setting.mute))
-            except pulsectl.PulseOperationFailed:
-                return  # it went away (e.g. QEMU closed it) between the listing and now
+            calls = []  # sent at once, in this order (the server carries them out in order)
+            if not setting.mute:
+                volume = pulsectl.PulseVolumeInfo(setting.volume, stream.channels)
+                calls.append(_op(pulse.sink_input_volume_set(stream.index, volume) if output
+                                 else pulse.source_output_volume_set(stream.index, volume)))
+            calls.append(_op(pulse.sink_input_mute(stream.index, setting.mute) if output
+                             else pulse.source_output_mute(stream.index, setting.mute)))
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            gone = pulsectl.PulseOperationFailed  # a stream that went away (QEMU closed it): no error
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, gone):
+                    raise result
 
     async def new_streams(self) -> AsyncIterator[tuple[StreamKind, int]]:
         """(kind, index) of every stream that appears from now on; ends by raising
