@@ -171,6 +171,14 @@ def test_live_frames_upload_only_their_rectangles_and_show_the_right_picture(
     window.present("work", change((500, 500, 8, 8), blue))
     assert window.canvas.uploaded_pixels == 2 * 1024 * 768 + 50 * 40
     assert shown(2, 2) == (0, 0, 200) and shown(503, 503) == (0, 0, 200) and shown(120, 220) == (0, 200, 0)
+    # under the dummy driver (a retained software window) an unscaled picture's small
+    # change redraws only its rectangle; the rest stays as it was drawn
+    assert window.canvas.partial_draws == 1
+    window.present("work", change((1000, 700, 24, 68), green))
+    assert window.canvas.partial_draws == 2
+    assert shown(1010, 750) == (0, 200, 0) and shown(503, 503) == (0, 0, 200)
+    assert shown(10, 300) == (200, 0, 0)
+    assert pixel(window, 2, 2) == WORK  # the banner too
 
 
 def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:

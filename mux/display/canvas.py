@@ -16,7 +16,10 @@ guest draws (even a fake banner of another persona at the top of its own screen)
 *below* the real one and cannot cover or change it: the real banner is the one at the
 window's top edge, as Qubes OS draws its borders outside the guest.
 
-Drawing is SDL's (``pygame._sdl2.video``: a Renderer on the window). The guest's picture
+Drawing is SDL's (``pygame._sdl2.video``: a Renderer on the window; SDL's software
+renderer under the windowless ``dummy`` and ``offscreen`` drivers, whose window keeps
+its pixels between presents, so there a live frame shown unscaled with nothing else
+changed redraws only its rectangles: a blinking cursor no longer redraws 3 MB). The guest's picture
 is a streaming texture in QEMU's own pixel layout (x8r8g8b8 is SDL's ARGB8888 with the
 alpha ignored): a live frame uploads only the rectangles it changed, straight from the
 VNC link's framebuffer (no copy, no conversion), and ``SDL_RenderCopy`` scales it into
@@ -77,6 +80,11 @@ class WindowCanvas:
         self.attention: list[tuple[str, str]] = []  # pending (persona, text), oldest first
         self.overview_drawn = 0.0  # time.monotonic() of the last overview drawn
         self.uploaded_pixels = 0  # guest pixels sent to the texture (what a frame cost)
+        #: SDL's software renderer keeps the window's pixels between presents (windowless
+        #: drivers: nothing else draws there), so a small change redraws only its rectangles.
+        self._retained = False
+        self._drawn: tuple[object, ...] | None = None  # what the last whole draw showed
+        self.partial_draws = 0
 
     @property
     def is_open(self) -> bool:
@@ -93,7 +101,8 @@ class WindowCanvas:
             pygame.font.init()
             window = video.Window("mux", size=_window_size(), resizable=True, fullscreen_desktop=fullscreen)
             try:
-                self._renderer = video.Renderer(window)
+                self._retained = pygame.display.get_driver() in ("dummy", "offscreen")
+                self._renderer = video.Renderer(window, accelerated=0 if self._retained else -1)
             except RuntimeError:
                 window.destroy()
                 raise
@@ -285,6 +294,8 @@ class WindowCanvas:
         renderer = self._renderer
         area = self.guest_area()
         picture = None if overview else self.guest_picture(frame)
+        if self._draw_changes_only(name, frame, leds, overview, picture):
+            return
         if picture != area:  # else the picture and the banner cover the window: no clear
             # (a clear fills the whole window: ~0.5 ms at 1024x800 in SDL's software renderer)
             renderer.draw_color = (0, 0, 0, 255)
@@ -300,6 +311,33 @@ class WindowCanvas:
                 self._guest.draw(dstrect=picture)
         self._draw_banner(name, leds, overview)
         renderer.present()
+        self._drawn = self._whole_key(name, frame, leds, overview, picture)
+
+    def _whole_key(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool,
+                   picture: Rect | None) -> tuple[object, ...]:
+        return (name, leds, overview, tuple(self.attention), self.size(), picture,
+                frame.picture if frame is not None else None)
+
+    def _draw_changes_only(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool,
+                           picture: Rect | None) -> bool:
+        """On a retained software window, a live frame that follows the one drawn last,
+        unscaled and with nothing else changed, draws only its rectangles; returns
+        whether it did (else the caller draws everything)."""
+        if (not self._retained or frame is None or frame.rects is None or picture is None
+                or (picture.width, picture.height) != frame.size
+                or self._drawn != self._whole_key(name, frame, leds, overview, picture)):
+            return False
+        uploaded = self._uploaded
+        if uploaded is None or uploaded[0] is not frame.picture or uploaded[1] != frame.version - 1:
+            return False  # the texture missed a version: all of it goes up, and is drawn
+        self.upload(frame)
+        assert self._guest is not None and self._renderer is not None
+        for x, y, width, height in frame.rects:
+            box = (x, y, width, height)
+            self._guest.draw(srcrect=box, dstrect=(picture.x + x, picture.y + y, width, height))
+        self._renderer.present()
+        self.partial_draws += 1
+        return True
 
 
 def _window_size() -> tuple[int, int]:
