@@ -30,6 +30,16 @@ second of plain text); virtio 30 edges and the SYN per 25 ms (600 a second at mo
 On virtio the interval is only the fallback: the ``type`` step looks up the keyboard's
 free buffers before each batch (:mod:`mux.guest.keyboard`) and sends as soon as it fits.
 
+PS/2 stays under 300 characters a second on purpose. QEMU 7.2's ``ps2_queue_noirq``
+drops a byte when 16 are queued (``PS2_QUEUE_SIZE``), ``input-send-event`` returns at
+once whatever the queue holds, and nothing the host can read tells how much the guest
+has taken: 300 a second needs 600 bytes a second, a whole queue every 26 ms, with no
+room for a guest that is not scheduled for longer (seen: tens of ms under TCG). Measured
+again at a load of 3-6 (2000 characters): 8 bytes per 12.5 ms typed 128 a second and 8
+per 25 ms 119 (the QMP round trip, ~30 ms there, bounds both), 16 per 25 ms 253, the
+shell getting every character each time. Faster needs the guest's word that it took
+the keys (its ``MUX-KEY`` lines, in a guest that prints them), or ``keyboard = "virtio"``.
+
 ``rate`` (characters per second) slows typing down for a guest that needs it: batches
 then hold ``rate * interval`` characters (at least one) and start ``characters / rate``
 apart. Pure: no asyncio, no QEMU.
