@@ -405,29 +405,59 @@ async def hear(address: str, loud: float, silent: float) -> tuple[float, float]:
     return heard, other
 
 
+TONES = (PersonaConfig("tone-a", image="debian", agent=True, audio=True),
+         PersonaConfig("tone-b", image="debian", agent=True, audio=True, color="3060c0"))
+
+
+async def play_tones(ctl: Any, address: str) -> None:
+    """tone-a plays 440 Hz, tone-b 1000 Hz; returns once both streams are on the server."""
+    for name, frequency in (("tone-a", 440), ("tone-b", 1000)):
+        await ctl.persona(name).readiness.wait(AGENT_S)
+        await start_tone(ctl, name, frequency)
+    async with SoundServer("test", address) as server:
+        pids = {ctl.persona(n).pid: n for n in ctl.names}
+        await wait_streams(server, lambda s: {pids.get(pid) for pid, kind in s if kind == "output"}
+                           >= {"tone-a", "tone-b"}, "both guests' output streams", timeout=300)
+
+
+def audio_states(ctl: Any) -> dict[str, str]:
+    return {p["name"]: p["audio"] for p in ctl.status()["personas"]}
+
+
 @pytest.mark.slow
 async def test_only_the_active_personas_tone_is_heard_before_and_after_a_switch(
         pulse: str, debian_image: images.BuiltImage, controller: Callable[..., Any]) -> None:
-    async with controller(PersonaConfig("tone-a", image="debian", agent=True, audio=True),
-                          PersonaConfig("tone-b", image="debian", agent=True, audio=True, color="3060c0"),
-                          audio=AudioSection("mute")) as ctl:
-        for name, frequency in (("tone-a", 440), ("tone-b", 1000)):
-            await ctl.persona(name).readiness.wait(AGENT_S)
-            await start_tone(ctl, name, frequency)
-        async with SoundServer("test", pulse) as server:
-            pids = {ctl.persona(n).pid: n for n in ctl.names}
-            await wait_streams(server, lambda s: {pids.get(pid) for pid, kind in s if kind == "output"}
-                               >= {"tone-a", "tone-b"}, "both guests' output streams", timeout=300)
+    heard: list[Event] = []
+    ctl = controller(*TONES, audio=AudioSection("mute"))
+    ctl.subscribe(heard.append)
+    async with ctl:
+        await play_tones(ctl, pulse)
         assert ctl.active == "tone-a"
-        assert {p["name"]: p["audio"] for p in ctl.status()["personas"]} == {"tone-a": "live",
-                                                                              "tone-b": "muted"}
+        assert audio_states(ctl) == {"tone-a": "live", "tone-b": "muted"}
         a, b = await hear(pulse, 440, 1000)
         assert a > 1000 * max(b, 1.0), (a, b)  # 440 Hz is there, 1000 Hz is not (60 dB below)
         await ctl.switch("tone-b", "test")
         b, a = await hear(pulse, 1000, 440)
         assert b > 1000 * max(a, 1.0), (b, a)
-        assert {p["name"]: p["audio"] for p in ctl.status()["personas"]} == {"tone-a": "muted",
-                                                                              "tone-b": "live"}
+        assert audio_states(ctl) == {"tone-a": "muted", "tone-b": "live"}
+        changes = [e for e in heard if isinstance(e, AudioChanged)]
+        assert set(changes[-2:]) == {AudioChanged("tone-a", "muted"), AudioChanged("tone-b", "live")}
+
+
+@pytest.mark.slow
+async def test_a_ducked_background_persona_is_heard_20_db_down(
+        pulse: str, debian_image: images.BuiltImage, controller: Callable[..., Any]) -> None:
+    async with controller(*TONES, audio=AudioSection("duck")) as ctl:
+        await play_tones(ctl, pulse)
+        assert audio_states(ctl) == {"tone-a": "live", "tone-b": "ducked"}
+        ratios = []
+        for _ in range(5):  # a loaded TCG guest's sound may stutter: the median of a few
+            samples = await record(pulse)
+            ratios.append(peak(samples, 1000) / max(peak(samples, 440), 1.0))
+        ratio = sorted(ratios)[len(ratios) // 2]
+        # 20 dB down is a tenth of the amplitude (0.464 on the cubic volume scale would be
+        # 0.464 itself if mux had set it as linear): within 6 dB of a tenth
+        assert 0.05 < ratio < 0.2, ratios
 
 
 def test_nothing_of_pulseaudio_is_left(tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ class AudioFollower:
             try:
                 await server.connect()
                 self.available = True
+                if warned:
+                    log.info("audio: the sound server is back")
                 await self._follow(server)
             except SoundUnavailable as exc:
                 if not warned:
