@@ -5,7 +5,8 @@ with the same options: an absolute pointer when a window will route the mouse
 (``output = "window"``, or ``"auto"`` with a display, and no ``[input]`` devices).
 Nothing is built or asked of apt: a built-in image that is not cached yet shows as
 ``<NAME kernel>`` (or ``<NAME disk>``). Devices that follow the active persona are on
-no command line (the first switch plugs them in); a comment line says so.
+no command line (the first switch plugs them in); a comment line says so. ``audio``
+personas are shown with the sound server mux would use, as if it answered (it is not asked).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mux import images
 from mux.app.keep import keep_dir
+from mux.app.sound import server_address
 from mux.config import Config
 from mux.display.output import display_available
 from mux.guest.accel import choose_accel
@@ -33,7 +35,8 @@ def dry_run_lines(config: Config) -> list[str]:
     keep = config.mux.keep_guests != "never"
     runtime = keep_dir(config) if keep else config.mux.runtime_dir / "mux-DRYRUN"
     window = config.display.output == "window" or (config.display.output == "auto" and display_available())
-    options = LaunchOptions(tablet=window and not config.input.devices)
+    # audio personas: as if the sound server answers (nothing is probed), at the address used
+    options = LaunchOptions(tablet=window and not config.input.devices, sound_server=server_address())
     lines = []
     for persona in config.personas:
         boot = None
