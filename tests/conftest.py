@@ -87,6 +87,23 @@ def console_image() -> images.BuiltImage:
     return images.build("console", progress=lambda m: None)
 
 
+@pytest.fixture(scope="session")
+def debian_image() -> images.BuiltImage:
+    """The built `debian` image (built once, minutes; skipped where it cannot be built here)."""
+    from mux.errors import ImageError
+    from mux.images import debian
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is missing")
+    try:
+        debian.check_host()
+    except ImageError as exc:
+        pytest.skip(f"cannot build the debian image here: {exc}")
+    image = images.build("debian", progress=lambda m: None)
+    assert image.disk is not None
+    return image
+
+
 def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Config:
     return Config(mux=MuxSection(accel="tcg", runtime_dir=SESSION_DIR, keep_guests="never",
                                  control_socket=tmp_path / "control.sock"),

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import pytest
 from mux import images
 from mux.config import PersonaConfig
 from mux.errors import ImageError
-from mux.images import debian
 from mux.images.disk import find_ovmf
 from mux.scenario.parse import load_scenario
 from mux.scenario.report import write_junit, write_results
@@ -35,18 +33,6 @@ from mux.scenario.runner import run_scenario
 pytestmark = pytest.mark.slow
 AGENT_S = 900.0  # TCG on a busy 2-core machine, UEFI is slower still
 
-
-@pytest.fixture(scope="module")
-def debian_image() -> Iterator[images.BuiltImage]:
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is missing")
-    try:
-        debian.check_host()
-    except ImageError as exc:
-        pytest.skip(f"cannot build the debian image here: {exc}")
-    image = images.build("debian", progress=lambda m: None)
-    assert image.disk is not None
-    yield image
 
 
 def kernel_release(image: images.BuiltImage) -> str:

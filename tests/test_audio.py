@@ -55,9 +55,7 @@ from mux.audio.server import SoundServer, Stream
 from mux.bench.audio import NULL_SINK, private_pulseaudio, start_tone
 from mux.config import PersonaConfig
 from mux.config.schema import AudioSection
-from mux.errors import ImageError
 from mux.guest.hardware import ImageBoot, hardware_argv
-from mux.images import debian
 from tests.conftest import wait_until
 
 AGENT_S = 900.0
@@ -353,18 +351,6 @@ async def test_without_a_sound_server_the_persona_runs_with_one_warning_and_is_u
 
 # --- the acceptance test: real guests, real tones ---------------------------------------
 
-
-@pytest.fixture(scope="module")
-def debian_image() -> images.BuiltImage:
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is missing")
-    try:
-        debian.check_host()
-    except ImageError as exc:
-        pytest.skip(f"cannot build the debian image here: {exc}")
-    image = images.build("debian", progress=lambda m: None)
-    assert image.disk is not None
-    return image
 
 
 async def record(address: str, seconds: float = 1.5) -> np.ndarray[Any, Any]:

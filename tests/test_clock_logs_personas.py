@@ -29,10 +29,9 @@ from mux import images
 from mux.config import PersonaConfig
 from mux.scenario.parse import load_scenario
 from mux.scenario.runner import run_scenario
-from tests.test_agent_personas import AGENT_S, ctl_exec, debian_image
+from tests.test_agent_personas import AGENT_S, ctl_exec
 
 pytestmark = pytest.mark.slow
-__all__ = ["debian_image"]  # the fixture, shared with tests/test_agent_personas.py
 
 SCENARIO = """\
 name: clocks and tagged lines

@@ -332,11 +332,8 @@ def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[
     Raises:
         ControlError: no controller listens there, or it closed without answering.
     """
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
+    with _sent(path, message, timeout) as sock:
         try:
-            sock.connect(str(path))
-            sock.sendall(json.dumps(message).encode() + b"\n")
             with sock.makefile("rb") as stream:
                 line = stream.readline()
         except OSError as exc:
@@ -347,6 +344,18 @@ def request(path: Path, message: dict[str, Any], timeout: float = 30.0) -> dict[
     return reply
 
 
+@contextlib.contextmanager
+def _sent(path: Path, message: dict[str, Any], timeout: float) -> Iterator[socket.socket]:
+    """A connection to the control socket at ``path`` with ``message`` sent on it."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+        except OSError as exc:
+            raise ControlError(f"no controller answers on {path}: {exc}") from exc
+        yield sock
+
 
 def stream(path: Path, message: dict[str, Any], timeout: float = 30.0) -> Iterator[dict[str, Any]]:
     """Send one streaming request (``logs``) and yield each line of the answer as it comes,
@@ -355,13 +364,7 @@ def stream(path: Path, message: dict[str, Any], timeout: float = 30.0) -> Iterat
     Raises:
         ControlError: no controller listens there, or it refused the request.
     """
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-            sock.sendall(json.dumps(message).encode() + b"\n")
-        except OSError as exc:
-            raise ControlError(f"no controller answers on {path}: {exc}") from exc
+    with _sent(path, message, timeout) as sock:
         sock.settimeout(None)  # a followed log may be quiet for hours
         with sock.makefile("rb") as lines:
             first = True
