@@ -175,6 +175,9 @@ def test_device_select_commands_state_and_events() -> None:
         "mux/persona/work/state": "stopped", "mux/persona/work/availability": "offline",
         "mux/persona/home/state": "stopped", "mux/persona/home/availability": "offline",
         "mux/persona/work/ready": "false", "mux/persona/home/ready": "false"}  # ready: issue 13
+    # keep_guests = "always": the guests run on, so they are only unavailable
+    assert stopped_messages("mux", PERSONAS, kept=True) == {
+        "mux/persona/work/availability": "offline", "mux/persona/home/availability": "offline"}
     assert json.loads(event_message("switched", "home", "hotkey", "t")) == {
         "event_type": "switched", "persona": "home", "source": "hotkey", "text": "t"}
 

@@ -39,6 +39,10 @@ class StandIn:
     def active(self) -> str | None:
         return self.switched[-1] if self.switched else None
 
+    @property
+    def guests_outlive_stop(self) -> bool:
+        return False
+
     def status(self) -> dict[str, Any]:
         return {"active": self.active, "personas": [
             {"name": n, "state": "stopped", "leds": None} for n in self.names], "devices": []}

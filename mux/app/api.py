@@ -55,6 +55,11 @@ class ControlAPI(Protocol):
         """The active persona (None before the first one runs)."""
         ...
 
+    @property
+    def guests_outlive_stop(self) -> bool:
+        """Whether a clean stop leaves the guests running (``keep_guests = "always"``)."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """Everything ``mux ctl status`` prints: active, personas (state, LEDs...), devices."""
         ...

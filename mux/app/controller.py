@@ -111,6 +111,10 @@ class Controller(GuestCalls):
     def names(self) -> tuple[str, ...]:  # the configured persona names, in config order
         return tuple(self.config.names)
 
+    @property
+    def guests_outlive_stop(self) -> bool:  # see mux.app.keep
+        return self.keeper.kept and self.keeper.mode == "always"
+
     def subscribe(self, callback: Subscriber) -> Unsubscribe:
         """Hear of every event (:mod:`mux.app.events`) from now on; returns how to stop."""
         return self.events.subscribe(callback)

@@ -34,7 +34,8 @@ procedure, and configs of personas or devices no longer configured are cleared (
   too (none retained; an event while disconnected is dropped), for automations.
 
 On a clean stop the bridge leaves every persona ``stopped`` (mux stops the guests as it
-exits) and its ``availability`` ``offline``, in that order. The bridge never stops the
+exits; not with ``keep_guests = "always"``, when they run on) and its ``availability``
+``offline``, in that order. The bridge never stops the
 controller: broker trouble is logged and retried.
 """
 
@@ -182,7 +183,8 @@ class MqttBridge:
                         self._client = None
                         self.connected.clear()
                         if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                            await _say_offline(client, self.base, self.api.names)
+                            await _say_offline(client, self.base, self.api.names,
+                                               kept=self.api.guests_outlive_stop)
             except* aiomqtt.MqttError as group:  # the session's TaskGroup wraps it
                 log.warning("MQTT %s: %s; reconnecting in %.1fs", self.config.url,
                             group.exceptions[0], delay)
@@ -384,11 +386,12 @@ def _payload(message: aiomqtt.Message) -> bytes:
     return message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
 
 
-async def _say_offline(client: aiomqtt.Client, base: str, personas: Sequence[str]) -> None:
-    """A clean stop: every persona ``stopped`` (mux stops them as it exits), then ``offline``."""
+async def _say_offline(client: aiomqtt.Client, base: str, personas: Sequence[str], kept: bool) -> None:
+    """A clean stop: every persona ``stopped`` (mux stops them as it exits; ``kept``: they run
+    on, and are only unavailable), then ``offline``."""
 
     async def say() -> None:
-        for topic, payload in stopped_messages(base, personas).items():
+        for topic, payload in stopped_messages(base, personas, kept).items():
             await client.publish(topic, payload, qos=1, retain=True)
         await client.publish(f"{base}/availability", "offline", qos=1, retain=True)
 

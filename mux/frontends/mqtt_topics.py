@@ -143,12 +143,15 @@ def state_messages(base: str, active: str | None, states: Mapping[str, str],
     return messages
 
 
-def stopped_messages(base: str, personas: Sequence[str]) -> dict[str, str]:
-    """What a clean stop leaves retained, before ``availability`` says ``offline``."""
+def stopped_messages(base: str, personas: Sequence[str], kept: bool = False) -> dict[str, str]:
+    """What a clean stop leaves retained, before ``availability`` says ``offline``: each
+    persona stopped, not ready and unavailable (``kept``: guests that run on are only
+    unavailable; their state is not known while no controller watches them)."""
     messages: dict[str, str] = {}
     for name in personas:
-        messages[f"{base}/persona/{name}/state"] = "stopped"
-        messages[f"{base}/persona/{name}/ready"] = "false"
+        if not kept:
+            messages[f"{base}/persona/{name}/state"] = "stopped"
+            messages[f"{base}/persona/{name}/ready"] = "false"
         messages[f"{base}/persona/{name}/availability"] = "offline"
     return messages
 
