@@ -27,12 +27,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mux.app.taglog import FILE_NAME
 from mux.config import default_control_socket
-from mux.errors import ControlError
+from mux.display.layout import parse_color
+from mux.errors import ControlError, DisplayError
 from mux.frontends import control
 from mux.guest.clock import TimeError, parse_since, utc_text
 
-FILE_NAME = "serial.jsonl"  # what mux.app.taglog writes in a logs folder
 PALETTE = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI colours, as docker compose picks them
 
 
@@ -74,7 +75,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 ended = record["end"]
             elif "personas" in record:
                 printer.header(record)
-            elif "line" in record and (since is None or record["t"] >= since):
+            elif "line" in record:  # from since on: the source filtered them
                 printer.line(record)
     except BrokenPipeError:  # mux logs | head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -161,13 +162,11 @@ class Printer:
 
 def _sgr(color: object, index: int) -> str:
     """The SGR parameters of a persona's colour: its config colour as 24-bit, else the palette."""
-    if isinstance(color, str) and len(color) == 6:
+    if isinstance(color, str):
         try:
-            r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
-        except ValueError:
+            return "38;2;{};{};{}".format(*parse_color(color))
+        except DisplayError:
             pass
-        else:
-            return f"38;2;{r};{g};{b}"
     return str(PALETTE[index % len(PALETTE)])
 
 

@@ -225,3 +225,24 @@ async def test_a_follower_that_hangs_up_is_dropped_at_the_next_line(tmp_path: Pa
                 if not log._followers:
                     break
             assert not log._followers and not server.streams
+
+
+async def test_a_follower_from_a_later_time_gets_only_the_lines_from_then_on(tmp_path: Path) -> None:
+    """``since`` filters where the lines are kept, followed ones too (mux logs does not again)."""
+    log = TaggedLog(None, {"work": "c03030"})
+    got: list[dict[str, Any]] = []
+    with log.watching({}):  # lines added by hand, with the times they say
+        log.add("work", "old", 100.0)
+        task = asyncio.create_task(_collect(log.lines(since=200.0, follow=True), got))
+        await asyncio.sleep(0.05)
+        log.add("work", "still old", 150.0)
+        log.add("work", "new", 300.0)  # positive control: a line from after since comes through
+        while not any(r.get("line") == "new" for r in got):
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(task, 10)
+    assert [r["line"] for r in got if "line" in r] == ["new"]
+
+
+async def _collect(lines: Any, into: list[dict[str, Any]]) -> None:
+    async for record in lines:
+        into.append(record)

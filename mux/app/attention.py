@@ -109,7 +109,6 @@ class Attention:
         self.seen: collections.deque[AttentionRequested] = collections.deque(maxlen=HISTORY)
         self.last_input = float("-inf")
         self._wake = asyncio.Event()
-        self._waiters: list[asyncio.Queue[AttentionRequested]] = []
         events.subscribe(self._on_event)
 
     # --- what the controller tells it ---------------------------------------------------
@@ -137,8 +136,6 @@ class Attention:
             self._wake.set()
         log.info("%s asks for attention: %s", request.persona, request.text)
         self.events.publish(request)
-        for queue in self._waiters:
-            queue.put_nowait(request)
         self._show()
 
     def _on_event(self, event: Event) -> None:
@@ -175,16 +172,19 @@ class Attention:
         for request in self.pending.get(persona, []):
             if pattern.search(request.text):
                 return request
-        queue: asyncio.Queue[AttentionRequested] = asyncio.Queue()
-        self._waiters.append(queue)
+        found: asyncio.Future[AttentionRequested] = asyncio.get_running_loop().create_future()
+
+        def heard(event: Event) -> None:
+            if (isinstance(event, AttentionRequested) and event.persona == persona
+                    and pattern.search(event.text) and not found.done()):
+                found.set_result(event)
+
+        unsubscribe = self.events.subscribe(heard)
         try:
             async with asyncio.timeout(timeout):
-                while True:
-                    request = await queue.get()
-                    if request.persona == persona and pattern.search(request.text):
-                        return request
+                return await found
         finally:
-            self._waiters.remove(queue)
+            unsubscribe()
 
     def describe_seen(self) -> str:
         """The recent requests (any persona), for a failure message."""

@@ -133,8 +133,8 @@ class TaggedLog:
             self._file = None
 
     async def lines(self, since: float | None = None, follow: bool = False) -> AsyncIterator[dict[str, Any]]:
-        """The header, then the lines kept in memory (from ``since``, seconds since the
-        epoch, if given), then, with ``follow``, each new line as it comes; last an
+        """The header, then the lines kept in memory, then, with ``follow``, each new line
+        as it comes (all of them from ``since``, seconds since the epoch, if given); last an
         ``{"end": reason}``: "done" (no follow), "stopped" (the controller stopped) or
         "behind" (the consumer fell :data:`FOLLOW_BEHIND` characters behind)."""
         yield dict(self.header)
@@ -152,7 +152,8 @@ class TaggedLog:
                 while follower.pending:
                     entry = follower.pending.popleft()
                     follower.chars -= len(entry["line"])
-                    yield entry
+                    if since is None or entry["t"] >= since:
+                        yield entry
                 if follower.ended:
                     break
                 follower.wake.clear()
