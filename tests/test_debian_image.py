@@ -19,7 +19,7 @@ import subprocess
 import time
 import tomllib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -201,25 +201,6 @@ def test_disk_assembly_from_files(tmp_path: Path) -> None:
 # --- slow: build and boot ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def debian_image() -> Iterator[builder.BuiltImage]:
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is missing")
-    try:
-        debian.check_host()
-    except ImageError as exc:
-        pytest.skip(f"cannot build the debian image here: {exc}")
-    messages: list[str] = []
-    began = time.monotonic()
-    image = builder.build("debian", progress=messages.append)
-    assert image.disk is not None
-    meta = json.loads((image.disk.parent / "image.json").read_text())
-    how = "cached" if any("cached" in m for m in messages) else "built"
-    print(f"\ndebian image: {time.monotonic() - began:.1f} s ({how}), build_s {meta['build_s']},"
-          f" {image.disk.stat().st_size >> 20} MiB, {image.disk}")
-    yield image
-
-
 @dataclass
 class Boot:
     """A running guest: its QMP session, agent, serial log and the seconds to agent-ready."""
@@ -314,7 +295,7 @@ async def boot(image: builder.BuiltImage, tmp: Path, firmware: str, persona: str
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # the first one builds the image (minutes; more on a busy machine)
+@pytest.mark.timeout(1800)  # the first to ask builds the image (conftest's fixture; minutes)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 async def test_debian_boots_until_the_agent_answers(
     debian_image: builder.BuiltImage, tmp_path: Path, firmware: str, capsys: pytest.CaptureFixture[str]
@@ -325,7 +306,8 @@ async def test_debian_boots_until_the_agent_answers(
     digest = hashlib.sha256(debian_image.disk.read_bytes()).hexdigest() if firmware == "bios" else ""
     async with boot(debian_image, tmp_path, firmware, "work") as guest:
         with capsys.disabled():
-            print(f"\ndebian {firmware}: agent ready after {guest.agent_ready_s:.1f} s (TCG)")
+            print(f"\ndebian {firmware}: agent ready after {guest.agent_ready_s:.1f} s (TCG); image built in"
+                  f" {meta['build_s']} s, {debian_image.disk.stat().st_size >> 20} MiB")
         await guest.agent.ping()
         uname = await guest.agent.exec(["uname", "-r"])
         assert (uname.exitcode, uname.stdout.decode().strip()) == (0, meta["kernel_release"])
