@@ -104,6 +104,17 @@ def debian_image() -> images.BuiltImage:
     return image
 
 
+@pytest.fixture
+def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An Xvfb server of the test's own, with SDL's x11 driver on it (real windows)."""
+    from tests.test_window import xvfb
+
+    with xvfb() as name:
+        monkeypatch.setenv("DISPLAY", name)
+        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+        yield name
+
+
 def make_config(tmp_path: Path, *personas: PersonaConfig, **sections: Any) -> Config:
     return Config(mux=MuxSection(accel="tcg", runtime_dir=SESSION_DIR, keep_guests="never",
                                  control_socket=tmp_path / "control.sock"),

@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -334,17 +334,6 @@ async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> Non
     raise AssertionError(f"{persona.name} did not print {expect!r}; last lines:\n{persona.serial.tail(10)}")
 
 
-@pytest.fixture
-async def x_screen(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    """An Xvfb server, SDL's x11 driver on it (as tests/test_window.py's real window tests)."""
-    from tests.test_window import xvfb
-
-    with xvfb() as name:
-        monkeypatch.setenv("DISPLAY", name)
-        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
-        yield name
-
-
 async def both_ready(ctl: Any) -> None:
     from tests.conftest import READY_S
 
@@ -355,7 +344,7 @@ async def both_ready(ctl: Any) -> None:
 
 @pytest.mark.slow
 async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_it(
-        controller: Any, broker: Any, x_screen: str) -> None:
+        controller: Any, broker: Any, x_display: str) -> None:
     import json
     import time
     from datetime import datetime
@@ -384,8 +373,8 @@ async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_i
         assert handles is not None
         deadline, text = time.monotonic() + 30, ""
         while True:
-            x, y = x_window_origin_and_type(x_screen, handles[1], [])
-            banner = x_screenshot(x_screen).crop((x, y, x + 1024, y + BANNER_H))
+            x, y = x_window_origin_and_type(x_display, handles[1], [])
+            banner = x_screenshot(x_display).crop((x, y, x + 1024, y + BANNER_H))
             text = banner_image_text(banner)
             colors = {c for _, c in banner.getcolors(1 << 20) or []}
             if "beta: call from home" in text and beta_color in colors and banner.getpixel((3, 3)) == (

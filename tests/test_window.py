@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -372,13 +372,6 @@ def x_window_origin_and_type(display_name: str, window_id: int, keycodes: list[i
     finally:
         display.close()
 
-
-@pytest.fixture
-async def x_display(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    with xvfb() as name:
-        monkeypatch.setenv("DISPLAY", name)
-        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
-        yield name
 
 
 @pytest.mark.slow
