@@ -256,9 +256,21 @@ class Guest:
                 raise AssertionError(f"no {wanted!r} in {timeout} s; serial: {self.lines}")
             await asyncio.sleep(0.05)
 
+    def key_reports(self) -> int:
+        """How many key presses and releases the guest has reported (not autorepeats)."""
+        return sum(1 for ln in self.lines if ln.startswith("MUX-KEY") and not ln.endswith(" 2"))
+
     async def key(self, qcode: str, down: bool) -> None:
+        """Send one key edge and wait until the guest reports it: PS/2 holds 16 bytes and
+        QEMU drops what does not fit, so a busy TCG guest must take each edge first."""
+        reported = self.key_reports()
         event = {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
         await self.qmp.execute("input-send-event", {"events": [event]})
+        deadline = time.monotonic() + 10
+        while self.key_reports() == reported:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no report of {qcode} {down} in 10 s; serial: {self.lines}")
+            await asyncio.sleep(0.005)
 
     async def tap(self, *qcodes: str) -> None:
         for qcode in qcodes:
@@ -390,7 +402,7 @@ async def test_console_reports_keys_leds_and_paints_the_colour(
         await guest.type("\necho 1 > /sys/class/leds/input0::numlock/brightness\n")
         await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 10, mark)
 
-        # 60 keys back to back: every event arrives, in order, about at once.
+        # 60 keys one after another: every event arrives, once, in order.
         mark = len(guest.lines)
         keys = "qwertyuiopasdfghjklzxcvbnm1234567890qwertyuiopasdfghjklzxcvb"
         codes = {q: c for c, q in enumerate("1234567890", 2)}
@@ -398,14 +410,8 @@ async def test_console_reports_keys_leds_and_paints_the_colour(
         codes |= {q: c for c, q in enumerate("asdfghjkl", 30)}
         codes |= {q: c for c, q in enumerate("zxcvbnm", 44)}
         await guest.tap(*keys)
-        sent = time.monotonic()
         expected = [f"MUX-KEY {codes[q]} {v}" for q in keys for v in (1, 0)]
-        got: list[str] = []
-        while len(got) < len(expected) and time.monotonic() - sent < 10:
-            await asyncio.sleep(0.05)
-            got = [ln for ln in guest.lines[mark:] if ln.startswith("MUX-KEY")]
-        assert time.monotonic() - sent < 5, f"{len(got)} of {len(expected)} key events"
-        assert got == expected
+        assert [ln for ln in guest.lines[mark:] if ln.startswith("MUX-KEY")] == expected
 
         colour, share = await guest.screendump(tmp_path / "console.ppm")
         assert colour == WORK_RED and share > 0.9
