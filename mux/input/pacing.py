@@ -12,33 +12,25 @@ at once, and what the keyboard cannot hold is dropped without a word:
   go into the guest's 64 event buffers as one report, or all of them are dropped when
   too few buffers are free (``virtio_input_send`` in QEMU).
 
-So a string becomes batches of whole characters that fit the queue, sent no closer than
-an interval apart (start to start, the QMP round trip included). Nothing tells the host
-when the guest has taken a batch, so the pace must leave room for a guest that is not
-scheduled for a while: the host is busy, or the guest is (a TCG guest loading modules
-did not drain its PS/2 queue for tens of milliseconds). Each batch fills at most half
-the queue, so one batch the guest has not taken yet still leaves room for the next: a
-stall of up to two intervals loses nothing. Measured by typing into the ``console``
-image under TCG on this 2-core machine and comparing the guest's ``MUX-KEY`` lines with
-what was sent: PS/2, 32 edges per command lost half of them (the 16-byte queue); 16
+So a string becomes batches of whole characters that fit the queue. Where the host can
+see the keyboard's room (``watched``, :mod:`mux.guest.keyboard`: virtio's free buffers,
+or the i8042's "output buffer full" bit, clear once the guest has read every byte of
+PS/2's queue), each batch waits until it fits and is sent at once; a PS/2 batch then
+fills the queue but for two bytes (a key the user presses meanwhile). That is how the
+``type`` step types wherever QEMU answers.
+
+Blind (an older or stranger QEMU that cannot say), batches go no closer than an interval
+apart (start to start, the QMP round trip included), each filling at most half the
+queue, so one batch the guest has not taken yet still leaves room for the next: a guest
+not scheduled for up to two intervals (the host is busy, or a TCG guest loading modules
+did not drain its PS/2 queue for tens of milliseconds) loses nothing. Measured by typing
+into the ``console`` image under TCG on this 2-core machine and comparing the guest's
+``MUX-KEY`` lines with what was sent: PS/2, 32 edges per command lost half of them; 16
 edges lost none at 20-25 ms on a quiet machine but a whole batch at 25 ms under a load
 of 4-5 (lost keys come 16 at a time: an overflow), while 8 per 25 ms and 16 per 50 ms
 lost none there; virtio, 63 edges back to back lost 75%, 128 all, 31 per 15 or 25 ms
-none (a few ``MUX-KEY`` lines came garbled on the serial port under load, which the
-keyboard does not explain). :data:`PACES`: PS/2 8 bytes per 25 ms (160 characters a
-second of plain text); virtio 30 edges and the SYN per 25 ms (600 a second at most).
-On virtio the interval is only the fallback: the ``type`` step looks up the keyboard's
-free buffers before each batch (:mod:`mux.guest.keyboard`) and sends as soon as it fits.
-
-PS/2 stays under 300 characters a second on purpose. QEMU 7.2's ``ps2_queue_noirq``
-drops a byte when 16 are queued (``PS2_QUEUE_SIZE``), ``input-send-event`` returns at
-once whatever the queue holds, and nothing the host can read tells how much the guest
-has taken: 300 a second needs 600 bytes a second, a whole queue every 26 ms, with no
-room for a guest that is not scheduled for longer (seen: tens of ms under TCG). Measured
-again at a load of 3-6 (2000 characters): 8 bytes per 12.5 ms typed 128 a second and 8
-per 25 ms 119 (the QMP round trip, ~30 ms there, bounds both), 16 per 25 ms 253, the
-shell getting every character each time. Faster needs the guest's word that it took
-the keys (its ``MUX-KEY`` lines, in a guest that prints them), or ``keyboard = "virtio"``.
+none. :data:`PACES`: blind PS/2 8 bytes per 25 ms (about 150 characters a second of
+plain text); virtio 30 edges and the SYN per 25 ms.
 
 ``rate`` (characters per second) slows typing down for a guest that needs it: batches
 then hold ``rate * interval`` characters (at least one) and start ``characters / rate``
@@ -65,6 +57,8 @@ class Pace:
 
     #: What one command may carry: PS/2 queue bytes, or virtio events (its SYN included).
     capacity: int
+    #: What it may carry when it is sent only once the keyboard has room for it.
+    watched_capacity: int
     #: The shortest time between the starts of two commands.
     interval_s: float
     #: PS/2 counts scancode bytes (extended keys cost more); virtio counts events.
@@ -79,8 +73,10 @@ class Pace:
 
 #: The fastest safe pace of each keyboard (see the module docstring for the measurements).
 PACES: dict[str, Pace] = {
-    "ps2": Pace(capacity=8, interval_s=0.025, counts_bytes=True),  # half the 16-byte queue
-    "virtio": Pace(capacity=31, interval_s=0.025, counts_bytes=False),  # 30 edges + SYN: half of 64
+    # Blind: half the 16-byte queue; watched: all of it but two bytes.
+    "ps2": Pace(capacity=8, watched_capacity=14, interval_s=0.025, counts_bytes=True),
+    # 30 edges + SYN: half of the 64 buffers, watched or not.
+    "virtio": Pace(capacity=31, watched_capacity=31, interval_s=0.025, counts_bytes=False),
 }
 
 
@@ -91,6 +87,8 @@ class Batch:
     edges: tuple[Edge, ...]
     characters: int
     wait_s: float
+    #: What it takes of the keyboard's room: PS/2 bytes, or virtio events with the SYN.
+    cost: int
 
 
 def chord_edges(chord: tuple[int, ...]) -> list[Edge]:
@@ -98,8 +96,10 @@ def chord_edges(chord: tuple[int, ...]) -> list[Edge]:
     return [(code, 1) for code in chord] + [(code, 0) for code in reversed(chord)]
 
 
-def type_batches(text: str, keyboard: str = "ps2", rate: float | None = None) -> list[Batch]:
-    """``text``'s key edges in as few batches as ``keyboard`` takes without losing any.
+def type_batches(text: str, keyboard: str = "ps2", rate: float | None = None,
+                 watched: bool = False) -> list[Batch]:
+    """``text``'s key edges in as few batches as ``keyboard`` takes without losing any;
+    ``watched``: each is sent only once the keyboard has room for it.
 
     Raises:
         InputError: an unknown keyboard, a ``rate`` that is not above zero, or a
@@ -110,7 +110,8 @@ def type_batches(text: str, keyboard: str = "ps2", rate: float | None = None) ->
     if rate is not None and not rate > 0:
         raise InputError(f"a typing rate must be above 0 characters a second, not {rate}")
     pace = PACES[keyboard]
-    room = pace.capacity - (0 if pace.counts_bytes else 1)  # virtio: the SYN takes one
+    syn = 0 if pace.counts_bytes else 1  # virtio: the SYN takes one
+    room = (pace.watched_capacity if watched else pace.capacity) - syn
     most = None if rate is None else max(1, int(rate * pace.interval_s))
     batches: list[Batch] = []
     edges: list[Edge] = []
@@ -120,7 +121,7 @@ def type_batches(text: str, keyboard: str = "ps2", rate: float | None = None) ->
         nonlocal edges, used, characters
         if edges:
             wait = pace.interval_s if rate is None else max(pace.interval_s, characters / rate)
-            batches.append(Batch(tuple(edges), characters, wait))
+            batches.append(Batch(tuple(edges), characters, wait, used + syn))
         edges, used, characters = [], 0, 0
 
     for chord in keymap.text_to_chords(text):
