@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -306,23 +307,34 @@ async def test_the_step_passes_on_a_request_and_fails_naming_what_came(
 
 
 async def type_into(persona: Any, text: str) -> None:
-    """Type ``text`` into ``persona`` over its own QMP, paced as the ``type`` step paces: it
-    need not be the active persona, and it is not input mux hears (no router, no idle clock)."""
+    """Type ``text`` into ``persona`` over its own QMP, each batch once the PS/2 queue is
+    empty, as the ``type`` step does: it need not be the active persona, and it is not
+    input mux hears (no router, no idle clock)."""
+    from mux.guest.keyboard import ps2_room
     from mux.input import pacing
     from mux.input.router import Send
 
+    keyboard = await persona.keyboard()
+    watched = keyboard == "ps2" and await ps2_room(persona) is not None
     router = Router([persona.name], active=persona.name)
-    for batch in pacing.type_batches(text, await persona.keyboard()):
+    for batch in pacing.type_batches(text, keyboard, watched=watched):
+        deadline = time.monotonic() + 10
+        while watched and await ps2_room(persona) == 0:
+            assert time.monotonic() < deadline, f"{persona.name}'s guest took no key for 10 s"
+            await asyncio.sleep(0.002)
         actions = [a for code, value in batch.edges for a in router.feed(InputEvent(EV_KEY, code, value))]
         for action in [*actions, *router.feed(SYN)]:
             if isinstance(action, Send):
                 await persona.send_input(action.events)
-        await asyncio.sleep(batch.wait_s)
+        if not watched:
+            await asyncio.sleep(batch.wait_s)
 
 
 async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> None:
-    """Run a shell command in a console guest by typing it, until ``expect`` is on its serial
-    port (a loaded TCG guest may drop a key: then it is typed again)."""
+    """Run a shell command in a console guest by typing it, until ``expect`` is on its serial port.
+
+    Commands here hold no quotes: a key lost under load would leave a quote open, and
+    every later try would be typed inside it."""
     for _ in range(tries):
         start = persona.serial.end
         await type_into(persona, f"\n{command}\n")
@@ -331,7 +343,20 @@ async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> Non
             return
         except TimeoutError:
             continue
-    raise AssertionError(f"{persona.name} did not print {expect!r}; last lines:\n{persona.serial.tail(10)}")
+    raise AssertionError(f"{persona.name} did not print {expect!r}; its screen reads:\n"
+                         f"{await screen_text(persona)}\nits last serial lines:\n{persona.serial.tail(40)}")
+
+
+async def screen_text(persona: Any) -> str:
+    """What ``persona``'s screen shows, read by OCR (for a failure's message)."""
+    from PIL import Image
+
+    from mux.needles.ocr import TextReader
+
+    path = persona.runtime_dir / f"{persona.name}.failed.ppm"
+    await persona.execute("screendump", {"filename": str(path)})
+    with Image.open(path) as picture:
+        return TextReader().text(picture.convert("RGB"))
 
 
 async def both_ready(ctl: Any) -> None:
@@ -346,7 +371,6 @@ async def both_ready(ctl: Any) -> None:
 async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_it(
         controller: Any, broker: Any, x_display: str) -> None:
     import json
-    import time
     from datetime import datetime
 
     from mux.config import MqttSection
@@ -366,7 +390,7 @@ async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_i
         ctl.subscribe(heard.append)
         await both_ready(ctl)
         asked = time.time()
-        await run_in(ctl.persona("beta"), 'mux-attention "call from home"', "MUX-ATTENTION call from home")
+        await run_in(ctl.persona("beta"), "mux-attention call from home", "MUX-ATTENTION call from home")
 
         # (1) the window's banner shows it over alpha, read back from the X server
         handles = x11_window(ctl.output.canvas.window)
@@ -400,7 +424,7 @@ async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_i
         assert [(r["persona"], r["text"]) for r in status["attention"]] == [("beta", "call from home")]
 
         # (5) beta's own pattern, on a line it prints
-        await run_in(ctl.persona("beta"), "echo 'modem: RING 42' >/dev/ttyS0", "modem: RING 42")
+        await run_in(ctl.persona("beta"), "echo modem: RING 42 >/dev/ttyS0", "modem: RING 42")
         runner = StepRunner(ctl)
         await runner.step_assert_attention({"persona": "beta", "match": "^42$", "timeout": 30})
 
@@ -431,7 +455,6 @@ async def ctl_status(ctl: Any) -> str:
 @pytest.mark.slow
 async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_persona(
         controller: Any) -> None:
-    import time
 
     from tests.conftest import wait_until
 
@@ -444,7 +467,7 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
 
         # (3) a key held in alpha: beta's request waits; released, it switches after 2 s idle
         await ctl.input([InputEvent(EV_KEY, 42, 1), SYN])  # left shift down, through the router
-        await run_in(beta, 'mux-attention "call from home"', "MUX-ATTENTION call from home")
+        await run_in(beta, "mux-attention call from home", "MUX-ATTENTION call from home")
         await wait_until(lambda: any(isinstance(e, AttentionRequested) for e in heard), 10, "the request")
         await asyncio.sleep(attention_module.IDLE_S + 1.5)
         assert ctl.active == "alpha" and ctl.router.pressed()  # held: no switch
@@ -456,15 +479,15 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
         assert ctl.status()["attention"] == []  # visited: cleared
 
         # (4) the active persona's own request is listed and shown, and never switches...
-        await run_in(beta, 'mux-attention "my own"', "MUX-ATTENTION my own")
+        await run_in(beta, "mux-attention my own", "MUX-ATTENTION my own")
         await wait_until(lambda: [r["text"] for r in ctl.status()["attention"]] == ["my own"], 10, "listed")
         assert ctl.output.attention == [("beta", "my own")]  # type: ignore[attr-defined]
         # ...while another persona's does (the positive control), and beta's own stays pending
-        await run_in(alpha, 'mux-attention "back here"', "MUX-ATTENTION back here")
+        await run_in(alpha, "mux-attention back here", "MUX-ATTENTION back here")
         await wait_until(lambda: ctl.active == "alpha", 30, "the switch to alpha")
         assert [r["text"] for r in ctl.status()["attention"]] == ["my own"]
         await asyncio.sleep(attention_module.IDLE_S + 1.5)
         assert ctl.active == "alpha"  # beta's own request did not pull mux back...
-        await run_in(beta, 'mux-attention "now from the background"', "MUX-ATTENTION now from the background")
+        await run_in(beta, "mux-attention now from the background", "MUX-ATTENTION now from the background")
         await wait_until(lambda: ctl.active == "beta", 30, "the switch to beta")  # ...a new one does
         assert ctl.status()["attention"] == []
