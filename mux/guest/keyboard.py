@@ -51,6 +51,7 @@ async def virtio_room(persona: Persona, scratch: Path) -> int | None:
 
 PS2_QUEUE_BYTES = 16  # QEMU's PS2_QUEUE_SIZE
 _OUTPUT_FULL = 0x01  # i8042 status bit: a byte waits for the guest
+_NO_CONTROLLER = 0xFF
 _PORT_VALUE = re.compile(r"=\s*0x([0-9a-fA-F]+)")
 
 
@@ -62,6 +63,7 @@ async def ps2_room(persona: Persona) -> int | None:
         found = _PORT_VALUE.search(str(said))
     except PersonaError:
         return None
-    if found is None:
+    status = int(found.group(1), 16) if found is not None else _NO_CONTROLLER
+    if status == _NO_CONTROLLER:  # a machine without an i8042 reads all ones
         return None
-    return 0 if int(found.group(1), 16) & _OUTPUT_FULL else PS2_QUEUE_BYTES
+    return 0 if status & _OUTPUT_FULL else PS2_QUEUE_BYTES
