@@ -105,8 +105,11 @@ async def guest_says(ctl: Controller, persona: Persona, tag: str, command: str, 
 
 
 def read_file_command(devname: str, name: str) -> str:
-    return (f"mkdir -p /tmp/m; mount -r /dev/{devname} /tmp/m 2>&1 && cat /tmp/m/{name}; "
-            "umount /tmp/m 2>/dev/null")
+    """Mount ``devname`` and print file ``name``. The console image loads its ext4 module in
+    the background after its shell is up, so the mount is tried for up to 10 s."""
+    return (f"mkdir -p /tmp/m; i=0; until mount -r /dev/{devname} /tmp/m 2>/tmp/m.err; do i=$((i+1)); "
+            "[ $i -ge 50 ] && cat /tmp/m.err && break; sleep 0.2; done; "
+            f"cat /tmp/m/{name} 2>/dev/null; umount /tmp/m 2>/dev/null")
 
 
 # --- without guests: timeouts, the control socket, usb-host, cold moves -----------------
