@@ -109,3 +109,28 @@ async def test_assert_no_serial_watch_sees_the_kept_output_then_only_new_text(tm
     match = watch.check()
     assert match is not None and match.group(0) == "MUX-LED"
     log.close()
+
+
+async def test_a_character_split_between_two_reads_of_the_serial_socket_arrives_whole(tmp_path: Path) -> None:
+    from mux.guest.process import pump_serial
+
+    path = tmp_path / "serial.sock"
+    sent = asyncio.Event()
+
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        encoded = "naïve\n".encode()
+        writer.write(encoded[:3])  # "na" and the first byte of "ï"
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the pump has read the first part on its own
+        writer.write(encoded[3:])
+        await writer.drain()
+        writer.close()
+        sent.set()
+
+    server = await asyncio.start_unix_server(guest, str(path))
+    log = SerialLog(tmp_path / "serial.log")
+    async with server:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        await asyncio.wait_for(pump_serial(reader, writer, log), 10)
+    assert sent.is_set()
+    assert log.text == "naïve\n"

@@ -187,9 +187,8 @@ async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboa
         await steps.step_type({"text": text})
         await steps.press_keys("ctrl+d")
         # What the shell got, as one short line: a lost key (or a lost release, which
-        # autorepeats or keeps shift down) changes it. Serial lines can come garbled from
-        # QEMU's serial port on a loaded machine (so MUX-KEY lines are not the measure
-        # here), so the line is asked for again if it does not come.
+        # autorepeats or keeps shift down) changes it. Asked for again if it does not
+        # come (a loaded machine's guest may still be busy with the keys).
         found = None
         for _ in range(3):
             await steps.step_type({"text": "md5sum /tmp/typed > /dev/ttyS0\n"})

@@ -22,6 +22,7 @@ code known) or an adopted pid (watched through a pidfd; its exit code is unknown
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ctypes
 import os
@@ -194,10 +195,12 @@ async def stop_kept(name: str, directory: Path, pid: int, ticks: int) -> None:
 
 async def pump_serial(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: SerialLog) -> None:
     """Read QEMU's serial socket into ``log`` until QEMU closes it (its own ``logfile=``
-    keeps the file; this feeds the waits)."""
+    keeps the file; this feeds the waits). A character split between two reads is decoded
+    whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         while chunk := await reader.read(65536):
-            await log.append(chunk.decode("utf-8", errors="replace"))
+            await log.append(decoder.decode(chunk))
     except OSError:
         pass
     finally:
