@@ -181,6 +181,34 @@ def test_live_frames_upload_only_their_rectangles_and_show_the_right_picture(
     assert pixel(window, 2, 2) == WORK  # the banner too
 
 
+@pytest.mark.parametrize("window_size", [(1100, 800), (800, 632), (1024, 800)])
+def test_a_live_framebuffer_is_drawn_where_it_fits_scaled_or_not_and_its_changes_follow(
+        dummy_window: tuple[WindowOutput, list[Any], list[str]], window_size: tuple[int, int]) -> None:
+    # letterboxed unscaled (rows narrower than the window's), scaled down, and exact
+    window, _, _ = dummy_window
+    assert window.canvas.window is not None
+    window.canvas.window.size = window_size
+    pixels = Pixels(1024, 768)
+    left, right = bytes((0, 0, 200, 0)), bytes((200, 0, 0, 0))  # B G R X: red, blue
+    pixels.paste((0, 0, 512, 768), left * (512 * 768))
+    pixels.paste((512, 0, 512, 768), right * (512 * 768))
+    pixels.version = 1
+    window.present("work", Frame(pixels, 1.0, "vnc", version=1))
+    picture = window._guest_picture()
+    assert picture is not None and picture.width <= window_size[0]
+    assert pixel(window, picture.x + 5, picture.y + 5) == (200, 0, 0)
+    assert pixel(window, picture.right - 5, picture.bottom - 5) == (0, 0, 200)
+    if picture.x > 0:  # the letterbox stays black
+        assert pixel(window, picture.x - 2, picture.y + 5) == (0, 0, 0)
+    pixels.paste((0, 700, 40, 68), bytes((0, 200, 0, 0)) * (40 * 68))  # green, bottom left
+    pixels.version = 2
+    window.present("work", Frame(pixels, 2.0, "vnc", version=2, rects=((0, 700, 40, 68),)))
+    scale = picture.width / 1024
+    assert pixel(window, picture.x + int(10 * scale), picture.y + int(750 * scale)) == (0, 200, 0)
+    assert pixel(window, picture.x + int(100 * scale), picture.y + int(750 * scale)) == (200, 0, 0)
+    assert pixel(window, 2, 2) == WORK
+
+
 def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, _, _ = dummy_window
     window.present("work", Frame(solid((10, 200, 10), (720, 400)), 1.0, "vnc"))

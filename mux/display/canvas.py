@@ -16,16 +16,13 @@ guest draws (even a fake banner of another persona at the top of its own screen)
 *below* the real one and cannot cover or change it: the real banner is the one at the
 window's top edge, as Qubes OS draws its borders outside the guest.
 
-Drawing is SDL's (``pygame._sdl2.video``: a Renderer on the window; SDL's software
-renderer under the windowless ``dummy`` and ``offscreen`` drivers, whose window keeps
-its pixels between presents, so there a live frame shown unscaled with nothing else
-changed redraws only its rectangles: a blinking cursor no longer redraws 3 MB). The guest's picture
-is a streaming texture in QEMU's own pixel layout (x8r8g8b8 is SDL's ARGB8888 with the
-alpha ignored): a live frame uploads only the rectangles it changed, straight from the
-VNC link's framebuffer (no copy, no conversion), and ``SDL_RenderCopy`` scales it into
-the window (on the GPU where there is one). Each present draws the banner's texture
-(re-rendered only when it changes) and the guest's; the overview is composed once a
-second on a surface and drawn as one texture.
+Drawing goes through a painter (:mod:`mux.display.paint`): SDL's renderer where it is
+accelerated, else the window's own surface. Where the window keeps its pixels between
+presents (the software cases), a live frame shown unscaled with nothing else changed
+redraws only its rectangles: a blinking cursor does not redraw 3 MB. A live frame takes
+only the rectangles it changed from the VNC link's framebuffer. Each present draws the
+banner (re-rendered only when it changes) and the guest's picture; the overview is
+composed once a second on a surface and drawn as one picture.
 
 :class:`WindowCanvas` only draws what it is told (which persona, which frame, which
 LEDs); the event loop in :mod:`mux.display.window` decides when. The geometry is
@@ -44,9 +41,10 @@ import pygame  # after the environment it reads at import
 from PIL import Image
 from pygame._sdl2 import video
 
-from mux.display.backbuffer import BackBuffer, Frame, Pixels
+from mux.display.backbuffer import BackBuffer, Frame
 from mux.display.layout import Rect, fit, overview_tiles, parse_color, text_color
 from mux.display.leds import Leds
+from mux.display.paint import Painter, RendererPainter, SurfacePainter
 from mux.errors import DisplayError
 
 log = logging.getLogger(__name__)
@@ -71,24 +69,23 @@ class WindowCanvas:
         self.names = list(colors)
         self.backbuffer = backbuffer
         self.window: video.Window | None = None
-        self._renderer: video.Renderer | None = None
+        self._painter: Painter | None = None
         self._font: pygame.font.Font | None = None
-        self._banner: tuple[tuple[object, ...], video.Texture] | None = None
-        self._guest: video.Texture | None = None
-        self._uploaded: tuple[object, int] | None = None  # (picture, version) in the texture (by identity)
-        self._overview: video.Texture | None = None
+        self._banner: tuple[tuple[object, ...], object] | None = None  # (what it shows, its picture)
+        self._overview: object | None = None
         self.attention: list[tuple[str, str]] = []  # pending (persona, text), oldest first
         self.overview_drawn = 0.0  # time.monotonic() of the last overview drawn
-        self.uploaded_pixels = 0  # guest pixels sent to the texture (what a frame cost)
-        #: SDL's software renderer keeps the window's pixels between presents (windowless
-        #: drivers: nothing else draws there), so a small change redraws only its rectangles.
-        self._retained = False
         self._drawn: tuple[object, ...] | None = None  # what the last whole draw showed
         self.partial_draws = 0
 
     @property
     def is_open(self) -> bool:
-        return self._renderer is not None
+        return self._painter is not None
+
+    @property
+    def uploaded_pixels(self) -> int:
+        """Guest pixels taken from the framebuffers since the window opened (what frames cost)."""
+        return self._painter.uploaded_pixels if self._painter is not None else 0
 
     def open(self, fullscreen: bool) -> None:
         """Open the window (or the whole screen).
@@ -101,9 +98,8 @@ class WindowCanvas:
             pygame.font.init()
             window = video.Window("mux", size=_window_size(), resizable=True, fullscreen_desktop=fullscreen)
             try:
-                self._retained = pygame.display.get_driver() in ("dummy", "offscreen")
-                self._renderer = video.Renderer(window, accelerated=0 if self._retained else -1)
-            except RuntimeError:
+                self._painter = _painter(window)
+            except (pygame.error, RuntimeError):
                 window.destroy()
                 raise
         except (pygame.error, RuntimeError) as exc:
@@ -113,13 +109,14 @@ class WindowCanvas:
         self.window = window
         self._font = pygame.font.Font(None, 26)
         pygame.key.stop_text_input()  # raw key events only: no IME, no TEXTINPUT
-        log.info("window output: %dx%d with SDL driver %s", *window.size, pygame.display.get_driver())
+        how = "on its surface" if isinstance(self._painter, SurfacePainter) else "by SDL's renderer"
+        log.info("window output: %dx%d with SDL driver %s, drawn %s",
+                 *window.size, pygame.display.get_driver(), how)
 
     def close(self) -> None:
         """Close the window; safe to call twice or before :meth:`open`."""
         if self.window is not None:
-            self._renderer = self._guest = self._overview = None
-            self._banner = self._uploaded = None
+            self._painter = self._overview = self._banner = None
             self.window.destroy()
             self.window = None
             pygame.display.quit()
@@ -139,13 +136,13 @@ class WindowCanvas:
         return self.window.size
 
     def read(self) -> pygame.Surface:
-        """What the window shows (read back from the renderer; for tests)."""
-        return self._require().to_surface()
+        """What the window shows (read back; for tests)."""
+        return self._require().read()
 
-    def _require(self) -> video.Renderer:
-        if self._renderer is None:
+    def _require(self) -> Painter:
+        if self._painter is None:
             raise DisplayError("the window is not open")
-        return self._renderer
+        return self._painter
 
     def guest_area(self) -> Rect:
         """Everything below the banner."""
@@ -163,49 +160,15 @@ class WindowCanvas:
         """Each persona's tile in the overview, in order."""
         return list(zip(self.names, overview_tiles(len(self.names), self.guest_area()), strict=True))
 
-    # --- the guest's texture ----------------------------------------------------------
-
-    def upload(self, frame: Frame | None) -> None:
-        """Bring the guest texture up to ``frame``: only its changed rectangles when it
-        follows the frame uploaded last on the same framebuffer, else all of it."""
-        if frame is None:
-            return
-        renderer = self._require()
-        picture = frame.picture
-        if self._guest is None or (self._guest.width, self._guest.height) != frame.size:
-            self._guest = video.Texture(renderer, frame.size, streaming=True)
-            self._guest.blend_mode = 0  # SDL_BLENDMODE_NONE: the X byte is no alpha
-            self._uploaded = None
-        last_picture, last_version = self._uploaded or (None, -1)
-        if not isinstance(picture, Pixels):  # a decoded image (a screendump)
-            if last_picture is not picture:
-                bgrx = picture.tobytes("raw", "BGRX")
-                self._guest.update(pygame.image.frombuffer(bgrx, picture.size, "BGRA"))
-                self.uploaded_pixels += picture.width * picture.height
-                self._uploaded = (picture, 0)
-            return
-        source = pygame.image.frombuffer(picture.data, picture.size, "BGRA")  # a view, no copy
-        if last_picture is picture and last_version == frame.version - 1 and frame.rects is not None:
-            for x, y, width, height in frame.rects:
-                box = pygame.Rect(x, y, width, height)
-                # area as a tuple: given a pygame.Rect, pygame-ce 2.5.8 left the texture as it was
-                self._guest.update(source.subsurface(box), area=(x, y, width, height))
-                self.uploaded_pixels += width * height
-        elif last_picture is not picture or last_version != frame.version:
-            self._guest.update(source)
-            self.uploaded_pixels += picture.width * picture.height
-        self._uploaded = (picture, frame.version)
-
     # --- drawing ----------------------------------------------------------------------
 
     def _draw_banner(self, name: str | None, leds: Leds | None, overview: bool) -> None:
-        renderer = self._require()
+        painter = self._require()
         width = self.size()[0]
         key = (name, leds, overview, width, tuple(self.attention))
         if self._banner is None or self._banner[0] != key:
-            surface = self._banner_surface(name, leds, overview, width)
-            self._banner = (key, video.Texture.from_surface(renderer, surface))
-        self._banner[1].draw(dstrect=(0, 0, width, BANNER_H))
+            self._banner = (key, painter.picture(self._banner_surface(name, leds, overview, width)))
+        painter.draw(self._banner[1], Rect(0, 0, width, BANNER_H))
 
     def _banner_surface(self, name: str | None, leds: Leds | None, overview: bool,
                         width: int) -> pygame.Surface:
@@ -279,38 +242,34 @@ class WindowCanvas:
                             (label.x + 6, label.y + 4))
             if name == active:
                 pygame.draw.rect(screen, (255, 255, 255), tile.inflate(6, 6), 3)
-        self._overview = video.Texture.from_surface(self._require(), screen)
+        self._overview = self._require().picture(screen)
         self.overview_drawn = time.monotonic()
 
     def show(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool, *,
              compose: bool = False) -> None:
         """Draw the window (banner, then the guest's picture or the overview) and present it.
 
-        ``frame`` is uploaded first (its changed rectangles); the overview is composed
+        The guest's picture takes ``frame``'s changed rectangles; the overview is composed
         again when ``compose`` is set or there is none yet.
         """
-        if self._renderer is None:
+        painter = self._painter
+        if painter is None:
             return
-        renderer = self._renderer
         area = self.guest_area()
         picture = None if overview else self.guest_picture(frame)
-        if self._draw_changes_only(name, frame, leds, overview, picture):
+        if self._draw_changes_only(painter, name, frame, leds, overview, picture):
             return
         if picture != area:  # else the picture and the banner cover the window: no clear
-            # (a clear fills the whole window: ~0.5 ms at 1024x800 in SDL's software renderer)
-            renderer.draw_color = (0, 0, 0, 255)
-            renderer.clear()
+            painter.clear()  # (a clear fills the whole window: ~0.5 ms at 1024x800 in software)
         if overview:
             if compose or self._overview is None:
                 self._compose_overview(name)
             assert self._overview is not None
-            self._overview.draw(dstrect=area)
-        elif frame is not None:
-            self.upload(frame)
-            if self._guest is not None and picture is not None:
-                self._guest.draw(dstrect=picture)
+            painter.draw(self._overview, area)
+        elif frame is not None and picture is not None:
+            painter.draw_guest(frame, picture)
         self._draw_banner(name, leds, overview)
-        renderer.present()
+        painter.present()
         self._drawn = self._whole_key(name, frame, leds, overview, picture)
 
     def _whole_key(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool,
@@ -318,26 +277,35 @@ class WindowCanvas:
         return (name, leds, overview, tuple(self.attention), self.size(), picture,
                 frame.picture if frame is not None else None)
 
-    def _draw_changes_only(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool,
-                           picture: Rect | None) -> bool:
-        """On a retained software window, a live frame that follows the one drawn last,
+    def _draw_changes_only(self, painter: Painter, name: str | None, frame: Frame | None, leds: Leds | None,
+                           overview: bool, picture: Rect | None) -> bool:
+        """On a window that keeps its pixels, a live frame that follows the one drawn last,
         unscaled and with nothing else changed, draws only its rectangles; returns
         whether it did (else the caller draws everything)."""
-        if (not self._retained or frame is None or frame.rects is None or picture is None
+        if (not painter.retained or frame is None or picture is None
                 or (picture.width, picture.height) != frame.size
-                or self._drawn != self._whole_key(name, frame, leds, overview, picture)):
+                or self._drawn != self._whole_key(name, frame, leds, overview, picture)
+                or not painter.follows(frame)):  # a version was missed: all of it is drawn
             return False
-        uploaded = self._uploaded
-        if uploaded is None or uploaded[0] is not frame.picture or uploaded[1] != frame.version - 1:
-            return False  # the texture missed a version: all of it goes up, and is drawn
-        self.upload(frame)
-        assert self._guest is not None and self._renderer is not None
-        for x, y, width, height in frame.rects:
-            box = (x, y, width, height)
-            self._guest.draw(srcrect=box, dstrect=(picture.x + x, picture.y + y, width, height))
-        self._renderer.present()
+        painter.draw_guest(frame, picture, changes_only=True)
+        painter.present()
         self.partial_draws += 1
         return True
+
+
+def _painter(window: video.Window) -> Painter:
+    """On the window's own surface where SDL would draw in software anyway (the windowless
+    drivers, or no accelerated renderer), else SDL's renderer; see :mod:`mux.display.paint`.
+
+    Raises:
+        pygame.error, RuntimeError: SDL can draw on this window neither way.
+    """
+    if pygame.display.get_driver() not in ("dummy", "offscreen"):
+        try:
+            return RendererPainter(window)
+        except RuntimeError as exc:
+            log.info("window output: no accelerated renderer (%s): drawing on the window's surface", exc)
+    return SurfacePainter(window)
 
 
 def _window_size() -> tuple[int, int]:
