@@ -307,27 +307,20 @@ async def test_the_step_passes_on_a_request_and_fails_naming_what_came(
 
 
 async def type_into(persona: Any, text: str) -> None:
-    """Type ``text`` into ``persona`` over its own QMP, each batch once the PS/2 queue is
-    empty, as the ``type`` step does: it need not be the active persona, and it is not
-    input mux hears (no router, no idle clock)."""
-    from mux.guest.keyboard import ps2_room
-    from mux.input import pacing
+    """Type ``text`` into ``persona`` over its own QMP, each batch once its keyboard has
+    room, as the ``type`` step does: it need not be the active persona, and it is not
+    input mux hears (no router of the controller's, no idle clock)."""
     from mux.input.router import Send
+    from mux.scenario.typist import type_keys
 
-    keyboard = await persona.keyboard()
-    watched = keyboard == "ps2" and await ps2_room(persona) is not None
     router = Router([persona.name], active=persona.name)
-    for batch in pacing.type_batches(text, keyboard, watched=watched):
-        deadline = time.monotonic() + 10
-        while watched and await ps2_room(persona) == 0:
-            assert time.monotonic() < deadline, f"{persona.name}'s guest took no key for 10 s"
-            await asyncio.sleep(0.002)
-        actions = [a for code, value in batch.edges for a in router.feed(InputEvent(EV_KEY, code, value))]
-        for action in [*actions, *router.feed(SYN)]:
+
+    async def send(events: list[InputEvent]) -> None:
+        for action in [action for event in events for action in router.feed(event)]:
             if isinstance(action, Send):
                 await persona.send_input(action.events)
-        if not watched:
-            await asyncio.sleep(batch.wait_s)
+
+    await type_keys(persona, text, send)
 
 
 async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> None:

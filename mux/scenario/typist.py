@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from mux.app.controller import Controller
 from mux.errors import StepFailed
@@ -29,7 +30,7 @@ _SYN = InputEvent(EV_SYN, 0, 0)
 
 
 async def type_text(ctl: Controller, text: str, rate: float | None = None) -> None:
-    """Type ``text`` into the active persona.
+    """Type ``text`` into the active persona, through the router.
 
     Raises:
         InputError: a character that cannot be typed, or a bad ``rate``.
@@ -38,12 +39,24 @@ async def type_text(ctl: Controller, text: str, rate: float | None = None) -> No
     active = ctl.active
     persona = ctl.persona(active) if active else None
     running = persona is not None and persona.state == RunState.RUNNING
-    keyboard = await persona.keyboard() if persona is not None and running else "ps2"
-    watched = persona is not None and running and await _room(persona, keyboard) is not None
+    await type_keys(persona if running else None, text, ctl.input, rate)
+
+
+async def type_keys(persona: Persona | None, text: str, send: Callable[[list[InputEvent]], Awaitable[None]],
+                    rate: float | None = None) -> None:
+    """Type ``text`` as frames of key edges handed to ``send``, each once ``persona``'s
+    keyboard has room for it (without a persona: PS/2's blind pace).
+
+    Raises:
+        InputError: a character that cannot be typed, or a bad ``rate``.
+        StepFailed: the guest took no key for :data:`ROOM_WAIT_S` seconds.
+    """
+    keyboard = await persona.keyboard() if persona is not None else "ps2"
+    watched = persona is not None and await _room(persona, keyboard) is not None
     for batch in pacing.type_batches(text, keyboard, rate, watched):
         began = time.monotonic()
         paced = not (persona is not None and watched and await _room_for(persona, keyboard, batch.cost))
-        await ctl.input([*(InputEvent(EV_KEY, code, value) for code, value in batch.edges), _SYN])
+        await send([*(InputEvent(EV_KEY, code, value) for code, value in batch.edges), _SYN])
         if paced or rate is not None:
             await asyncio.sleep(max(0.0, batch.wait_s - (time.monotonic() - began)))
 
