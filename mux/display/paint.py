@@ -17,8 +17,8 @@ kernel's copy, the one every path pays). From there:
   (nearest neighbour, as SDL's software renderer does). Used under the windowless
   drivers (``dummy``, ``offscreen``) and where no accelerated renderer can be made.
   ``mux bench --only live_cpu_ms_per_frame`` measured 1.93 ms of controller CPU per
-  1024x768 frame through the software renderer, and 1.45 ms here (2.3 and 1.7 with a
-  test run beside it).
+  1024x768 frame through the software renderer, and 1.18-1.24 ms here (2.35 and 1.55
+  with a test run beside it).
 
 Both painters hold the guest's picture at one ``(picture, version)``: a frame that is
 the next version of the same framebuffer, with its rectangles listed, needs only those
