@@ -88,8 +88,7 @@ class RendererPainter:
         picture.draw(dstrect=dst)
 
     def follows(self, frame: Frame) -> bool:
-        return (frame.rects is not None and self._held is not None and self._held[0] is frame.picture
-                and self._held[1] == frame.version - 1)
+        return _follows(self._held, frame)
 
     def draw_guest(self, frame: Frame, dst: Rect, *, changes_only: bool = False) -> None:
         follows = self.follows(frame)
@@ -162,8 +161,7 @@ class SurfacePainter:
         self._surface().blit(picture, dst)
 
     def follows(self, frame: Frame) -> bool:
-        return (frame.rects is not None and self._held is not None and self._held[0] is frame.picture
-                and self._held[1] == frame.version - 1)
+        return _follows(self._held, frame)
 
     def draw_guest(self, frame: Frame, dst: Rect, *, changes_only: bool = False) -> None:
         picture = frame.picture
@@ -196,6 +194,13 @@ class SurfacePainter:
 
     def read(self) -> pygame.Surface:
         return self._surface().copy()
+
+
+def _follows(held: tuple[object, int] | None, frame: Frame) -> bool:
+    """Whether ``frame`` is the version after ``held`` (picture, version) of the same
+    framebuffer, with its changed rectangles listed."""
+    return (frame.rects is not None and held is not None and held[0] is frame.picture
+            and held[1] == frame.version - 1)
 
 
 def _copy_rows(picture: Pixels, box: Box, window: pygame.Surface, dst: Rect) -> None:
