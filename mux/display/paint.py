@@ -91,14 +91,11 @@ class RendererPainter:
         return _follows(self._held, frame)
 
     def draw_guest(self, frame: Frame, dst: Rect, *, changes_only: bool = False) -> None:
-        follows = self.follows(frame)
-        self._upload(frame, follows)
+        """Uploads only ``frame``'s rectangles when it follows; draws all of it (a GPU's
+        window is drawn whole at each present, so ``changes_only`` is never asked for)."""
+        self._upload(frame, self.follows(frame))
         assert self._guest is not None
-        if changes_only and follows and frame.rects is not None:
-            for x, y, width, height in frame.rects:
-                self._guest.draw(srcrect=(x, y, width, height), dstrect=(dst.x + x, dst.y + y, width, height))
-        else:
-            self._guest.draw(dstrect=dst)
+        self._guest.draw(dstrect=dst)
 
     def _upload(self, frame: Frame, follows: bool) -> None:
         picture = frame.picture
