@@ -198,3 +198,21 @@ async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboa
         assert found is not None, persona.serial.text[-600:]
         assert found.group(1) == hashlib.md5(text.encode()).hexdigest()
         assert len(guest_keys(persona.serial.text)) - before >= len(all_edges(text)) // 2  # reported too
+
+
+async def test_ctrl_c_at_the_consoles_prompt_discards_the_line_and_keeps_the_shell(controller: Any) -> None:
+    async with controller(PersonaConfig("shell")) as ctl:
+        persona = ctl.persona("shell")
+        await persona.serial.wait_for(re.compile("MUX-READY shell"), READY_S)
+        await ctl.switch("shell", "test")
+        steps = StepRunner(ctl)
+        shell_pid = re.compile(r"SHELL-(\d+)-")
+        await steps.step_type({"text": "echo SHELL-$$- > /dev/ttyS0\n"})
+        before = (await persona.serial.wait_for(shell_pid, 30)).group(1)
+        mark = persona.serial.end
+        await steps.step_type({"text": "echo DISCARDED > /dev/ttyS0"})  # no Enter
+        await steps.press_keys("ctrl+c")
+        await steps.step_type({"text": "echo SHELL-$$- > /dev/ttyS0\n"})
+        after = (await persona.serial.wait_for(shell_pid, 30)).group(1)
+        assert after == before  # the same shell: Ctrl-C did not end it
+        assert "DISCARDED" not in persona.serial.since(mark)  # the line was dropped, not run
