@@ -176,7 +176,7 @@ class SurfacePainter:
             window.blit(pygame.transform.scale(source, dst.size).convert(window), dst)
             self.uploaded_pixels += picture.width * picture.height
         else:
-            rects = frame.rects if changes_only and self.follows(frame) and frame.rects is not None else None
+            rects = frame.rects if changes_only and self.follows(frame) else None
             boxes: tuple[Box, ...] = rects if rects is not None else ((0, 0, picture.width, picture.height),)
             for box in boxes:
                 _copy_rows(picture, box, window, dst)
