@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
     b.set_defaults(func=cmd_images_build)
     isub.add_parser("list", help="list images and their cache state").set_defaults(func=cmd_images_list)
+    k = isub.add_parser("key", help="print one cache key for the default images (or those named),"
+                        " for a CI cache of ~/.cache/mux")
+    k.add_argument("names", nargs="*", metavar="NAME")
+    k.set_defaults(func=cmd_images_key)
 
     p = sub.add_parser("import", help="print a [[persona]] table for a VM of another tool")
     p.add_argument("kind", choices=["libvirt"], help="libvirt: FILE is `virsh dumpxml NAME` output")
@@ -230,6 +234,12 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     for name in [args.name] if args.name else names:
         built = images.build(name, progress=lambda m: print(f"mux: {m}"), force=args.force)
         print(f"{name}: {built.kernel.parent}")
+    return 0
+
+
+def cmd_images_key(args: argparse.Namespace) -> int:
+    """The key on stdout alone; what it fetched on stderr."""
+    print(images.images_key(args.names or None, progress=lambda m: print(f"mux: {m}", file=sys.stderr)))
     return 0
 
 

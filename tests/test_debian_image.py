@@ -30,7 +30,7 @@ from qemu.qmp import QMPClient
 
 from mux.errors import ImageError, PersonaError
 from mux.guest.agent import GuestAgent
-from mux.images import builder, debian, disk
+from mux.images import archive, builder, debian, disk
 
 AGENT_S = 600.0  # TCG on a busy 2-core machine
 # Linux key codes of the QEMU key names the tests type.
@@ -43,44 +43,41 @@ DIAGNOSE = ("ps -ef | grep -v '\\['; systemctl status mux-report --no-pager; cat
 # --- fast: the host, the mirror, the disk layout -----------------------------------------
 
 
-def test_host_codename(tmp_path: Path) -> None:
-    release = tmp_path / "os-release"
-    release.write_text('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n')
-    assert debian.host_codename(release) == "trixie"
-    release.write_text('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nVERSION_CODENAME=noble\n')
-    with pytest.raises(ImageError, match=r"12 \(bookworm\) or 13 \(trixie\); this host is Ubuntu 24.04"):
-        debian.host_codename(release)
-    with pytest.raises(ImageError, match="cannot read"):
-        debian.host_codename(tmp_path / "missing")
-
-
-def test_mirror_sources_from_deb822_and_one_line_files(tmp_path: Path) -> None:
+def test_mirror_from_deb822_and_one_line_files(tmp_path: Path) -> None:
+    """The host's Debian mirror (not its security archive, not a third-party one)."""
     (tmp_path / "sources.list.d").mkdir()
-    (tmp_path / "sources.list").write_text(
-        "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm-updates main contrib\n"
-        "deb http://mirror.example/debian bullseye main\n")
+    (tmp_path / "sources.list.d" / "node.sources").write_text(
+        "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n")
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
-        "Types: deb\nURIs: http://ftp.example/debian\nSuites: bookworm bookworm-updates\n"
-        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
         "Types: deb\nURIs: http://ftp.example/debian-security\nSuites: bookworm-security\n"
         "Components: main\n\n"
-        "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n")
-    assert debian.mirror_sources("bookworm", tmp_path) == [
-        "deb http://mirror.example/debian bookworm-updates main",
-        "deb http://ftp.example/debian bookworm main",
-        "deb http://ftp.example/debian bookworm-updates main",
-        "deb http://ftp.example/debian-security bookworm-security main",
-    ]
+        "Types: deb\nURIs: http://ftp.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+    assert archive.host_mirror(tmp_path) == "http://ftp.example/debian"
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm-updates contrib\n"
+        "deb http://mirror.example/debian bookworm main\n")
+    assert archive.host_mirror(tmp_path) == "http://mirror.example/debian"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert debian.mirror_sources("trixie", empty) == ["deb http://deb.debian.org/debian trixie main"]
+    assert archive.host_mirror(empty) is None
+
+
+def test_the_mirror_comes_from_the_environment_the_host_or_the_default(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MUX_IMAGE_SUITE", raising=False)
+    monkeypatch.setenv("MUX_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
+    assert archive.source(tmp_path) == archive.Source("http://127.0.0.1:9/debian", "trixie",
+                                                      "MUX_DEBIAN_MIRROR")
+    monkeypatch.delenv("MUX_DEBIAN_MIRROR")
+    assert archive.source(tmp_path).mirror == "https://deb.debian.org/debian"
+    (tmp_path / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    monkeypatch.setenv("MUX_IMAGE_SUITE", "bookworm")
+    assert archive.source(tmp_path) == archive.Source(
+        "http://mirror.example/debian", "bookworm", f"the host's apt sources ({tmp_path})")
 
 
 def test_building_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        debian.host_codename()
-    except ImageError as exc:
-        pytest.skip(f"not a Debian 12/13 host: {exc}")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(ImageError, match=r"needs root .*sudo"):
         builder.build("debian", progress=lambda m: None)

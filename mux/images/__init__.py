@@ -1,7 +1,8 @@
-"""The built-in guest images: recipes (package data in ``recipes/``), the builder
-(cache and dispatch), the busybox images (kernel + initramfs, with the initramfs
-writer) and the ``debian`` disk image (with the file-only disk assembly). The builder's
-public face is re-exported here."""
+"""The built-in guest images: recipes (``guest_images/``, shipped as ``mux.guest_images``),
+Debian packages fetched and checked by mux (archive, deb), the builder (cache and
+dispatch), the busybox images (kernel + initramfs, with the initramfs writer) and the
+``debian`` disk image (with the file-only disk assembly). The builder's public face is
+re-exported here."""
 
 from mux.images.builder import (
     BuiltImage,
@@ -12,6 +13,7 @@ from mux.images.builder import (
     default_image_names,
     find_built,
     image_names,
+    images_key,
     list_images,
     load_recipe,
     resolve_packages,
@@ -26,6 +28,7 @@ __all__ = [
     "default_image_names",
     "find_built",
     "image_names",
+    "images_key",
     "list_images",
     "load_recipe",
     "resolve_packages",

@@ -1,10 +1,11 @@
-"""The ``debian`` image: a real Debian system of the host's release on a bootable disk.
+"""The ``debian`` image: a real Debian system on a bootable disk.
 
 Theory: ``mmdebstrap`` (as root: it installs packages in a chroot of its own) builds a
-minbase tree of the host's release (Debian 12 bookworm or 13 trixie) from the host's
-mirror, with the Debian kernel (its initramfs made by initramfs-tools in the chroot),
+minbase tree of the images' suite (:mod:`mux.images.archive`: ``MUX_IMAGE_SUITE``, default
+trixie, whatever the host runs) from the same mirror, checked against the same archive
+keys as the other images, with the Debian kernel (its initramfs made by initramfs-tools in the chroot),
 systemd, udev, qemu-guest-agent and busybox. Python then writes the recipe's files into
-the tree (``[install]`` in ``recipes/debian/recipe.toml``: getty drop-ins for root
+the tree (``[install]`` in ``guest_images/debian/recipe.toml``: getty drop-ins for root
 autologin on tty1 and ttyS0, the ``mux-report`` service with the ``console`` image's
 reporters, networkd DHCP, MUX-READY from the tty1 login shell), fstab and hostname, and
 enables units by writing their ``.wants`` symlinks. :mod:`mux.images.disk` turns the tree
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shutil
 import time
 import tomllib
@@ -32,76 +32,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mux.errors import ImageError
-from mux.images import disk
+from mux.images import archive, disk
 from mux.images.tools import run
 
-RELEASES = ("bookworm", "trixie")
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-OS_RELEASE = Path("/etc/os-release")
-APT_SOURCES = Path("/etc/apt")
 Progress = Callable[[str], None]
 
 
-def host_codename(os_release: Path = OS_RELEASE) -> str:
-    """The host's Debian codename. Raises ImageError on another distribution or release."""
-    fields: dict[str, str] = {}
-    try:
-        for line in os_release.read_text().splitlines():
-            key, eq, value = line.partition("=")
-            if eq:
-                fields[key.strip()] = value.strip().strip('"')
-    except OSError as exc:
-        raise ImageError(f"the debian image needs a Debian host: cannot read {os_release}: {exc}") from exc
-    codename = fields.get("VERSION_CODENAME", "")
-    if fields.get("ID") != "debian" or codename not in RELEASES:
-        raise ImageError(
-            f"the debian image is built for the host's Debian release, 12 (bookworm) or 13 (trixie);"
-            f" this host is {fields.get('PRETTY_NAME') or 'unknown'} ({os_release})")
-    return codename
-
-
-def mirror_sources(codename: str, apt_dir: Path = APT_SOURCES) -> list[str]:
-    """``deb URI SUITE COMPONENTS`` lines for mmdebstrap: the host's Debian entries for
-    the release, its updates and security suites (one-line and deb822 formats). Without
-    any, deb.debian.org's."""
-    entries: list[tuple[str, list[str], list[str]]] = []
-    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for path in files:
-        for line in _read(path).splitlines():
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(words) >= 4 and words[0] == "deb":
-                entries.append((words[1], [words[2]], words[3:]))
-    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for stanza in re.split(r"\n\s*\n", _read(path)):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if line.startswith("#") or ":" not in line or line[0].isspace():
-                    continue
-                key, _, value = line.partition(":")
-                fields[key.strip().lower()] = value.strip()
-            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
-                for uri in fields.get("uris", "").split():
-                    entries.append((uri, fields.get("suites", "").split(),
-                                    fields.get("components", "main").split()))
-    wanted = {codename, f"{codename}-updates", f"{codename}-security"}
-    lines = [f"deb {uri} {suite} main"
-             for uri, suites, components in entries if "debian" in uri and "main" in components
-             for suite in suites if suite in wanted]
-    if not any(line.split()[2] == codename for line in lines):
-        lines.insert(0, f"deb {DEFAULT_MIRROR} {codename} main")
-    return list(dict.fromkeys(lines))
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def check_host() -> str:
-    """The codename to build; raises ImageError naming what this host lacks."""
-    codename = host_codename()
+def check_host() -> None:
+    """Raises ImageError naming what this host lacks to build the disk."""
     if os.geteuid() != 0:
         raise ImageError(
             "building the debian image needs root (mmdebstrap installs packages in a chroot):"
@@ -110,8 +48,7 @@ def check_host() -> str:
     if missing:
         packages = sorted({m.rsplit("(", 1)[1].rstrip(")") for m in missing})
         raise ImageError(f"building the debian image needs {', '.join(missing)}:"
-                         f" apt-get install {' '.join(packages)}")
-    return codename
+                         f" apt-get install {' '.join(packages)} (the same names on Fedora)")
 
 
 def give_to_sudo_user(entry: Path) -> None:
@@ -146,13 +83,13 @@ def _phase(progress: Progress, name: str, what: str) -> Iterator[None]:
     progress(f"{name}: {what}: {time.monotonic() - started:.1f} s")
 
 
-def build_disk(name: str, files: dict[str, bytes], key: str, work: Path, out: Path,
-               progress: Progress) -> dict[str, object]:
+def build_disk(name: str, files: dict[str, bytes], key: str, src: archive.Source, work: Path,
+               out: Path, progress: Progress) -> dict[str, object]:
     """Build the disk of recipe ``name`` (its ``files``, ``recipe.toml`` among them) into
     ``out`` (``disk.qcow2``, ``vmlinuz``, ``initrd.img``); the image.json fields it adds.
     Raises ImageError (with the failing tool's stderr)."""
     started = time.monotonic()
-    codename = check_host()
+    check_host()
     try:
         settings = tomllib.loads(files["recipe.toml"].decode())
         packages = [str(settings["kernel"]), *(str(p) for p in settings.get("packages", []))]
@@ -164,10 +101,10 @@ def build_disk(name: str, files: dict[str, bytes], key: str, work: Path, out: Pa
     ids = disk.DiskIds.derive(key)
     root = work / "root"
     work.mkdir(parents=True, exist_ok=True)
-    sources = mirror_sources(codename)
-    with _phase(progress, name, f"mmdebstrap {codename} from {sources[0].split()[1]}"):
+    source = f"deb {src.mirror} {src.suite} main"
+    with _phase(progress, name, f"mmdebstrap {src.suite} from {src.mirror} ({src.mirror_from})"):
         run(["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
-             codename, str(root), *sources], "mmdebstrap")
+             f"--keyring={archive.keyring()}", src.suite, str(root), source], "mmdebstrap")
     with _phase(progress, name, "configuring"):
         release = configure(root, files, install, ids)
     cmdline = f"root=UUID={ids.root_fs} {append}"
@@ -194,7 +131,7 @@ def build_disk(name: str, files: dict[str, bytes], key: str, work: Path, out: Pa
     progress(f"{name}: disk.qcow2 {size >> 20} MiB (virtual {(size_mb + esp_mb + 2)} MiB),"
              f" built in {build_s} s")
     return {"disk": "disk.qcow2", "append": cmdline, "kernel_release": release,
-            "codename": codename, "sources": sources, "root_uuid": str(ids.root_fs),
+            "codename": src.suite, "sources": [source], "root_uuid": str(ids.root_fs),
             "disk_bytes": size, "build_s": build_s}
 
 
