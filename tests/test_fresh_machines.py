@@ -7,6 +7,12 @@ python3 (cached in ``~/.cache/mux/fresh/``, rebuilt weekly), clone this checkout
 and run the README's demo command there, in ``chroot``, until both personas' guests
 report ``MUX-READY``.
 
+A host without apt stands in for Ubuntu CI runners and other distributions: a minimal
+Debian 13 with QEMU, Python and gpgv, then apt and dpkg removed and ``/etc/os-release``
+saying Ubuntu 24.04; mux's wheel is installed with pip and builds its images from the
+mirror named in ``MUX_DEBIAN_MIRROR`` alone. Every one of these machines must build the
+``console`` image byte for byte as this host did.
+
 The chroot runs in its own mount and PID namespaces (``unshare``): /proc, /sys and /dev
 are bound inside the namespace only, and when the demo's shell exits the kernel ends
 every process left in it and drops every mount, so nothing can leak onto the host. The
@@ -23,6 +29,7 @@ venv works from a directory outside the checkout.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shlex
@@ -33,10 +40,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mux.images import cache_root
+from mux.images import archive, cache_root
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 FRESH_CACHE = cache_root().parent / "fresh"
@@ -61,15 +69,17 @@ def _missing_tools() -> str | None:
     return None
 
 
-def minbase_tarball(suite: str) -> Path:
-    """``~/.cache/mux/fresh/<suite>-minbase.tar``, made by mmdebstrap when missing or old."""
-    tarball = FRESH_CACHE / f"{suite}-minbase.tar"
+def minbase_tarball(suite: str, include: tuple[str, ...] = ("git", "python3"),
+                    name: str = "minbase") -> Path:
+    """``~/.cache/mux/fresh/<suite>-<name>.tar``, made by mmdebstrap when missing or old."""
+    tarball = FRESH_CACHE / f"{suite}-{name}.tar"
     if tarball.is_file() and time.time() - tarball.stat().st_mtime < MAX_TARBALL_AGE_S:
         return tarball
     FRESH_CACHE.mkdir(parents=True, exist_ok=True)
     partial = tarball.with_suffix(".partial.tar")
     proc = subprocess.run(
-        ["mmdebstrap", "--quiet", "--variant=minbase", "--include=git,python3", suite, str(partial), MIRROR],
+        ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(include)}", suite,
+         str(partial), MIRROR],
         capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -150,10 +160,10 @@ exec chroot {root} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \\
                            "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
-def prepare(root: Path, suite: str) -> list[Path]:
+def prepare(root: Path, tarball: Path, *, clone: bool = True) -> list[Path]:
     """Unpack the root file system, copy the host's network and pip settings in, clone
     the checkout to /root/mux; returns the directories to bind."""
-    subprocess.run(["tar", "-xf", str(minbase_tarball(suite)), "-C", str(root)], check=True)
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(root)], check=True)
     files, directories = _pip_settings()
     for path in [Path("/etc/resolv.conf"), *files]:
         if path.exists():
@@ -163,17 +173,38 @@ def prepare(root: Path, suite: str) -> list[Path]:
         _copy_in(root, ca, HOST_CA)
     for directory in directories:
         (root / directory.relative_to("/")).mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(root / "root" / "mux")], check=True)
+    if clone:
+        subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(root / "root" / "mux")], check=True)
     return directories
+
+
+def assert_both_personas_got_ready(root: Path, output: str) -> None:
+    logs = sorted((root / "root/.local/state/mux/logs").glob("*/"))
+    assert logs, f"no serial logs were kept:\n{output[-3000:]}"
+    for persona in ("work", "home"):
+        log = next(logs[-1].glob(f"{persona}*"), None)
+        assert log is not None, f"no serial log for {persona} in {logs[-1]}"
+        text = log.read_text(errors="replace")
+        assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
+
+
+def assert_same_console_image(root: Path, host_image: Any, where: str) -> None:
+    """The console image built in ``root`` has this host's packages and SHA256s."""
+    built = sorted((root / "root/.cache/mux/images").glob("console-*/image.json"))
+    assert built, f"no console image was built {where}"
+    there = json.loads(built[-1].read_text())
+    here = json.loads((host_image.kernel.parent / "image.json").read_text())
+    assert there["packages"] == here["packages"], (
+        f"{where} resolved other packages than this host (did the suite change in between?)")
+    assert there["files"] == here["files"], f"{where} built other bytes from the same packages"
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("suite", ["trixie", "bookworm"])
-def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
+def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str, console_image: Any) -> None:
     """Debian 13 and 12, minbase + git + python3: ``./bootstrap demo`` boots both personas;
-    then two scenarios replay there (keys, LEDs and needles on that release's QEMU and
-    kernel)."""
-    binds = prepare(fresh_root, suite)
+    then two scenarios replay there (keys, LEDs and needles on that release's QEMU)."""
+    binds = prepare(fresh_root, minbase_tarball(suite))
     for tool in ("gcc", "cc", "qemu-system-x86_64"):  # really fresh: nothing to lean on
         assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
     started = time.monotonic()
@@ -185,14 +216,55 @@ def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str) -> None:
     print(f"{suite}: ./bootstrap demo took {took:.0f} s\n{output[-3000:]}")
     assert "DEMO-DONE" in proc.stdout, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
-    logs = sorted((fresh_root / "root/.local/state/mux/logs").glob("*/"))
-    assert logs, f"no serial logs were kept:\n{output[-3000:]}"
-    for persona in ("work", "home"):
-        log = next(logs[-1].glob(f"{persona}*"), None)
-        assert log is not None, f"no serial log for {persona} in {logs[-1]}"
-        text = log.read_text(errors="replace")
-        assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
+    assert_both_personas_got_ready(fresh_root, output)
     assert proc.returncode == 0, f"the scenarios failed on {suite}:\n{output[-4000:]}"
+    assert_same_console_image(fresh_root, console_image, f"on a fresh Debian {suite}")
+
+
+#: What a user of another distribution installs with its package manager before mux.
+NO_APT_PACKAGES = ("python3", "python3-venv", "qemu-system-x86", "qemu-utils", "gpgv",
+                   "ca-certificates")
+UBUNTU_OS_RELEASE = ('PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\n'
+                     'VERSION="24.04.1 LTS (Noble Numbat)"\nVERSION_CODENAME=noble\nID=ubuntu\n'
+                     'ID_LIKE=debian\nUBUNTU_CODENAME=noble\n')
+
+
+@pytest.mark.timeout(1800)
+def test_wheel_on_a_host_without_apt(fresh_root: Path, tmp_path: Path, console_image: Any) -> None:
+    """No apt, no dpkg, "Ubuntu 24.04": the wheel installed with pip builds the images
+    from ``MUX_DEBIAN_MIRROR`` and ``mux demo`` boots both personas."""
+    wheels = tmp_path / "wheels"
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                            str(CHECKOUT)], capture_output=True, text=True, cwd=tmp_path)
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
+    (built,) = wheels.glob("mux-*.whl")
+    binds = prepare(fresh_root, minbase_tarball("trixie", NO_APT_PACKAGES, "noapt"), clone=False)
+    for pattern in ("usr/bin/apt*", "usr/bin/dpkg*", "etc/apt", "var/lib/apt", "var/lib/dpkg",
+                    "usr/lib/apt", "etc/os-release", "usr/lib/os-release"):
+        for path in fresh_root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    (fresh_root / "etc/os-release").write_text(UBUNTU_OS_RELEASE)
+    for tool in ("apt-get", "apt", "dpkg", "dpkg-query", "gcc"):
+        assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
+    shutil.copy(built, fresh_root / "root" / built.name)
+    mirror = archive.source().mirror
+    command = (f"python3 -m venv /opt/mux && /opt/mux/bin/pip install -q /root/{built.name} && "
+               f"export MUX_DEBIAN_MIRROR={shlex.quote(mirror)} && cd /root && "
+               f"/opt/mux/bin/mux images build && /opt/mux/bin/mux demo --for {DEMO_SECONDS} && "
+               "echo DEMO-DONE")
+    started = time.monotonic()
+    proc = run_in_chroot(fresh_root, command, binds, timeout=1800)
+    output = proc.stdout + proc.stderr
+    print(f"no apt: pip install + images + demo took {time.monotonic() - started:.0f} s\n"
+          f"{output[-3000:]}")
+    assert "DEMO-DONE" in proc.stdout, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert f"from {mirror} (MUX_DEBIAN_MIRROR)" in output, output[-4000:]
+    assert_both_personas_got_ready(fresh_root, output)
+    assert_same_console_image(fresh_root, console_image, "on a host without apt")
 
 
 @pytest.mark.timeout(900)
