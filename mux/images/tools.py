@@ -1,4 +1,4 @@
-"""Running the host tools the image builders use (apt, dpkg, mmdebstrap, mtools, ...):
+"""Running the host tools the image builders use (mmdebstrap, mtools, mke2fs, ...):
 one wrapper that turns a failure into an ImageError carrying the tool's own words."""
 
 from __future__ import annotations
