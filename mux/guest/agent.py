@@ -79,6 +79,7 @@ class GuestAgent:
                 if isinstance(exc, OSError) or "closed" in str(exc):
                     await self.close()
                     await asyncio.sleep(0.2)
+        await self.close()  # a socket left open would hold the agent's side open too
         raise AgentError(f"{self.name}: the guest agent at {self.path} did not answer in "
                          f"{timeout:.0f} s ({last})")
 
