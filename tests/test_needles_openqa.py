@@ -275,3 +275,75 @@ def test_a_window_is_blurred_as_the_whole_screen_is() -> None:
     for box in ((0, 0, 300, 200), (378, 221, 648, 371), (900, 700, 1024, 768)):
         left, top, right, bottom = box
         assert np.array_equal(screen.window([], box), whole[top:bottom, left:right]), box
+
+
+def test_a_png_that_is_no_picture_and_areas_without_a_size_load_and_their_tags_count(tmp_path: Path) -> None:
+    """t/01-test_needle.t, 'handle tags duplicates' and 'test tags method with multiple
+    tags': needles whose area gives no size and whose PNG is not a picture load (openQA
+    only wants the PNG there and not empty), and their tags answer queries."""
+    needles = tmp_path / "needles"
+    needles.mkdir()
+    for name, tags in (("test_tag1", ["tag1", "tag2"]), ("test_tag2", ["tag2"]),
+                       ("test_tag3", ["tag1", "tag3"]), ("tag", ["tag1", "tag1"])):
+        sizeless = {"xpos": 123, "ypos": 456}
+        (needles / f"{name}.json").write_text(json.dumps({"area": [sizeless], "tags": tags}))
+        (needles / f"{name}.png").write_text("foobar")
+    library = NeedleLibrary()
+    assert len(library.directory(needles)) == 4 and not library.problems
+    for query, count in (("tag1", 3), ("tag2", 2), ("tag1 tag2", 1), ("tag3", 1), ("test_tag2", 1)):
+        found, error = library.resolve(query, tmp_path)
+        assert error is None and len(found) == count, query
+    assert library.resolve("tag2 tag3", tmp_path)[0] == []
+    assert library.resolve("nonexistent", tmp_path)[0] == []
+    (tag,) = library.resolve("tag", tmp_path)[0]
+    assert tag.tags == ("tag1", "tag1")
+    (area_,) = tag.areas
+    assert (area_.xpos, area_.ypos, area_.width, area_.height, area_.type) == (123, 456, 0, 0, "match")
+    # one warning per needle, naming both reasons, so `mux replay --check` can point at it
+    assert len(library.warnings) == 4
+    for _, warning in library.warnings:
+        assert "match area has no width or height (openQA reads 0)" in warning
+        assert "png is not a picture" in warning and "a step that searches it skips it" in warning
+    # matched, the picture is read first: the needle is skipped (os-autoinst: "missing PNG")
+    result = search(desktop(), [tag])
+    assert result.closest is None and len(result.skipped) == 1 and "cannot read" in result.skipped[0]
+
+
+def test_a_needle_whose_png_is_no_picture_matches_once_the_picture_is_there(tmp_path: Path) -> None:
+    """t/01-test_needle.t, 'click point copying in search': the needle loads with a dummy
+    PNG; given a picture, it matches and its click point is kept."""
+    path = write_needle(tmp_path, "click-point-test", desktop(),
+                        [area(0, 0, 10, 10, click_point={"xpos": 2, "ypos": 4})], tags=["test"])
+    path.with_suffix(".png").write_text("dummy")
+    library = NeedleLibrary()
+    needle = library.file(path)
+    assert needle is not None and "not a picture" in library.warnings[0][1]
+    assert search(desktop(), [needle]).skipped
+    desktop().save(needle.png_path)
+    result = search(desktop(), [needle]).best
+    assert result is not None and result.click_point() == (2, 4)
+
+
+async def test_a_match_area_without_a_size_fails_the_step_that_searches_it(tmp_path: Path) -> None:
+    """os-autoinst reads a missing width and height as 0 and loads the needle; its search
+    then dies on the empty area (OpenCV's template match asserts), whatever else would
+    have matched. An empty area off the screen is only out of range: no match."""
+    from mux.errors import StepFailed
+    from mux.needles.match import NeedleUnsearchable
+    from tests.test_screen_search import FakeController, Steps
+
+    write_needle(tmp_path, "sizeless", desktop(), [{"xpos": 378, "ypos": 221, "type": "match"}])
+    library = NeedleLibrary()
+    sizeless = library.file(tmp_path / "sizeless.json")
+    assert sizeless is not None and sizeless.areas[0].width == sizeless.areas[0].height == 0
+    ((location, warning),) = library.warnings
+    assert location.line == 1 and "a step that searches the needle fails" in warning
+    good = dialog_needle(tmp_path)
+    with pytest.raises(NeedleUnsearchable, match=r"needle sizeless: its match area at \+378\+221 has no wid"):
+        search(desktop(), [good, sizeless])
+    steps = Steps(FakeController(desktop()), tmp_path)
+    with pytest.raises(StepFailed, match=r"^work: needle sizeless: .*has no width.*give the area its size"):
+        await steps.step_assert_screen({"persona": "work", "_needles": [good, sizeless], "timeout": 1})
+    off = load_needle(write_needle(tmp_path, "off", desktop(), [area(1000, 700, 0, 20)]))
+    result = match_needle(Image.new("RGB", (800, 600)), off)
+    assert not result.ok and result.areas[0].similarity == 0

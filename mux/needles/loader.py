@@ -3,15 +3,20 @@
 Lenient (os-autoinst's ``needle.pm``): numbers may be JSON strings (``"match": "90"``);
 a missing ``tags``, ``properties``, ``type``, ``match`` or ``margin`` takes its default
 (``[]``, ``[]``, ``match``, 96, 50), and a 0 ``match`` or ``margin`` counts as missing;
-an area of a type it does not know is kept and plays no part. Strict: a needle needs a
-``match`` (or ``ocr``) area and a non-empty PNG beside it; at most one area has a
-``click_point``, which is ``"center"`` or ``{xpos, ypos}`` with both non-zero. mux adds
-that an area must lie inside the picture.
+a missing ``xpos``, ``ypos``, ``width`` or ``height`` is 0; an area of a type it does
+not know is kept and plays no part. The PNG only has to be there and not empty: one
+that is not a picture (a Git LFS pointer, say) is read only when a step matches the
+needle, which then skips it. Strict: a needle needs a ``match`` (or ``ocr``) area and a
+non-empty PNG beside it; at most one area has a ``click_point``, which is ``"center"``
+or ``{xpos, ypos}`` with both non-zero. mux adds that an area must lie inside the
+picture (when it is one).
 
 A needle that breaks a rule is skipped with one warning naming its file (the first
 problem's line and column, then every problem): it is never fatal to its directory. A
-needle that loads only thanks to the leniency (a number written as a string) loads with
-one warning, so ``mux replay --check`` can point at it.
+needle that loads only thanks to the leniency (a number written as a string, a match
+area without a size, a PNG that is no picture) loads with one warning, so ``mux replay
+--check`` can point at it; the last two fail or are skipped when a step matches them
+(:mod:`mux.needles.match`).
 :func:`load_needle` is the strict form for one file, which raises instead.
 """
 
@@ -25,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from mux.errors import ConfigError, Location
-from mux.needles.model import DEFAULT_MARGIN, DEFAULT_MATCH, Area, ClickPoint, Needle
+from mux.needles.model import DEFAULT_MARGIN, DEFAULT_MATCH, Area, ClickPoint, Needle, lfs_pointer
 from mux.sourcemap import SourceMap, load_yaml_text
 
 Problems = list[tuple[Location, str]]
@@ -48,7 +53,8 @@ def load_needle(json_path: Path) -> Needle:
 
 def read_needle(json_path: Path, problems: Problems, notes: Problems | None = None) -> Needle | None:
     """:func:`load_needle` that appends its problems and returns None instead of raising;
-    ``notes`` gets what openQA accepts but a needle should not do (numbers as strings)."""
+    ``notes`` gets what openQA accepts but a needle should not do (numbers as strings, a
+    match area without a size, a PNG that is no picture)."""
     top = Location(json_path, 1, 1)
     try:
         text = json_path.read_text(encoding="utf-8")
@@ -99,8 +105,9 @@ def read_needle(json_path: Path, problems: Problems, notes: Problems | None = No
         try:
             with Image.open(png) as image:
                 size = image.size
-        except OSError as exc:
-            fail((), f"{png.name} is not a readable picture: {exc}")
+        except OSError as exc:  # openQA loads it, and skips it when it searches
+            why = lfs_pointer(png) or f"{png.name} is not a picture ({exc})"
+            note((), f"{why} (the needle loads, as in openQA, and a step that searches it skips it)")
     if size != (0, 0):
         for area in areas:
             if area.xpos + area.width > size[0] or area.ypos + area.height > size[1]:
@@ -138,17 +145,19 @@ def _area(item: Any, path: JsonPath, locate: SourceMap, fail: Any, note: Any) ->
     ok = True
     values: dict[str, int] = {}
     for key in ("xpos", "ypos", "width", "height"):
-        value = number(item.get(key) or 0)
-        least = 1 if key in ("width", "height") else 0
-        if value is None or value < least:
-            fail((*path, key) if key in item else path,
-                 f"area {key} must be a number >= {least}" + ("" if key in item else " (missing)"))
+        value = number(item.get(key) or 0)  # os-autoinst: missing (or 0) is 0
+        if value is None or value < 0:
+            fail((*path, key), f"area {key} must be a number >= 0")
             ok = False
         values[key] = int(value or 0)
     kind = item.get("type") or "match"
     if not isinstance(kind, str):
         fail((*path, "type"), "area type must be a string (match, exclude or ocr)")
         ok = False
+    sizeless = [key for key in ("width", "height") if values[key] == 0]
+    if ok and sizeless:
+        note(path, f"{kind} area has no {' or '.join(sizeless)} (openQA reads 0): "
+             + ("a step that searches the needle fails" if kind == "match" else "it covers nothing"))
     match = number(item.get("match") or DEFAULT_MATCH)
     match = DEFAULT_MATCH if match == 0 else match  # os-autoinst: 0 (even "0") means not given
     if match is None or not 0 < match <= 100:

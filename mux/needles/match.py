@@ -24,7 +24,10 @@ towards the whole screen: ``int(margin + ratio * (1024 - margin))`` (os-autoinst
 
 Of several needles (:func:`search`) a passing one wins, then the smallest error, then
 a ``workaround`` needle, then the name. A needle whose picture cannot be read is
-skipped (and named in :attr:`SearchResult.skipped`).
+skipped (and named in :attr:`SearchResult.skipped`), as os-autoinst skips it. A match
+area without a width or height (openQA reads them as 0) lying on the screen stops the
+whole search (:class:`NeedleUnsearchable`): OpenCV cannot search an empty area, and
+os-autoinst's search dies there too.
 """
 
 from __future__ import annotations
@@ -95,6 +98,11 @@ class Screen:
         if key not in self._painted:
             self._painted[key] = paint_excludes(self.rgb, excludes)
         return self._painted[key]
+
+
+class NeedleUnsearchable(Exception):
+    """A needle has a match area without a width or height on the screen: it cannot be
+    searched, and os-autoinst's search dies on it (OpenCV's template match asserts)."""
 
 
 def search_margin(margin: int, search_ratio: float) -> int:
@@ -203,11 +211,21 @@ def match_needle(screen: Screen | Image.Image | RGB, needle: Needle, threshold: 
 
     Raises:
         NeedleImageMissing: the needle's picture cannot be read.
+        NeedleUnsearchable: a match area without a size lies on the screen (one off
+            the screen is a mismatch, as in os-autoinst).
     """
     screen = screen if isinstance(screen, Screen) else Screen(screen)
     needle_p = needle_prepped(needle)
     results = []
+    cols, rows = screen.size
     for area in needle.match_areas:
+        if (area.width == 0 or area.height == 0) and 0 <= area.xpos <= cols - area.width \
+                and 0 <= area.ypos <= rows - area.height:
+            missing = " or ".join(k for k, v in (("width", area.width), ("height", area.height)) if v == 0)
+            raise NeedleUnsearchable(
+                f"needle {needle.name}: its match area at +{area.xpos}+{area.ypos} has no {missing}"
+                f" ({area.location}): openQA reads it as 0 and its search dies on the empty area;"
+                " give the area its size")
         margin = search_margin(area.margin, search_ratio)
         sim, x, y = search_area(screen, needle.excludes, needle_p, area.xpos, area.ypos, area.width,
                                 area.height, margin)
@@ -247,7 +265,11 @@ def ranking(match: NeedleMatch) -> tuple[bool, float, bool, str]:
 
 def search(screen: Screen | Image.Image | RGB, needles: list[Needle], threshold: float = 0.0,
            search_ratio: float = 0.0) -> SearchResult:
-    """Match every needle; see the module docstring for which one wins."""
+    """Match every needle; see the module docstring for which one wins.
+
+    Raises:
+        NeedleUnsearchable: a needle has a match area without a size on the screen.
+    """
     screen = screen if isinstance(screen, Screen) else Screen(screen)
     found, skipped = [], []
     for needle in needles:
@@ -266,6 +288,7 @@ def best_match(screen: Screen | Image.Image | RGB, needles: list[Needle], thresh
 
     Raises:
         NeedleImageMissing: no needle's picture could be read.
+        NeedleUnsearchable: a needle has a match area without a size on the screen.
     """
     result = search(screen, needles, threshold, search_ratio)
     if result.closest is None:

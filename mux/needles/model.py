@@ -11,6 +11,11 @@ one that changes matching is ``workaround`` (a workaround needle wins a tie).
 The picture is read on first use (:meth:`Needle.rgb`) with the exclude areas painted
 pure green, as os-autoinst does, so nothing in them can differ from a screen painted
 the same way.
+
+Two kinds of needle load, as in openQA, but cannot be matched: one whose PNG is not a
+picture (its reading fails, and the search skips it; a Git LFS pointer that was never
+pulled is named as such, :func:`lfs_pointer`), and one with a match area without a size
+(openQA reads the missing width or height as 0, and its search dies on the area).
 """
 
 from __future__ import annotations
@@ -59,8 +64,27 @@ class Area:
         return (self.xpos, self.ypos, self.xpos + self.width, self.ypos + self.height)
 
 
+LFS_VERSION = b"version https://git-lfs.github.com/spec/v1"  # a pointer file's first line
+
+
 class NeedleImageMissing(Exception):
-    """The needle's PNG could not be read when it was needed (it was there when loaded)."""
+    """The needle's PNG could not be read as a picture when it was needed."""
+
+
+def lfs_pointer(png: Path) -> str | None:
+    """``NAME.png is a Git LFS pointer: run `git lfs pull` in REPO`` when ``png`` is a Git
+    LFS pointer file (the picture was never fetched), else None. REPO is the git work tree
+    holding it (the nearest directory up with a ``.git``), else the needle's directory."""
+    try:
+        with png.open("rb") as file:
+            head = file.read(1024)  # the spec keeps a pointer file under 1024 bytes
+    except OSError:
+        return None
+    if not head.startswith(LFS_VERSION + b"\n") or b"\noid sha256:" not in head or b"\nsize " not in head:
+        return None
+    directory = png.parent.resolve()
+    repo = next((d for d in (directory, *directory.parents) if (d / ".git").exists()), directory)
+    return f"{png.name} is a Git LFS pointer: run `git lfs pull` in {repo}"
 
 
 @dataclass(eq=False)
@@ -100,14 +124,16 @@ class Needle:
         """The needle's picture (RGB) with its exclude areas painted green.
 
         Raises:
-            NeedleImageMissing: the PNG is gone or unreadable.
+            NeedleImageMissing: the PNG is gone or not a picture (a Git LFS pointer is
+                named as such).
         """
         if self._rgb is None:
             try:
                 with Image.open(self.png_path) as raw:
                     picture = np.array(raw.convert("RGB"))
             except (OSError, ValueError) as exc:
-                raise NeedleImageMissing(f"needle {self.name}: cannot read {self.png_path}: {exc}") from exc
+                why = lfs_pointer(self.png_path) or f"cannot read {self.png_path}: {exc}"
+                raise NeedleImageMissing(f"needle {self.name}: {why}") from exc
             self._rgb = paint_excludes(picture, self.excludes)
         return self._rgb
 

@@ -46,7 +46,7 @@ from mux.display.leds import Leds
 from mux.errors import MuxError, StepFailed
 from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_SYN, InputEvent
 from mux.input.router import QEMU_ABS_MAX
-from mux.needles.match import NeedleMatch, SearchResult, search
+from mux.needles.match import NeedleMatch, NeedleUnsearchable, SearchResult, search
 from mux.needles.model import Needle
 from mux.needles.ocr import OcrUnavailable, TextReader
 from mux.scenario.model import MOUSE_BUTTONS
@@ -94,14 +94,17 @@ class ScreenSteps:
             raise StepFailed("no persona is active, and the step names none")
         return str(name)
 
-    async def look(self, name: str, needles: list[Needle], timeout: float) -> tuple[NeedleMatch, Image.Image]:
+    async def look(self, name: str, needles: list[Needle],
+                   timeout: float) -> tuple[NeedleMatch, Image.Image, str]:
         """Poll ``name``'s screen until one of ``needles`` matches or ``timeout`` passes,
         widening the search as os-autoinst does; returns the winner (or the closest
-        candidate of the last search) and that screen. A winner is kept for
-        ``click_lastmatch``.
+        candidate of the last search), that screen, and the needles the last search
+        skipped (``"; skipped REASON"`` each; ``""`` for a winner), for a failure's
+        message. A winner is kept for ``click_lastmatch``.
 
         Raises:
-            StepFailed: no needle's picture could be read.
+            StepFailed: no needle's picture could be read (a Git LFS pointer is named as
+                such), or a needle has a match area without a size.
         """
         deadline = time.monotonic() + timeout
         last: tuple[bytes, float, SearchResult] | None = None
@@ -114,7 +117,10 @@ class ScreenSteps:
             if last is not None and last[0] == pixels and last[1] >= ratio:
                 result = last[2]
             else:
-                result = await asyncio.to_thread(search, screen, needles, 0.0, ratio)
+                try:
+                    result = await asyncio.to_thread(search, screen, needles, 0.0, ratio)
+                except NeedleUnsearchable as exc:
+                    raise StepFailed(f"{name}: {exc}") from exc
                 last = (pixels, ratio, result)
                 for skipped in set(result.skipped) - warned:
                     log.warning("%s; needle skipped", skipped)
@@ -124,16 +130,16 @@ class ScreenSteps:
                 raise StepFailed(f"{name}: no needle could be matched ({'; '.join(result.skipped)})")
             if result.best is not None:
                 self.last_match = (name, result.best, screen.size)
-                return result.best, screen
+                return result.best, screen, ""
             if left <= 0:
-                return closest, screen
+                return closest, screen, "".join(f"; skipped {why}" for why in result.skipped)
             await asyncio.sleep(min(SCREEN_POLL_S, max(left, 0.01)))
 
     async def check(self, a: dict[str, Any]) -> bool:
         """check_screen's arguments (also ``if`` and ``until``): whether the needle matches."""
         name = self._persona(a)
-        match, _ = await self.look(name, a["_needles"], self.timeout(a["timeout"]))
-        self.message = f"{name}: {match.describe()}"
+        match, _, skipped = await self.look(name, a["_needles"], self.timeout(a["timeout"]))
+        self.message = f"{name}: {match.describe()}{skipped}"
         return match.ok
 
     async def _assert_match(self, a: dict[str, Any]) -> tuple[str, NeedleMatch, Image.Image]:
@@ -144,9 +150,9 @@ class ScreenSteps:
         """
         name = self._persona(a)
         timeout = self.timeout(a["timeout"])
-        match, screen = await self.look(name, a["_needles"], timeout)
+        match, screen, skipped = await self.look(name, a["_needles"], timeout)
         if not match.ok:
-            message = f"{name}: {match.describe()} (looked for {timeout:.0f}s)"
+            message = f"{name}: {match.describe()} (looked for {timeout:.0f}s){skipped}"
             raise ScreenMismatch(message, name, screen, match)
         return name, match, screen
 
@@ -195,13 +201,13 @@ class ScreenSteps:
         name = self._persona(a)
         timeout = self.timeout(a["timeout"])
         for pressed in range(a["tries"] + 1):
-            match, screen = await self.look(name, a["_needles"], timeout)
+            match, screen, skipped = await self.look(name, a["_needles"], timeout)
             if match.ok:
                 self.message = f"{name}: {match.describe()} after {pressed} x {a['key']}"
                 return
             if pressed < a["tries"]:
                 await self.press_keys(a["key"])
-        message = f"{name}: {match.describe()} after {a['tries']} x {a['key']}"
+        message = f"{name}: {match.describe()} after {a['tries']} x {a['key']}{skipped}"
         raise ScreenMismatch(message, name, screen, match)
 
     async def step_assert_and_click(self, a: dict[str, Any]) -> None:
