@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("name", type=Path, help="the needle's path without .json (its file name is its tag)")
     n.add_argument("--socket", type=Path, default=default_control_socket())
     n.set_defaults(func=cmd_needle_capture)
+    n = nsub.add_parser("edit", help="draw and tune a needle's areas in a window"
+                        " (a new needle with --persona)")
+    n.add_argument("name", type=Path, help="NAME.json (beside NAME.png); its file name is a new needle's tag")
+    n.add_argument("--persona", help="match live against this persona of a running mux (and take a new"
+                   " needle's picture from its screen)")
+    n.add_argument("--socket", type=Path, default=default_control_socket())
+    n.add_argument("--screenshot", type=Path, metavar="FILE", help="where F12 saves a picture of the window")
+    n.set_defaults(func=cmd_needle_edit)
 
     p = sub.add_parser("bench", help="measure performance (figures as ratios to a same-run baseline)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -328,6 +336,13 @@ def cmd_needle_capture(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(needle, indent=3) + "\n", encoding="utf-8")
     print(json_path)
     return 0
+
+
+def cmd_needle_edit(args: argparse.Namespace) -> int:
+    """The needle editor: see :mod:`mux.frontends.needle_editor.app`."""
+    from mux.frontends.needle_editor.app import edit
+
+    return edit(args.name, args.persona, args.socket, args.screenshot)
 
 
 # --- ctl -------------------------------------------------------------------------------
