@@ -7,8 +7,12 @@ controller's, over its control socket (``{"cmd": "logs"}``, streamed: see
 is ``{"t", "persona", "line"}``; they are printed as ``name  | line``, the names padded
 to the longest, as ``docker compose logs`` does, the name in the persona's colour (from
 the config, kept in the log's header; else a fixed palette) when standard output is a
-terminal and ``NO_COLOR`` is not set. ``--json`` prints the records themselves, one
-JSON object a line. ``-t`` puts each line's UTC time before it.
+terminal and ``NO_COLOR`` is not set. A guest is untrusted: its line is shown with its
+control characters made visible (ESC as ``\\x1b``: :func:`mux.guest.text.visible`), so its
+escape sequences cannot act on the terminal; ``--raw`` prints it as the guest wrote it.
+``--json`` prints the records themselves, one JSON object a line: JSON escapes the C0
+controls, and DEL and the C1 controls, which it would leave as they are, are written
+``\\u007f`` and so on too. ``-t`` puts each line's UTC time before it.
 
 ``--since`` takes an ISO 8601 time (UTC unless it has an offset) or a time ago (``30s``,
 ``10m``, ``2h``, ``1d``, ``1h30m``): :func:`mux.guest.clock.parse_since`. ``-f``
@@ -33,8 +37,10 @@ from mux.display.layout import parse_color
 from mux.errors import ControlError, DisplayError
 from mux.frontends import control
 from mux.guest.clock import TimeError, parse_since, utc_text
+from mux.guest.text import visible
 
 PALETTE = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI colours, as docker compose picks them
+_JSON_SAFE = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0))}  # they occur only in strings
 
 
 def add_logs_parser(sub: Any) -> None:
@@ -45,7 +51,11 @@ def add_logs_parser(sub: Any) -> None:
     p.add_argument("--since", metavar="TIME", type=_since,
                    help="only lines from TIME: ISO 8601 (UTC unless it has an offset) or a time ago:"
                         " 30s, 10m, 2h, 1d, 1h30m")
-    p.add_argument("--json", action="store_true", help="one JSON object a line: {t, persona, line}")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON object a line: {t, persona, line}")
+    form.add_argument("--raw", action="store_true",
+                      help="print each line as the guest wrote it, escape sequences and all (by default"
+                           " control characters are shown as \\xNN)")
     p.add_argument("-t", "--timestamps", action="store_true", help="each line's UTC time before it")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--socket", type=Path, default=default_control_socket(),
@@ -67,7 +77,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                                                "personas": args.personas or None})
         where = str(args.socket)
     printer = Printer(color=_color_wanted(), json_lines=args.json, timestamps=args.timestamps,
-                      only=args.personas)
+                      only=args.personas, raw=args.raw)
     ended = None
     try:
         for record in records:
@@ -128,11 +138,12 @@ def read_folder(folder: Path, personas: list[str], since: float | None) -> list[
 
 
 class Printer:
-    """Formats records: ``name  | line``, coloured or not, or JSON lines."""
+    """Formats records: ``name  | line``, coloured or not, the guest's line escaped (unless
+    ``raw``), or JSON lines."""
 
     def __init__(self, *, color: bool, json_lines: bool, timestamps: bool, only: list[str],
-                 out: Any = None) -> None:
-        self.color, self.json_lines, self.timestamps = color, json_lines, timestamps
+                 out: Any = None, raw: bool = False) -> None:
+        self.color, self.json_lines, self.timestamps, self.raw = color, json_lines, timestamps, raw
         self.only = only
         self.out = out or sys.stdout
         self.width = max(map(len, only), default=0)
@@ -146,7 +157,8 @@ class Printer:
 
     def format(self, record: dict[str, Any]) -> str:
         if self.json_lines:
-            return json.dumps({k: record[k] for k in ("t", "persona", "line")}, ensure_ascii=False)
+            fields = {k: record[k] for k in ("t", "persona", "line")}
+            return json.dumps(fields, ensure_ascii=False).translate(_JSON_SAFE)
         name = str(record["persona"])
         self.width = max(self.width, len(name))
         tag = f"{name:<{self.width}} |"
@@ -154,7 +166,8 @@ class Printer:
             sgr = self.colors.setdefault(name, _sgr(None, len(self.colors)))
             tag = f"\033[{sgr}m{tag}\033[0m"
         stamp = f"{utc_text(float(record['t']))} " if self.timestamps else ""
-        return f"{tag} {stamp}{record['line']}"
+        line = str(record["line"])
+        return f"{tag} {stamp}{line if self.raw else visible(line)}"
 
     def line(self, record: dict[str, Any]) -> None:
         print(self.format(record), file=self.out, flush=True)

@@ -43,6 +43,7 @@ from mux.config.schema import OnAttention
 from mux.display.output import Output
 from mux.errors import MuxError
 from mux.guest.persona import Persona
+from mux.guest.text import visible
 from mux.input.router import Router
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class Attention:
         if request.persona != self.active:
             self.armed.append(request)
             self._wake.set()
-        log.info("%s asks for attention: %s", request.persona, request.text)
+        log.info("%s asks for attention: %s", request.persona, visible(request.text))
         self.events.publish(request)
         self._show()
 

@@ -8,8 +8,10 @@ persona needs ``agent = true``): a string is a shell command line run by ``/bin/
 a list a program and its arguments. The step fails unless the exit status is
 ``status`` (0) and, if given, ``match`` (a regex, multi-line) is found in its stdout.
 Its exit status, stdout and stderr are the step's message in ``results.json`` and
-progress lines in the JUnit ``system-out``. A step whose ``persona`` is left out asks
-the active persona. ``assert_attention`` passes when ``persona`` has a pending request for
+progress lines in the JUnit ``system-out``, with their control characters made visible
+(:func:`mux.guest.text.visible_lines`: a guest is untrusted), as are the serial lines in
+``wait_ready``'s failure. A step whose ``persona`` is left out asks the active persona.
+``assert_attention`` passes when ``persona`` has a pending request for
 attention whose text ``match`` finds (``re.search``; default: any), or one arrives within
 ``timeout`` (:mod:`mux.app.attention`); its failure lists the requests seen.
 
@@ -28,6 +30,7 @@ from typing import Any
 from mux.app.controller import Controller
 from mux.errors import StepFailed
 from mux.guest.clock import parse_guest_time, utc_text
+from mux.guest.text import visible_lines
 
 OUTPUT_CHARS = 4000  # of each stream, in messages (the rest is cut, the end kept)
 
@@ -54,7 +57,7 @@ class GuestSteps:
         except TimeoutError:
             what = "its guest agent did not answer" if persona.agent_socket else "no MUX-READY"
             raise StepFailed(f"{name} was not ready within {timeout:.0f}s ({what}; state {persona.state});"
-                             f" last serial lines:\n{persona.serial.tail(10)}") from None
+                             f" last serial lines:\n{visible_lines(persona.serial.tail(10))}") from None
 
     async def step_exec(self, a: dict[str, Any]) -> None:
         name = self._persona(a)
@@ -92,12 +95,13 @@ class GuestSteps:
 
 
 def exec_report(status: int, stdout: str, stderr: str) -> str:
-    """A command's exit status and output as one message (long output cut, its end kept)."""
+    """A command's exit status and output as one message (long output cut, its end kept), the
+    output's control characters made visible."""
     def cut(text: str) -> str:
         return text if len(text) <= OUTPUT_CHARS else f"[...{len(text) - OUTPUT_CHARS} chars cut]" \
             + text[-OUTPUT_CHARS:]
     parts = [f"exit status {status}"]
     for label, text in (("stdout", stdout), ("stderr", stderr)):
         if text:
-            parts.append(f"{label}:\n{cut(text).rstrip(chr(10))}")
+            parts.append(f"{label}:\n{visible_lines(cut(text).rstrip(chr(10)))}")
     return "\n".join(parts)

@@ -7,8 +7,10 @@ in order with one progress line each. A step that fails raises
 :class:`~mux.errors.StepFailed` (or a QEMU error, or a timeout); the runner records the
 innermost failing step, so the message names that step's ``file:line:column``, and the
 scenario saves a screenshot of every persona (plus a picture of the difference for a
-failed screen assertion). The records (:mod:`mux.scenario.report`) become ``results.json``, the
-JUnit XML, and ``summary.gif``; each persona's serial log is kept beside them.
+failed screen assertion). The records (:mod:`mux.scenario.report`) become ``results.json``,
+the JUnit XML, and ``summary.gif``; each persona's serial log is kept beside them. A guest
+is untrusted: guest text put in a message has its control characters made visible
+(:mod:`mux.guest.text`), and every progress line is made visible once more as it is said.
 
 Flow control is the runner's: ``if`` runs a step only when its check_screen holds,
 ``repeat`` runs it ``times`` times or until its ``until`` holds (failing if it never
@@ -33,6 +35,7 @@ from mux.app.controller import Controller
 from mux.config import Config
 from mux.errors import MuxError, ScenarioError, SnapshotError, StepFailed
 from mux.guest.state import RunState
+from mux.guest.text import visible_lines
 from mux.input import keymap
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
 from mux.input.sources import RecordingSource
@@ -102,7 +105,8 @@ async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str],
     logs.mkdir(parents=True, exist_ok=True)
     result = ScenarioResult(scenario, artifacts=logs)
 
-    def say(line: str) -> None:
+    def say(text: str) -> None:
+        line = visible_lines(text)  # a message may carry guest text (an agent's error, say)
         result.output.append(line)
         out(line)
 
@@ -329,7 +333,8 @@ class StepRunner(ScreenSteps, GuestSteps):
             await log.wait_for(_pattern(a["match"]), self.timeout(a["timeout"]))
         except TimeoutError:
             raise StepFailed(f"{a['match']!r} did not appear on {a['persona']}'s serial port within "
-                             f"{self.timeout(a['timeout']):.0f}s; last lines:\n{log.tail(10)}") from None
+                             f"{self.timeout(a['timeout']):.0f}s; last lines:\n"
+                             f"{visible_lines(log.tail(10))}") from None
 
     async def step_assert_no_serial(self, a: dict[str, Any]) -> None:
         log = self.ctl.persona(a["persona"]).serial
