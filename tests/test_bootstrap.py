@@ -126,9 +126,9 @@ def test_without_apt_but_with_everything_it_goes_on_to_the_venv(checkout: Path, 
     ("ubuntu-22.04", {"python3": "3.10.12"}, "test",
      "python3.11 python3.11-venv " + TEST_DEBS.format(systemd_boot="systemd"), "python3.11"),
     ("ubuntu-24.04", {"python3": "3.12.3"}, "test",
-     "python3-venv " + TEST_DEBS.format(systemd_boot="systemd-boot-efi"), "python3"),
-    ("debian-12", {"python3": "3.11.2"}, "demo", "python3-venv", "python3"),
-    ("debian-12", {}, "setup", "python3 python3-venv", "python3"),
+     "passt python3-venv " + TEST_DEBS.format(systemd_boot="systemd-boot-efi"), "python3"),
+    ("debian-12", {"python3": "3.11.2"}, "demo", "passt python3-venv", "python3"),
+    ("debian-12", {}, "setup", "passt python3 python3-venv", "python3"),
 ])
 def test_on_debian_and_ubuntu_the_dry_run_names_the_apt_packages(
         checkout: Path, bare_bin: Path, distro: str, pythons: dict[str, str], mode: str, debs: str,

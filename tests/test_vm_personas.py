@@ -22,7 +22,7 @@ from mux import images
 from mux.config import PersonaConfig, load_config, parse_config
 from mux.config.schema import Forward
 from mux.errors import ConfigError, Location
-from mux.guest import hardware
+from mux.guest import hardware, passt
 from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import qemu_argv
 from mux.guest.hardware import ImageBoot
@@ -110,8 +110,11 @@ qemu_args = ["-device", "virtio-rng-pci"]
     devices = option_values(argv, "-device")
     assert "ide-cd,drive=mux-cdrom,id=mux-cdrom,bootindex=1" in devices
     assert "virtio-blk-pci,drive=mux-disk,id=mux-disk,bootindex=2" in devices
-    assert option_values(argv, "-netdev") == [
-        "user,id=mux-net,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:5353-:53"]
+    assert option_values(argv, "-netdev") == [  # passt serves it, and the forwards (tests/test_network.py)
+        f"stream,id=mux-net,server=off,addr.type=unix,addr.path={tmp_path / 'inst.net'}"]
+    passt_argv = passt.passt_argv(persona, tmp_path)
+    assert option_values(passt_argv, "--tcp-ports") == ["127.0.0.1/2222:22"]
+    assert option_values(passt_argv, "--udp-ports") == ["127.0.0.1/5353:53"]
     assert f"socket,id=mux-agent,path={tmp_path / 'inst.agent'},server=on,wait=off" in option_values(
         argv, "-chardev")
     assert "virtserialport,bus=mux-vserial.0,chardev=mux-agent,name=org.qemu.guest_agent.0" in devices

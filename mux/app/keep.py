@@ -35,7 +35,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from mux.app.statedir import state_dir
 from mux.config import Config
 from mux.config.schema import KeepGuests
 from mux.errors import LaunchError, PersonaError
-from mux.guest import process, record
+from mux.guest import passt, process, record
 from mux.guest.persona import Persona
 from mux.guest.record import GuestEntry, Record
 from mux.guest.state import RunState
@@ -123,7 +123,7 @@ class Keeper:
             raise PersonaError(f"{self._record.config} is run by another mux (pid {old.controller_pid});"
                                " mux down stops it")
         self._previous = {n: e for n, e in (old.guests if old else {}).items() if e.alive()}
-        _kill_unrecorded(directory, [e.pid for e in self._previous.values()])
+        _kill_unrecorded(directory, [e.pid for e in self._previous.values()], self._previous)
         self._record.guests = dict(self._previous)
         self._record.controller_pid = os.getpid()
         self._record.controller_ticks = record.start_ticks(os.getpid())
@@ -271,10 +271,13 @@ async def down(directory: Path, progress: Callable[[str], None]) -> int:
     return stopped
 
 
-def _kill_unrecorded(directory: Path, recorded: list[int]) -> None:
+def _kill_unrecorded(directory: Path, recorded: list[int], personas: Iterable[str] = ()) -> None:
     """Kill the QEMUs of ``directory`` that no record names (their controller died while
-    starting them: they never ran for the user, and would hold its sockets' names)."""
+    starting them: they never ran for the user, and would hold its sockets' names), and
+    the passts of ``directory`` but those of the recorded ``personas`` (a kept guest's runs
+    with it; one whose QEMU never connected would wait forever)."""
     for pid in record.unrecorded_qemus(directory, recorded):
         log.warning("killing QEMU pid %d of %s: started, never recorded as running", pid, directory)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    passt.kill(passt.strays(directory, personas))

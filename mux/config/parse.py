@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
         c.fail(path, "at least one [[persona]] is needed")
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
-             "restart", "autostart", "devices", "keyboard", "attention", *MACHINE_KEYS}
+             "restart", "autostart", "devices", "keyboard", "attention", "host_access", *MACHINE_KEYS}
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
@@ -135,6 +136,8 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
         for key in ("initrd", "append"):
             if key in t and machine["kernel"] is None:
                 c.fail((*p, key), f"{key} is only for a persona with its own kernel")
+        host_access = c.get(t, p, "host_access", bool, False)
+        _check_network(c, p, machine["network"], host_access, "host_access" in t)
         personas.append(PersonaConfig(
             name=name,
             initrd=_relative_to(source, c.get(t, p, "initrd", str, None)),
@@ -146,12 +149,24 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
             keyboard=c.choice(t, p, "keyboard", ("ps2", "virtio"), "ps2"),
             attention=c.get(t, p, "attention", str, None, _regex),
             devices=_parse_devices(c, t, p, source, name),
+            host_access=host_access,
             location=c.locate(p),
             **machine,
         ))
     _check_devices(c, personas)
     check_forwards(c, personas)
     return personas
+
+
+def _check_network(c: _Checker, p: Path_, network: str, host_access: bool, given: bool) -> None:
+    """``host_access`` goes with ``network = "user"``; without it, the network is passt's,
+    which must be installed (no silent fallback to QEMU's slirp, which reaches the host)."""
+    if given and network != "user":
+        c.fail((*p, "host_access"), "host_access needs network = \"user\"")
+    elif network == "user" and not host_access and shutil.which("passt") is None:
+        c.fail((*p, "network"), "network = \"user\" needs passt, which keeps the guest off the host's"
+               " 127.0.0.1: apt-get install passt (dnf install passt, pacman -S passt); or host_access"
+               " = true for QEMU's own user network, which reaches it")
 
 
 _DEVICE_KEYS = {"id", "type", "file", "format", "readonly", "vendor", "product", "follow",
@@ -254,8 +269,8 @@ def _file_key(path: Path) -> str:
 
 
 def _check_hotkeys(c: _Checker, input_: InputSection, path: Path_, names: list[str]) -> None:
-    if not input_.hotkeys:
-        return
+    if not input_.hotkeys or not all(isinstance(v, str) for v in input_.hotkeys.values()):
+        return  # values that are no names: said in parse_config
     from mux.input.hotkeys import TARGETS, parse_hotkeys
 
     for chord, target in input_.hotkeys.items():

@@ -27,7 +27,7 @@ KeepGuests = Literal["on-crash", "always", "never"]
 Firmware = Literal["bios", "uefi"]
 Machine = Literal["pc", "q35"]
 Vga = Literal["std", "virtio"]
-#: No network card, or one on QEMU's user-mode network (NAT; the guest is 10.0.2.15).
+#: No network card, or one on a user-mode network (NAT, by passt; the guest is 10.0.2.15).
 Network = Literal["none", "user"]
 #: What a persona with both a disk and a cdrom boots from.
 BootFrom = Literal["disk", "cdrom"]
@@ -105,6 +105,11 @@ class PersonaConfig:
     vga: Vga = "std"
     network: Network = "none"
     forward: tuple[Forward, ...] = ()
+    #: ``network = "user"`` only. False (default): the network is passt's (``--no-map-gw``): outbound
+    #: NAT, but no address in the guest leads to the host's 127.0.0.1 (its loopback services, other
+    #: personas' forwarded ports). True: QEMU's slirp, whose 10.0.2.2 IS the host's 127.0.0.1
+    #: (warned at each launch); for a guest that must reach a service on the host's loopback.
+    host_access: bool = False
     #: The disk under a throwaway qcow2 overlay in the runtime directory: never written.
     overlay: bool = False
     #: Appended last to QEMU's command line (checked at load: nothing mux owns).

@@ -2,7 +2,8 @@
 
 Theory. :func:`hardware_argv` is the part of :func:`mux.guest.cmdline.qemu_argv` that
 comes from the persona's machine keys (:mod:`mux.config.machine`): firmware, the boot
-disk, the user's disk and cdrom, the network card with its port forwards, the guest
+disk, the user's disk and cdrom, the network card with its port forwards (on passt,
+:mod:`mux.guest.passt`, or with ``host_access`` on QEMU's slirp), the guest
 agent's port, the real-time clock's start, the sound card (``audio``) and the name the
 built-in ``debian`` image reads. It is pure: every file
 it names has a fixed place, so ``--dry-run`` prints what the launch runs.
@@ -41,6 +42,7 @@ from typing import NamedTuple
 from mux.config import PersonaConfig
 from mux.config.schema import state_home
 from mux.errors import ImageError, LaunchError
+from mux.guest import passt
 from mux.images.disk import find_ovmf
 
 #: The virtio-serial port name ``qemu-ga`` opens in the guest.
@@ -145,10 +147,14 @@ def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
                            "format=raw",
                  "-device", "ide-cd,drive=mux-cdrom,id=mux-cdrom"
                  + (f",bootindex={index['cdrom']}" if "cdrom" in index else "")]
-    if config.network == "user":
+    if config.network == "user" and config.host_access:  # slirp: 10.0.2.2 is the host's loopback
         forwards = "".join(f",hostfwd={f.protocol}:127.0.0.1:{f.host_port}-:{f.guest_port}"
                            for f in config.forward)
         argv += ["-netdev", f"user,id=mux-net{forwards}", "-device", f"{NIC},netdev=mux-net,id=mux-nic"]
+    elif config.network == "user":  # passt (mux.guest.passt) serves it, forwards included
+        sock = _file(passt.socket_path(runtime_dir, config.name))
+        argv += ["-netdev", f"stream,id=mux-net,server=off,addr.type=unix,addr.path={sock}",
+                 "-device", f"{NIC},netdev=mux-net,id=mux-nic"]
     if config.clock is not None:
         argv += ["-rtc", f"base={'localtime' if config.clock == 'host' else config.clock}"]
     if config.agent:
@@ -168,13 +174,15 @@ def _drive(id_: str, path: Path, fmt: str, bootindex: int | None) -> list[str]:
 
 
 async def prepare(config: PersonaConfig, runtime_dir: Path, boot: Boot | None, *,
-                  resuming: bool) -> None:
+                  resuming: bool, kept: bool = False) -> None:
     """Make the files :func:`hardware_argv` names: overlays (afresh, unless ``resuming``
-    a saved machine and one is there) and the persona's UEFI variable store (copied
-    from OVMF's template once, then kept).
+    a saved machine and one is there), the persona's UEFI variable store (copied
+    from OVMF's template once, then kept), and the network's socket: its passt is
+    started (it outlives the controller if ``kept``; :func:`release` stops it).
 
     Raises:
-        LaunchError: ``qemu-img`` failed, OVMF is missing or a file cannot be written.
+        LaunchError: ``qemu-img`` failed, OVMF is missing, a file cannot be written, or
+            passt did not start.
     """
     boot = ImageBoot(*boot) if boot else ImageBoot(config.kernel)
     overlays = []
@@ -199,6 +207,15 @@ async def prepare(config: PersonaConfig, runtime_dir: Path, boot: Boot | None, *
                 variables.with_suffix(".tmp").replace(variables)
             except (ImageError, OSError) as exc:
                 raise LaunchError(config.name, None, [], f"UEFI variable store {variables}: {exc}") from exc
+    passt.warn_host_access(config)
+    if passt.needed(config):
+        await passt.start(config, runtime_dir, die_with_controller=not kept)
+
+
+def release(config: PersonaConfig, runtime_dir: Path) -> None:
+    """Stop what :func:`prepare` started for a guest that is gone: its passt, if any."""
+    if passt.needed(config):
+        passt.stop(runtime_dir, config.name)
 
 
 async def _qemu_img(name: str, args: list[str]) -> None:

@@ -82,8 +82,7 @@ class Persona(RestartPolicy):
         self.held = HeldKeys(runtime_dir / f"{self.name}.held")
         self.hold_off: str | None = None  # why this persona must not start (an older guest runs)
         self._serial_path = serial_path(runtime_dir, self.name)
-        self._qmp_path = qmp_path(runtime_dir, self.name)
-        self._vnc_path = vnc_path(runtime_dir, self.name)
+        self._qmp_path, self._vnc_path = qmp_path(runtime_dir, self.name), vnc_path(runtime_dir, self.name)
         self._stderr_path = runtime_dir / f"{self.name}.stderr"
         self.agent_socket = hardware.agent_path(runtime_dir, self.name) if config.agent else None
         # Ready for work: its agent answers, a built-in image printed MUX-READY (mux.guest.ready).
@@ -191,7 +190,7 @@ class Persona(RestartPolicy):
 
     async def _launch(self, incoming: bool) -> None:
         argv = self.argv(incoming=incoming)
-        await hardware.prepare(self.config, self.runtime_dir, self.boot, resuming=incoming)  # overlays, UEFI
+        await hardware.prepare(self.config, self.runtime_dir, self.boot, resuming=incoming, kept=self.kept)
         for path in (self._qmp_path, self._serial_path, self._vnc_path):
             path.unlink(missing_ok=True)  # a dead guest's: connect only to this one's
         self._proc = proc = await process.spawn(self.name, argv, self._stderr_path,
@@ -267,6 +266,7 @@ class Persona(RestartPolicy):
         if proc:
             proc.kill()
             await proc.wait()
+        hardware.release(self.config, self.runtime_dir)  # its passt (a QEMU that never connected)
         await self._disconnect_qmp()
         for path in (self._qmp_path, self._serial_path, self._vnc_path, self.held.path):
             path.unlink(missing_ok=True)
