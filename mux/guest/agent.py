@@ -32,6 +32,10 @@ from typing import Any
 from mux.errors import PersonaError
 
 SENTINEL = b"\xff"
+#: One reply line, at most: room for qemu-ga's own cap on ``guest-exec`` output (16 MiB a
+#: stream, base64 in the reply); anything longer ends the session.
+MAX_REPLY_BYTES = 48 * 1024 * 1024
+MAX_OUTPUT_BYTES = 1024 * 1024  #: of each ``guest-exec`` stream kept (then a note)
 
 
 class AgentError(PersonaError):
@@ -56,7 +60,8 @@ class GuestAgent:
         self.name = name
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # the buffer holds no newline before this
         self._lock = asyncio.Lock()
 
     async def connect(self, timeout: float) -> None:
@@ -71,7 +76,8 @@ class GuestAgent:
             try:
                 if self._writer is None:
                     reader, writer = await asyncio.open_unix_connection(str(self.path))
-                    self._reader, self._writer, self._buffer = reader, writer, b""
+                    self._reader, self._writer = reader, writer
+                    self._drop(len(self._buffer))
                 await self.sync(min(3.0, max(0.1, deadline - time.monotonic())))
                 return
             except (OSError, AgentError) as exc:
@@ -102,10 +108,13 @@ class GuestAgent:
             await self._send({"execute": "guest-sync-delimited", "arguments": {"id": token}},
                              sentinel=True)
             deadline = time.monotonic() + timeout
+            seen = False  # the answer's 0xFF: everything before it is dropped
             while True:
-                position = self._buffer.rfind(SENTINEL)
-                if position >= 0:
-                    self._buffer = self._buffer[position + 1:]
+                position = self._buffer.rfind(SENTINEL, self._scanned)
+                if position >= 0 or not seen:
+                    self._drop(position + 1 if position >= 0 else len(self._buffer))
+                    seen = seen or position >= 0
+                if seen:
                     while (reply := self._take()) is not None:
                         if reply.get("return") == token:
                             return
@@ -159,8 +168,8 @@ class GuestAgent:
                 return ExecResult(
                     exitcode=status.get("exitcode"),
                     signal=status.get("signal"),
-                    stdout=base64.b64decode(status.get("out-data", "")),
-                    stderr=base64.b64decode(status.get("err-data", "")),
+                    stdout=_output(status.get("out-data"), "stdout"),
+                    stderr=_output(status.get("err-data"), "stderr"),
                 )
             if time.monotonic() > deadline:
                 raise AgentError(f"{self.name}: {' '.join(argv)!r} still running after {timeout:.0f} s")
@@ -208,23 +217,44 @@ class GuestAgent:
         if not chunk:
             raise AgentError(f"{self.name}: guest agent socket closed during {what}")
         self._buffer += chunk
+        if len(self._buffer) > MAX_REPLY_BYTES and self._buffer.find(b"\n", self._scanned) < 0:
+            await self.close()
+            self._drop(len(self._buffer))
+            raise AgentError(f"{self.name}: the guest agent's reply to {what} is over"
+                             f" {MAX_REPLY_BYTES // 2**20} MiB with no end of line: session ended")
+
+    def _drop(self, count: int) -> None:
+        del self._buffer[:count]
+        self._scanned = 0
 
     def _take(self) -> dict[str, Any] | None:
         """The next whole JSON object in the buffer, or None; stray bytes are skipped."""
         while True:
-            text = self._buffer.lstrip(b" \t\r\n" + SENTINEL)
-            start = text.find(b"{")
-            if start < 0:
-                self._buffer = b"" if not text.strip() else text
-                return None
-            end = text.find(b"\n", start)
+            end = self._buffer.find(b"\n", self._scanned)
             if end < 0:
-                self._buffer = text
+                self._scanned = len(self._buffer)  # a long line is searched once, not per chunk
                 return None
-            self._buffer = text[end + 1:]
+            line = bytes(self._buffer[:end])
+            self._drop(end + 1)
+            start = line.find(b"{")
+            if start < 0:
+                continue  # blank, or stray bytes
             try:
-                reply = json.loads(text[start:end])
+                reply = json.loads(line[start:])
             except ValueError:
                 continue  # a fragment of an old answer
             if isinstance(reply, dict):
                 return reply
+
+
+def _output(data: object, stream: str) -> bytes:
+    """A ``guest-exec-status`` stream (base64), its first MAX_OUTPUT_BYTES decoded, and a
+    note when it was longer."""
+    if not isinstance(data, str):
+        return b""
+    chars = -(-MAX_OUTPUT_BYTES // 3) * 4  # the base64 of the bytes kept, whole quanta
+    if len(data) <= chars:
+        return base64.b64decode(data)
+    total = len(data) // 4 * 3 - data[-2:].count("=")
+    return (base64.b64decode(data[:chars])[:MAX_OUTPUT_BYTES]
+            + f"\n[mux: {stream} cut: {total} bytes, the first {MAX_OUTPUT_BYTES} kept]\n".encode())

@@ -14,7 +14,10 @@ by a task (:meth:`Readiness.watch`):
   controller without an agent (they printed their ``MUX-READY`` long ago), at once.
 
 Stopping or a crash makes it not ready again (:meth:`Readiness.reset`). Every change
-is told to each of ``listeners`` (the controller publishes it as an event).
+is told to each of ``listeners`` (the controller publishes it as an event), at most
+:data:`READY_RATE` a second: a guest that makes itself flip faster (crash, restart) is
+coalesced, the last state told last (:mod:`mux.guest.paced`). :attr:`Readiness.ready`
+and :meth:`Readiness.wait` follow at once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from mux.errors import PersonaError
 from mux.guest.agent import AgentError, ExecResult, GuestAgent
+from mux.guest.paced import Paced
 from mux.guest.serial import SerialLog
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 MARKER = re.compile(r"MUX-READY")
 FOREVER_S = 365 * 86400.0  # the marker watch ends with the launch, not by a timeout
 AGENT_TRY_S = 60.0  # one connect-and-sync round; the watch repeats rounds until stopped
+READY_RATE = 2.0  #: readiness changes told to listeners, per second at most (the last wins)
 
 
 class Readiness:
@@ -51,6 +56,7 @@ class Readiness:
         self._event = asyncio.Event()
         self._agent: GuestAgent | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tell = Paced(READY_RATE, self._told, f"{name}: readiness changes")
 
     def _set(self, ready: bool) -> None:
         if ready == self.ready:
@@ -61,6 +67,9 @@ class Readiness:
         else:
             self._event.clear()
         log.info("%s: %s", self.name, "ready" if ready else "not ready")
+        self._tell(ready)
+
+    def _told(self, ready: bool) -> None:
         for listener in list(self.listeners):
             listener(self.name, ready)
 

@@ -30,8 +30,18 @@ and the controller keeps one :class:`RfbClient` on it for two things QMP cannot 
   -308, though it is not asked for) replaces the image with one of the new size.
 
 One reader task parses server messages in order. A dropped connection or a protocol
-error ends it quietly (logged): :meth:`RfbClient.closed` then returns, so the owner can
-reconnect; nothing raises into the callbacks' callers.
+error ends it quietly (logged, and kept in :attr:`RfbClient.error`): :meth:`RfbClient.closed`
+then returns, so the owner can reconnect; nothing raises into the callbacks' callers.
+
+**Bounds** (the guest behind QEMU is untrusted). Every size is checked before anything
+is allocated or read: a framebuffer (at the handshake or a resize) over
+:data:`MAX_SIDE` pixels a side or :data:`MAX_FRAMEBUFFER_BYTES`, a rectangle outside the
+framebuffer, a string (the desktop name, a refusal) over :data:`MAX_STRING_BYTES` or a
+ServerCutText over :data:`MAX_CUT_TEXT_BYTES` ends the link with an :class:`RfbError`.
+LED reports reach ``on_leds`` at most :data:`LED_RATE` a second and size changes reach
+``on_frame`` at most :data:`RESIZE_RATE` a second (:mod:`mux.guest.paced`: the latest
+wins; while a resize waits its turn frames are held, and the newest is delivered whole
+when it is due).
 """
 
 from __future__ import annotations
@@ -42,12 +52,14 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
 from mux.display.backbuffer import Box, Frame, Pixels
 from mux.display.leds import Leds
 from mux.errors import DisplayError, RfbError
+from mux.guest.paced import Paced
 from mux.guest.rfb_reader import RfbReader
 
 log = logging.getLogger(__name__)
@@ -59,6 +71,12 @@ ENCODING_LED_STATE = -261
 #: 32 bpp, depth 24, little-endian, true colour, 8 bits per channel at shifts 16/8/0.
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 _RECT = struct.Struct(">HHHHi")
+MAX_SIDE = 8192  #: a framebuffer's width or height, at most
+MAX_FRAMEBUFFER_BYTES = 64 * 1024 * 1024  #: 4 bytes a pixel: 4096x4096, 5120x2880 (5K) fit
+MAX_STRING_BYTES = 64 * 1024  #: the desktop name, a refusal's reason
+MAX_CUT_TEXT_BYTES = 1024 * 1024  #: ServerCutText (never asked for; skipped unread)
+LED_RATE = 10.0  #: LED reports passed on, per second at most (the last one wins)
+RESIZE_RATE = 2.0  #: size changes passed on, per second at most (the last one wins)
 
 
 class RfbClient:
@@ -89,6 +107,11 @@ class RfbClient:
         self._waiters: list[asyncio.Future[Frame]] = []
         self._closed = asyncio.Event()
         self._closed.set()
+        #: Why the last connection ended, if the server broke the protocol or a bound.
+        self.error: RfbError | None = None
+        self._leds = Paced(LED_RATE, self._tell_leds, f"VNC {path.name}: LED changes")
+        self._resizes = Paced(RESIZE_RATE, self._resize_due, f"VNC {path.name}: size changes")
+        self._held: Frame | None = None  # the newest frame while a size change waits
 
     @property
     def size(self) -> tuple[int, int]:
@@ -185,17 +208,18 @@ class RfbClient:
         self._send(b"RFB 003.008\n")
         types = await reader.readexactly((await reader.readexactly(1))[0])
         if not types:
-            raise RfbError(self.path, f"server refused: {await _read_string(reader)}")
+            raise RfbError(self.path, f"server refused: {await _read_string(reader, self.path)}")
         if 1 not in types:
             raise RfbError(self.path, f"server wants authentication (security types {list(types)})")
         self._send(b"\x01")
         (result,) = struct.unpack(">I", await reader.readexactly(4))
         if result != 0:
-            raise RfbError(self.path, f"security handshake failed: {await _read_string(reader)}")
+            raise RfbError(self.path, f"security handshake failed: {await _read_string(reader, self.path)}")
         self._send(b"\x01")  # ClientInit: shared, so other clients stay connected
         width, height = struct.unpack(">HH", await reader.readexactly(4))
+        self._check_size(width, height)
         await reader.readexactly(16)  # the server's pixel format: we set our own below
-        self.name = (await _read_string(reader))
+        self.name = (await _read_string(reader, self.path))
         self._pixels, self.complete = Pixels(width, height), False
         encodings = (ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_LED_STATE)
         self._send(b"\x00\x00\x00\x00" + PIXEL_FORMAT
@@ -226,13 +250,17 @@ class RfbClient:
                     pass
                 elif kind == 3:  # ServerCutText
                     (length,) = struct.unpack(">3xI", await reader.readexactly(7))
+                    if length > MAX_CUT_TEXT_BYTES:
+                        raise RfbError(self.path, f"ServerCutText of {length} bytes (the limit"
+                                                  f" is {MAX_CUT_TEXT_BYTES})")
                     await reader.skip(length)
                 else:
                     raise RfbError(self.path, f"unknown server message type {kind}")
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             log.debug("VNC %s: connection closed (%s)", self.path, exc)
         except RfbError as exc:
-            log.warning("%s", exc)
+            self.error = exc
+            log.warning("%s; the link ends", exc)
         except OSError as exc:
             log.warning("VNC %s: %s", self.path, exc)
         finally:
@@ -242,6 +270,7 @@ class RfbClient:
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_exception(RfbError(self.path, "connection closed"))
+            self._held = None
             self._closed.set()
 
     async def _read_update(self, reader: RfbReader) -> None:
@@ -265,7 +294,7 @@ class RfbClient:
                     pixels += width * height
             elif encoding == ENCODING_LED_STATE:
                 self.leds = Leds.from_byte((await reader.readexactly(1))[0])
-                self._call(self.on_leds, self.leds)
+                self._leds(self.leds)
             elif encoding == ENCODING_DESKTOP_SIZE:
                 self._resize(width, height)
             elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:
@@ -286,6 +315,9 @@ class RfbClient:
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_result(frame)
+        if self._resizes.pending:  # a size change waits its turn: the newest frame waits too
+            self._held = frame
+            return
         self._call(self.on_frame, frame)
 
     async def _read_pixels(self, reader: RfbReader, box: Box) -> None:
@@ -309,11 +341,30 @@ class RfbClient:
                 if got < row:
                     await reader.readinto(target, got)
 
+    def _check_size(self, width: int, height: int) -> None:
+        """Raises RfbError: a framebuffer of this size is over the bounds (module docstring)."""
+        if width > MAX_SIDE or height > MAX_SIDE or width * height * 4 > MAX_FRAMEBUFFER_BYTES:
+            raise RfbError(self.path, f"framebuffer {width}x{height} is over the limit ({MAX_SIDE}"
+                                      f" a side, {MAX_FRAMEBUFFER_BYTES // 2**20} MiB)")
+
     def _resize(self, width: int, height: int) -> None:
+        self._check_size(width, height)
         log.debug("VNC %s: desktop size %dx%d", self.path, width, height)
         self._pixels, self.complete = Pixels(width, height), False
+        self._held = None
+        self._resizes((width, height))
         if self._live:
             self.request(incremental=False)
+
+    def _resize_due(self, size: tuple[int, int]) -> None:
+        """A size change's turn (at once, or at the end of a burst: then the newest frame
+        held meanwhile goes, whole, if it is of the current framebuffer)."""
+        held, self._held = self._held, None
+        if held is not None and held.picture is self._pixels:
+            self._call(self.on_frame, replace(held, rects=None))
+
+    def _tell_leds(self, leds: Leds) -> None:
+        self._call(self.on_leds, leds)
 
     def _call(self, callback: Callable[..., None] | None, *args: object) -> None:
         if callback is None:
@@ -324,6 +375,9 @@ class RfbClient:
             log.exception("VNC %s: callback %r failed", self.path, callback)
 
 
-async def _read_string(reader: RfbReader) -> str:
+async def _read_string(reader: RfbReader, path: Path) -> str:
+    """A length-prefixed string. Raises RfbError: longer than MAX_STRING_BYTES."""
     (length,) = struct.unpack(">I", await reader.readexactly(4))
+    if length > MAX_STRING_BYTES:
+        raise RfbError(path, f"a string of {length} bytes (the limit is {MAX_STRING_BYTES})")
     return (await reader.readexactly(length)).decode("utf-8", "replace")
