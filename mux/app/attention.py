@@ -24,6 +24,10 @@ any kind: a switch (the user's own included) answers every request pending at th
 moment, which stay on the banner but switch no more. So two personas ringing together
 bring the first one forward; the second stays on the banner until visited. The policy is
 the pure :func:`due`; :class:`Attention` is the watcher around it.
+
+A guest is untrusted: its requests are taken at most :data:`ATTENTION_RATE` a second per
+persona (:mod:`mux.guest.paced`: a faster burst is coalesced, its newest request taken
+last, and one log line counts what was dropped), so a flooding guest cannot flood MQTT.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from mux.config import Config
 from mux.config.schema import OnAttention
 from mux.display.output import Output
 from mux.errors import MuxError
+from mux.guest.paced import Paced
 from mux.guest.persona import Persona
 from mux.guest.text import visible
 from mux.input.router import Router
@@ -52,6 +57,7 @@ MARKER = re.compile(r"MUX-ATTENTION(?:[ \t]+(.*))?$")  # anywhere in a line
 IDLE_S = 2.0  # no input for this long before an attention switch
 MAX_TEXT = 200  # characters of a request's text kept
 MAX_PENDING = 20  # a persona's pending requests kept (the oldest go first)
+ATTENTION_RATE = 2.0  # a persona's requests taken per second at most (the newest wins)
 HISTORY = 50  # recent requests kept for messages (assert_attention's failure)
 
 Switch = Callable[[str, str], Awaitable[str]]
@@ -109,6 +115,7 @@ class Attention:
         self.armed: list[AttentionRequested] = []  # may still switch (oldest first)
         self.seen: collections.deque[AttentionRequested] = collections.deque(maxlen=HISTORY)
         self.last_input = float("-inf")
+        self._paced: dict[str, Paced[AttentionRequested]] = {}
         self._wake = asyncio.Event()
         events.subscribe(self._on_event)
 
@@ -124,7 +131,9 @@ class Attention:
         """One whole serial line of ``persona``'s, completed at ``when`` (``time.time()``)."""
         text = request_text(line, self.patterns.get(persona))
         if text is not None:
-            self.request(AttentionRequested(persona, text, when))
+            if persona not in self._paced:
+                self._paced[persona] = Paced(ATTENTION_RATE, self.request, f"{persona}: attention requests")
+            self._paced[persona](AttentionRequested(persona, text, when))
 
     def request(self, request: AttentionRequested) -> None:
         """Take a request: pending, published, shown; armed unless its persona is active."""
