@@ -49,15 +49,29 @@ def load_yaml_text(text: str, file: Path | str) -> tuple[Any, SourceMap]:
     Raises:
         ConfigError: the text is not valid YAML (with the parser's line and column).
     """
+    marks: dict[Path_, Location] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = _construct(root, (), marks, file) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         raise ConfigError.one(loc, f"YAML syntax error: {exc.problem or exc}") from exc
-    marks: dict[Path_, Location] = {}
-    data = _construct(root, (), marks, file) if root is not None else None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character)
+        raise ConfigError.one(_line_of(text, exc.position, file), f"YAML: {exc}") from exc
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # a value the constructors refuse (a date 2001-13-45, an unhashable key), or
+        # nesting deeper than the parser's recursion: at the last node placed
+        where = marks[max(marks, key=len)] if marks else Location(file)
+        problem = str(exc)[:200] or type(exc).__name__
+        raise ConfigError.one(where, f"YAML that cannot be read: {problem}") from exc
     return data, locate_in(marks, file)
+
+
+def _line_of(text: str, position: int, file: Path | str) -> Location:
+    """The location of character ``position`` of ``text``."""
+    before = text[:position]
+    return Location(file, before.count("\n") + 1, position - before.rfind("\n"))
 
 
 def _construct(node: yaml.Node, path: Path_, marks: dict[Path_, Location], file: Path | str) -> Any:
@@ -94,6 +108,9 @@ def load_toml_text(text: str, file: Path | str) -> tuple[dict[str, Any], SourceM
         match = re.search(r"line (\d+), column (\d+)", str(exc))
         loc = Location(file, int(match[1]), int(match[2])) if match else Location(file)
         raise ConfigError.one(loc, f"TOML syntax error: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; deep nesting
+        problem = str(exc)[:200] or type(exc).__name__
+        raise ConfigError.one(Location(file), f"TOML that cannot be read: {problem}") from exc
     marks: dict[Path_, Location] = {}
     table: Path_ = ()
     counts: dict[Path_, int] = {}

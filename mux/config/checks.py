@@ -51,7 +51,7 @@ class Checker:
             names = " or ".join(k.__name__ for k in kinds)
             self.fail((*path, key), f"{dotted((*path, key))} must be {names}, not {kind_of(value)}")
             return default
-        problem = check(value) if check else None
+        problem = "must not contain a NUL character" if _has_nul(value) else check(value) if check else None
         if problem:
             self.fail((*path, key), f"{dotted((*path, key))}: {problem}")
             return default
@@ -72,8 +72,21 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a string in ``value`` holds a NUL, which no path, name or argument may."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | dict):
+        return any(_has_nul(item) for item in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return "is too large"
+    return None if number > 0 else "must be greater than 0"
 
 
 def color(value: str) -> str | None:

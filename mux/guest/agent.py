@@ -137,6 +137,9 @@ class GuestAgent:
                 await self._fill(deadline, command)
         if "error" in reply:
             error = reply["error"]
+            if not isinstance(error, dict):
+                raise AgentError(f"{self.name}: {command}: the agent answered an error that is not"
+                                 f" an object: {str(error)[:200]}")
             raise AgentError(f"{self.name}: {command}: {error.get('class')}: {error.get('desc')}")
         return reply.get("return")
 
@@ -158,7 +161,10 @@ class GuestAgent:
         if stdin is not None:
             arguments["input-data"] = base64.b64encode(stdin).decode()
         started = await self.execute("guest-exec", arguments, timeout=min(timeout, 30.0))
-        pid = int(started["pid"])
+        try:
+            pid = int(started["pid"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise AgentError(f"{self.name}: guest-exec answered no pid: {str(started)[:200]}") from exc
         began = time.monotonic()
         deadline = began + timeout
         while True:
@@ -241,8 +247,8 @@ class GuestAgent:
                 continue  # blank, or stray bytes
             try:
                 reply = json.loads(line[start:])
-            except ValueError:
-                continue  # a fragment of an old answer
+            except (ValueError, RecursionError):
+                continue  # a fragment of an old answer, or nesting no answer has
             if isinstance(reply, dict):
                 return reply
 
@@ -253,8 +259,11 @@ def _output(data: object, stream: str) -> bytes:
     if not isinstance(data, str):
         return b""
     chars = -(-MAX_OUTPUT_BYTES // 3) * 4  # the base64 of the bytes kept, whole quanta
-    if len(data) <= chars:
-        return base64.b64decode(data)
-    total = len(data) // 4 * 3 - data[-2:].count("=")
-    return (base64.b64decode(data[:chars])[:MAX_OUTPUT_BYTES]
-            + f"\n[mux: {stream} cut: {total} bytes, the first {MAX_OUTPUT_BYTES} kept]\n".encode())
+    try:
+        if len(data) <= chars:
+            return base64.b64decode(data)
+        total = len(data) // 4 * 3 - data[-2:].count("=")
+        return (base64.b64decode(data[:chars])[:MAX_OUTPUT_BYTES]
+                + f"\n[mux: {stream} cut: {total} bytes, the first {MAX_OUTPUT_BYTES} kept]\n".encode())
+    except ValueError:  # binascii.Error: not base64
+        return f"[mux: {stream} was not base64: {len(data)} characters dropped]\n".encode()

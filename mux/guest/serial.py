@@ -38,6 +38,7 @@ TAIL_CHARS = 1 << 20  # kept in memory; the log file keeps everything
 OVERLAP = 4096  # re-searched before new text, for matches that span chunks
 _CONTEXT = 256  # kept before a search's start, so ^, \b and lookbehinds see real text
 _COALESCE = 4096  # small chunks are joined, so a byte-at-a-time guest makes few strings
+_MARKER_TAIL = 256  # an endless line's last characters kept for its next piece (a marker's)
 
 
 class SerialLog:
@@ -80,8 +81,16 @@ class SerialLog:
     def _tell_lines(self, chunk: str) -> None:
         *lines, self._partial = (self._partial + chunk).split("\n")
         if len(self._partial) > _COALESCE:  # a "line" that never ends: told in pieces
-            lines.append(self._partial)
-            self._partial = ""
+            # Cut before a marker near its end (else before its last word), so a marker
+            # that straddles the bound (``... MUX-ATTENTION ring``) is told whole, with
+            # its text, in the next piece, however the guest's output was chunked.
+            cut = self._partial.rfind("MUX-", len(self._partial) - _MARKER_TAIL)
+            if cut <= 0:
+                cut = max(self._partial.rfind(" "), self._partial.rfind("\t"))
+            if cut <= 0 or len(self._partial) - cut > _MARKER_TAIL:
+                cut = len(self._partial)
+            lines.append(self._partial[:cut])
+            self._partial = self._partial[cut:]
         now = time.time()
         for line in lines:
             for listener in list(self.line_listeners):

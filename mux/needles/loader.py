@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
 from PIL import Image
 
 from mux.errors import ConfigError, Location
@@ -65,6 +66,9 @@ def read_needle(json_path: Path, problems: Problems, notes: Problems | None = No
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         problems.append((Location(json_path, exc.lineno, exc.colno), f"needle is not JSON: {exc.msg}"))
+        return None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting
+        problems.append((top, f"needle is not JSON that can be read: {str(exc)[:100]}"))
         return None
     locate = _json_positions(text, json_path)
     before = len(problems)
@@ -124,7 +128,11 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            parsed = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
+        return parsed if math.isfinite(parsed) else None  # JSON as Python reads it: 1e999, NaN
     if isinstance(value, str):
         try:
             parsed = float(value.strip())
@@ -193,7 +201,9 @@ def _json_positions(text: str, path: Path) -> SourceMap:
     tokens, become spaces: columns stay the same)."""
     try:
         return load_yaml_text(text.replace("\t", " "), path)[1]
-    except ConfigError:
+    except (ConfigError, yaml.YAMLError, ValueError, TypeError, RecursionError):
+        # Positions are a courtesy: JSON that YAML cannot place (characters YAML refuses,
+        # nesting too deep) is still read, and its problems are placed at its start.
         return lambda _path: Location(path, 1, 1)
 
 
@@ -282,6 +292,6 @@ def _raw_tags(path: Path) -> list[str]:
     """The tags a broken needle file declares, as far as they can be read."""
     try:
         tags = json.loads(path.read_text(encoding="utf-8")).get("tags", [])
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return []
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []

@@ -210,7 +210,9 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
     fail, names = ctx.fail, ctx.names
     if kind == "assert_state" and args.get("state") not in (None, *STATES):
         fail((*where, "state"), f"assert_state: state must be one of {', '.join(STATES)}")
-    if kind == "switch" and names is not None and args["persona"] not in (*names, "next", "previous"):
+    persona = args.get("persona")  # missing when its type check failed (reported already)
+    if kind == "switch" and names is not None and persona is not None \
+            and persona not in (*names, "next", "previous"):
         fail((*where, "persona"), f"switch: unknown persona {args['persona']!r}"
                                   f" (personas: {', '.join(names)}, next, previous)")
     if kind in ("press", "hold", "release", "type"):
