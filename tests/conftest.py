@@ -107,7 +107,7 @@ def debian_image() -> images.BuiltImage:
 @pytest.fixture
 def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An Xvfb server of the test's own, with SDL's x11 driver on it (real windows)."""
-    from tests.test_window import xvfb
+    from tests.display.test_window import xvfb
 
     with xvfb() as name:
         monkeypatch.setenv("DISPLAY", name)

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CSV = REPO.parent / "shared" / "data" / "keycodemapdb" / "keymaps.csv"
+DEFAULT_CSV = REPO / "tests" / "data" / "keycodemapdb" / "keymaps.csv"
 DEFAULT_OUT = REPO / "mux" / "input" / "keycodes.py"
 COMMAND = ".venv/bin/python tools/gen_keymap.py"
 
