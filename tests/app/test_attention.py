@@ -371,8 +371,8 @@ async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_i
     from mux.display.window import x11_window
     from mux.errors import StepFailed
     from mux.scenario.runner import StepRunner
-    from tests.mqtt_helpers import Panel
     from tests.display.test_window import x_screenshot, x_window_origin_and_type
+    from tests.mqtt_helpers import Panel
 
     beta_color = (0x30, 0xA0, 0x40)
     async with Panel(broker).connected() as panel, controller(

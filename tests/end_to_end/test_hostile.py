@@ -42,9 +42,9 @@ from mux.guest.rfb import LED_RATE
 from mux.input.events import EV_KEY, EV_SYN, InputEvent
 from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S
-from tests.mqtt_helpers import Panel
 from tests.display.test_leds import RecordingSink
 from tests.guest.test_network import Counter
+from tests.mqtt_helpers import Panel
 
 FLOOD_S = 60
 KEY_Z = 44  # typed into work: a key the text typed into home never uses

@@ -20,8 +20,8 @@ from mux.guest.agent import MAX_OUTPUT_BYTES, MAX_REPLY_BYTES, AgentError, Guest
 from mux.guest.ratelimit import Coalescer
 from mux.guest.rfb import ENCODING_LED_STATE, LED_RATE, RESIZE_RATE, RfbClient, RfbError
 from tests.conftest import wait_until
-from tests.guest.test_agent import FakeAgent, serving
 from tests.display.test_leds import RecordingSink
+from tests.guest.test_agent import FakeAgent, serving
 from tests.guest.test_rfb import raw, rect, scripted_server, serve_handshake, update
 
 # --- the pure limiter ----------------------------------------------------------------------

@@ -25,8 +25,8 @@ from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import qemu_argv
 from mux.guest.state import RunState
 from mux.scenario.runner import StepRunner
-from tests.conftest import READY_S, SESSION_DIR, session_qemus, wait_until
 from tests.app.test_keep_guests import Run, all_running, mux, wait_for
+from tests.conftest import READY_S, SESSION_DIR, session_qemus, wait_until
 
 TCG = AccelChoice("tcg", "test", proven=True)
 

@@ -110,7 +110,7 @@ qemu_args = ["-device", "virtio-rng-pci"]
     devices = option_values(argv, "-device")
     assert "ide-cd,drive=mux-cdrom,id=mux-cdrom,bootindex=1" in devices
     assert "virtio-blk-pci,drive=mux-disk,id=mux-disk,bootindex=2" in devices
-    assert option_values(argv, "-netdev") == [  # passt serves it, and the forwards (tests/guest/test_network.py)
+    assert option_values(argv, "-netdev") == [  # passt serves it (forwards: tests/guest/test_network.py)
         f"stream,id=mux-net,server=off,addr.type=unix,addr.path={tmp_path / 'inst.net'}"]
     passt_argv = passt.passt_argv(persona, tmp_path)
     assert option_values(passt_argv, "--tcp-ports") == ["127.0.0.1/2222:22"]
