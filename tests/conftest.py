@@ -21,6 +21,8 @@ from mux.cli import frontends
 from mux.config import Config, MuxSection, PersonaConfig
 from tests.mqtt_helpers import MOSQUITTO, Broker
 
+pytest_plugins = ["tests.tiers"]
+
 READY_S = 120.0
 
 #: This test session's own directory: runtime directories and the state directory (kept

@@ -30,7 +30,7 @@ from mux.scenario.parse import load_scenario
 from mux.scenario.report import write_junit, write_results
 from mux.scenario.runner import run_scenario
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 AGENT_S = 900.0  # TCG on a busy 2-core machine, UEFI is slower still
 
 

@@ -28,6 +28,7 @@ SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
 # --- the pure parts ----------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_the_marker_and_a_personas_pattern_give_the_request_text() -> None:
     assert request_text("MUX-ATTENTION call from home", None) == "call from home"
     assert request_text("[  3.1] x MUX-ATTENTION  call  ", None) == "call"  # anywhere in the line
@@ -48,6 +49,7 @@ def request(persona: str, text: str = "hi", when: float = 1.0) -> AttentionReque
     return AttentionRequested(persona, text, when)
 
 
+@pytest.mark.pure
 def test_the_policy_switches_only_when_asked_to_and_the_user_is_idle() -> None:
     armed = [request("beta", when=1), request("gamma", when=2)]
     assert due(armed, "alpha", "notify", False, 100) == (None, None)
@@ -59,6 +61,7 @@ def test_the_policy_switches_only_when_asked_to_and_the_user_is_idle() -> None:
     assert due([], "alpha", "switch", False, 9) == (None, None)
 
 
+@pytest.mark.pure
 def test_times_are_iso_8601_in_utc() -> None:
     assert iso_time(0) == "1970-01-01T00:00:00.000+00:00"
     assert iso_time(1.5) == "1970-01-01T00:00:01.500+00:00"
@@ -91,6 +94,7 @@ class Watched:
         self.events.publish(Switched(old, new, "test"))
 
 
+@pytest.mark.pure
 def test_requests_are_pending_shown_and_listed_until_their_persona_is_visited() -> None:
     w = Watched(pattern=r"^RING (.*)")
     w.switched("alpha")
@@ -113,6 +117,7 @@ def test_requests_are_pending_shown_and_listed_until_their_persona_is_visited() 
     assert AttentionCleared("alpha") in w.heard and w.output.attention == [] and w.attention.status() == []
 
 
+@pytest.mark.pure
 def test_a_switch_disarms_what_was_pending_but_the_banner_keeps_it() -> None:
     w = Watched("switch")
     w.switched("alpha")
@@ -124,6 +129,7 @@ def test_a_switch_disarms_what_was_pending_but_the_banner_keeps_it() -> None:
     assert [r.text for r in w.attention.armed] == ["three"]
 
 
+@pytest.mark.pure
 def test_the_newest_pending_requests_are_kept() -> None:
     w = Watched()
     for n in range(attention_module.MAX_PENDING + 5):
@@ -138,6 +144,7 @@ def quick_idle(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
     yield 0.3
 
 
+@pytest.mark.pure
 async def test_the_switch_waits_for_released_keys_and_idle_input(quick_idle: float) -> None:
     """Held key: no switch; released: a switch once input has been idle (the positive control)."""
     w = Watched("switch")
@@ -172,6 +179,7 @@ async def test_the_switch_waits_for_released_keys_and_idle_input(quick_idle: flo
         await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.pure
 async def test_wait_for_finds_a_pending_or_an_arriving_request() -> None:
     w = Watched()
     w.switched("alpha")
@@ -190,6 +198,7 @@ async def test_wait_for_finds_a_pending_or_an_arriving_request() -> None:
 # --- the banner, under SDL's dummy driver -------------------------------------------------
 
 
+@pytest.mark.pure
 def test_the_banner_shows_the_newest_request_in_the_asking_personas_colour(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
@@ -260,6 +269,7 @@ steps:
 """
 
 
+@pytest.mark.pure
 def test_the_step_is_checked_like_the_others(tmp_path: Any) -> None:
     from mux.errors import ScenarioError
     from mux.scenario.parse import load_scenario
@@ -277,6 +287,7 @@ def test_the_step_is_checked_like_the_others(tmp_path: Any) -> None:
     assert "s.yaml:8:" in str(raised.value) and "not a valid regex" in str(raised.value)
 
 
+@pytest.mark.guests
 async def test_the_step_passes_on_a_request_and_fails_naming_what_came(
         controller: Any, tmp_path: Any) -> None:
     """Personas that are not booted: their serial logs are told lines as a guest's would be."""
@@ -360,7 +371,7 @@ async def both_ready(ctl: Any) -> None:
     assert ctl.active == "alpha"
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_it(
         controller: Any, broker: Any, x_display: str) -> None:
     import json
@@ -445,7 +456,7 @@ async def ctl_status(ctl: Any) -> str:
     return out.decode()
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_persona(
         controller: Any) -> None:
 

@@ -31,7 +31,7 @@ from mux.scenario.parse import load_scenario
 from mux.scenario.runner import run_scenario
 from tests.app.test_agent_personas import AGENT_S, ctl_exec
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 
 SCENARIO = """\
 name: clocks and tagged lines

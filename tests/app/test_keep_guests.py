@@ -26,6 +26,7 @@ MUX = [sys.executable, "-m", "mux"]
 LSHIFT, KEY_A = 42, 30
 
 
+@pytest.mark.pure
 def test_keep_guests_is_checked_with_its_line(tmp_path: Path) -> None:
     def load(line: str) -> MuxSection:
         config = tmp_path / "c.toml"
@@ -39,6 +40,7 @@ def test_keep_guests_is_checked_with_its_line(tmp_path: Path) -> None:
     assert f"{tmp_path / 'c.toml'}:3" in str(caught.value) and "on-crash, always, never" in str(caught.value)
 
 
+@pytest.mark.services
 def test_a_state_directory_too_deep_for_unix_sockets_is_refused_by_name(tmp_path: Path) -> None:
     """Socket paths over 107 bytes: QEMU's terse failure becomes one message naming the path."""
     deep = tmp_path / ("s" * 60) / ("t" * 60)
@@ -53,6 +55,7 @@ def test_a_state_directory_too_deep_for_unix_sockets_is_refused_by_name(tmp_path
     assert not session_qemus([str(deep)])
 
 
+@pytest.mark.pure
 def test_held_keys_file_follows_presses_and_gives_their_releases(tmp_path: Path) -> None:
     held = HeldKeys(tmp_path / "w.held")
     shift = {"type": "key", "data": {"down": True, "key": {"type": "qcode", "data": "shift"}}}
@@ -169,7 +172,7 @@ def x_keyboard() -> Iterator[tuple[str, Callable[[int, bool], None]]]:
             display.close()
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_sigkilled_controller_guests_run_on_and_are_adopted_with_held_keys_released(
         tmp_path: Path, home: tuple[Path, dict[str, str]], console_image: Any) -> None:
     state, env = home
@@ -219,7 +222,7 @@ def test_sigkilled_controller_guests_run_on_and_are_adopted_with_held_keys_relea
     assert list((state / "mux" / "guests").iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_a_changed_guest_is_left_running_until_restart_changed_and_down_removes_everything(
         tmp_path: Path, home: tuple[Path, dict[str, str]], console_image: Any) -> None:
     state, env = home
@@ -263,7 +266,7 @@ def test_a_changed_guest_is_left_running_until_restart_changed_and_down_removes_
     assert list((state / "mux" / "guests").iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_never_and_replay_guests_die_with_a_sigkilled_controller(
         tmp_path: Path, home: tuple[Path, dict[str, str]], console_image: Any) -> None:
     state, env = home
@@ -294,7 +297,7 @@ def test_never_and_replay_guests_die_with_a_sigkilled_controller(
     wait_for(lambda: all(start_ticks(pid) is None for pid in found), 5, "the replay's guest to die")
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_a_device_the_dead_controller_hotplugged_moves_again_after_adoption(
         tmp_path: Path, home: tuple[Path, dict[str, str]], console_image: Any) -> None:
     state, env = home
@@ -330,6 +333,7 @@ def test_a_device_the_dead_controller_hotplugged_moves_again_after_adoption(
         second.stop()
 
 
+@pytest.mark.services
 def test_dry_run_shows_a_kept_guests_sockets_in_its_state_directory(
         tmp_path: Path, home: tuple[Path, dict[str, str]]) -> None:
     state, env = home
@@ -344,6 +348,7 @@ def test_dry_run_shows_a_kept_guests_sockets_in_its_state_directory(
     assert f"{state}/mux-DRYRUN/work.qmp" in mux("run", str(never), "--dry-run", env=env).stdout
 
 
+@pytest.mark.guests
 def test_mux_down_kills_a_qemu_its_dead_controller_never_recorded(
         tmp_path: Path, home: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
@@ -369,7 +374,7 @@ def test_mux_down_kills_a_qemu_its_dead_controller_never_recorded(
         fake.kill()
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_mqtt_says_offline_when_the_controller_dies_and_everything_again_after_adoption(
         tmp_path: Path, home: tuple[Path, dict[str, str]], broker: Any, console_image: Any) -> None:
     import asyncio

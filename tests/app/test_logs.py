@@ -26,6 +26,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.pure
 async def test_every_whole_line_is_tagged_in_the_file_and_in_memory(tmp_path: Path) -> None:
     work, home = SerialLog(tmp_path / "work.serial.log"), SerialLog(tmp_path / "home.serial.log")
     log = TaggedLog(tmp_path / "logs", {"work": "c03030", "home": "3060c0"})
@@ -48,6 +49,7 @@ async def test_every_whole_line_is_tagged_in_the_file_and_in_memory(tmp_path: Pa
     assert [r async for r in log.lines(follow=True)][-1] == {"end": "stopped"}  # closed: no wait
 
 
+@pytest.mark.pure
 async def test_a_follower_gets_the_kept_lines_then_each_new_one_then_the_end(tmp_path: Path) -> None:
     work = SerialLog(tmp_path / "work.serial.log")
     log = TaggedLog(None, {"work": "c03030"})  # no folder: memory only
@@ -70,6 +72,7 @@ async def test_a_follower_gets_the_kept_lines_then_each_new_one_then_the_end(tmp
     assert got[-1] == {"end": "stopped"}
 
 
+@pytest.mark.pure
 def test_the_printer_pads_tags_colours_them_only_when_asked_and_prints_json(tmp_path: Path) -> None:
     header = {"personas": ["work", "household"], "colors": {"work": "c03030", "household": "nonsense"}}
     line = {"t": 1.5, "persona": "work", "line": "hi"}
@@ -93,6 +96,7 @@ def write_log(folder: Path, *lines: dict[str, Any]) -> None:
     (folder / FILE_NAME).write_text("".join(json.dumps(r) + "\n" for r in (header, *lines)))
 
 
+@pytest.mark.pure
 def test_a_folder_is_read_in_time_order_filtered_and_unknown_names_are_refused(tmp_path: Path) -> None:
     write_log(tmp_path / "run", {"t": 3, "persona": "home", "line": "c"},
               {"t": 1, "persona": "work", "line": "a"}, {"t": 2, "persona": "home", "line": "b"},
@@ -111,6 +115,7 @@ def mux(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.services
 def test_mux_logs_from_a_folder_and_its_usage_errors(tmp_path: Path) -> None:
     write_log(tmp_path, {"t": 2, "persona": "home", "line": "b"}, {"t": 1, "persona": "work", "line": "a"})
     result = mux("--from", str(tmp_path))
@@ -142,6 +147,7 @@ class Lines:
         return self.log.lines(since, follow)
 
 
+@pytest.mark.pure
 async def test_the_control_socket_streams_the_lines_and_refuses_unknown_names(tmp_path: Path) -> None:
     work, home = SerialLog(tmp_path / "w.log"), SerialLog(tmp_path / "h.log")
     log = TaggedLog(None, {"work": "c03030", "home": "3060c0"})
@@ -173,6 +179,7 @@ async def test_the_control_socket_streams_the_lines_and_refuses_unknown_names(tm
     assert "end" not in followed[-1]
 
 
+@pytest.mark.pure
 def test_bad_records_in_a_folder_name_their_line(tmp_path: Path) -> None:
     write_log(tmp_path)
     with (tmp_path / FILE_NAME).open("a") as f:
@@ -185,6 +192,7 @@ def test_bad_records_in_a_folder_name_their_line(tmp_path: Path) -> None:
     assert [r["line"] for r in read_folder(tmp_path, [], None)[1:]] == ["a"]
 
 
+@pytest.mark.pure
 async def test_memory_keeps_the_newest_lines_within_bounds_and_a_stuck_follower_is_ended(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mux.app import taglog
@@ -207,6 +215,7 @@ async def test_memory_keeps_the_newest_lines_within_bounds_and_a_stuck_follower_
     assert len(records(tmp_path / FILE_NAME)) == 6  # the file keeps everything
 
 
+@pytest.mark.pure
 async def test_a_follower_that_hangs_up_is_dropped_at_the_next_line(tmp_path: Path) -> None:
     work = SerialLog(tmp_path / "w.log")
     log = TaggedLog(None, {"work": "c03030"})
@@ -227,6 +236,7 @@ async def test_a_follower_that_hangs_up_is_dropped_at_the_next_line(tmp_path: Pa
             assert not log._followers and not server.streams
 
 
+@pytest.mark.pure
 async def test_a_follower_from_a_later_time_gets_only_the_lines_from_then_on(tmp_path: Path) -> None:
     """``since`` filters where the lines are kept, followed ones too (mux logs does not again)."""
     log = TaggedLog(None, {"work": "c03030"})

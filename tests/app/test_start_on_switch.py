@@ -11,6 +11,8 @@ from mux.app.events import Event, Events, Switched
 from mux.app.switcher import Switcher
 from mux.errors import StateError
 
+pytestmark = pytest.mark.pure
+
 
 async def test_a_refused_ready_changes_nothing_and_a_started_one_switches() -> None:
     running = {"work"}

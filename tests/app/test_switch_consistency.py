@@ -61,6 +61,7 @@ async def run_switch(switcher: Switcher, target: str) -> None:
         loop.cancel()
 
 
+@pytest.mark.pure
 async def test_a_failing_part_completes_the_switch_and_reports_it() -> None:
     parts, events = Parts("input", DisplayError("no output")), list[Event]()
     switcher = switcher_with(parts, events)
@@ -71,6 +72,7 @@ async def test_a_failing_part_completes_the_switch_and_reports_it() -> None:
     assert events == [Switched("work", "home", "test")]
 
 
+@pytest.mark.pure
 async def test_a_bug_in_a_part_is_raised_as_itself_after_the_switch() -> None:
     parts, events = Parts("display", RuntimeError("bug")), list[Event]()
     switcher = switcher_with(parts, events)
@@ -79,6 +81,7 @@ async def test_a_bug_in_a_part_is_raised_as_itself_after_the_switch() -> None:
     assert switcher.active == "home" and events == [Switched("work", "home", "test")]
 
 
+@pytest.mark.pure
 async def test_devices_that_cannot_follow_refuse_the_switch_and_nothing_changes() -> None:
     parts, events = Parts("devices", DeviceError("device 'stick' stays on work")), list[Event]()
     switcher = switcher_with(parts, events)
@@ -119,7 +122,7 @@ async def ctl(sock: Path, cmd: str, persona: str | None = None) -> dict[str, Any
     return reply
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_status_routing_and_display_agree_after_a_part_of_a_switch_fails(
         controller: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sock = tmp_path / "control.sock"

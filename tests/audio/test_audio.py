@@ -65,6 +65,7 @@ RATE = 48000
 # --- pure: the policy and the volume scale ------------------------------------------------
 
 
+@pytest.mark.pure
 def test_twenty_db_down_on_pulseaudios_cubic_scale() -> None:
     duck = volume_for_db(-DUCK_DB)
     assert duck == pytest.approx(0.4642, abs=1e-4)
@@ -75,6 +76,7 @@ def test_twenty_db_down_on_pulseaudios_cubic_scale() -> None:
     assert StreamSetting(mute=False, volume=duck) == DUCKED
 
 
+@pytest.mark.pure
 def test_only_the_active_persona_is_live_and_a_background_microphone_is_always_muted() -> None:
     for kind in ("output", "input"):
         assert stream_setting("a", "a", kind, "mute") == LIVE
@@ -85,6 +87,7 @@ def test_only_the_active_persona_is_live_and_a_background_microphone_is_always_m
     assert stream_setting("b", "a", "input", "duck") == MUTED
 
 
+@pytest.mark.pure
 def test_states() -> None:
     assert persona_state("a", "a", audio=True, available=True, background="mute") == "live"
     assert persona_state("b", "a", audio=True, available=True, background="mute") == "muted"
@@ -93,12 +96,14 @@ def test_states() -> None:
     assert persona_state("a", "a", audio=False, available=True, background="mute") == "off"
 
 
+@pytest.mark.pure
 def test_a_stream_already_set_is_left_alone() -> None:
     assert matches(MUTED, True, 0.3)  # a muted stream's volume does not matter
     assert matches(LIVE, False, 1.0) and not matches(LIVE, False, 0.5) and not matches(LIVE, True, 1.0)
     assert matches(DUCKED, False, DUCKED.volume + 1 / 65536) and not matches(DUCKED, False, 1.0)
 
 
+@pytest.mark.pure
 def test_the_sound_card_on_the_command_line() -> None:
     config = PersonaConfig("work", audio=True)
     argv = hardware_argv(config, Path("/run/x"), ImageBoot(None), sound=True, sound_server="unix:/p/native")
@@ -113,6 +118,7 @@ def test_the_sound_card_on_the_command_line() -> None:
     assert "-audiodev" not in hardware_argv(PersonaConfig("work"), Path("/run/x"), ImageBoot(None))
 
 
+@pytest.mark.pure
 def test_where_the_server_is(tmp_path: Path) -> None:
     assert server_address({"PULSE_SERVER": "tcp:host:4713"}) == "tcp:host:4713"
     assert server_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == ""  # no socket there
@@ -124,12 +130,14 @@ def test_where_the_server_is(tmp_path: Path) -> None:
         assert server_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == f"unix:{tmp_path}/pulse/native"
 
 
+@pytest.mark.guests
 async def test_qemu_has_its_pa_backend_and_a_binary_without_it_is_told_apart() -> None:
     assert await qemu_has_pa(), "QEMU's pa backend is missing: ./bootstrap test installs qemu-system-gui"
     assert not await qemu_has_pa("/bin/true")
     assert not await qemu_has_pa("/no/such/qemu")
 
 
+@pytest.mark.services
 def test_mux_runs_without_libpulse_and_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """pulsectl loads libpulse when imported: mux imports it only when it connects."""
     code = ("import sys, mux.cli, mux.app.controller, mux.bench.runner, mux.frontends.mqtt\n"
@@ -232,6 +240,7 @@ def is_(setting: StreamSetting, stream: Stream | None) -> bool:
     return stream is not None and matches(setting, stream.mute, stream.volume)
 
 
+@pytest.mark.services
 async def test_a_switch_mutes_the_old_persona_and_a_new_background_stream_is_muted_at_once(
         pulse: str, streams: Streams) -> None:
     a_out, b_out = streams.start("a", "a"), streams.start("b", "b")
@@ -257,6 +266,7 @@ async def test_a_switch_mutes_the_old_persona_and_a_new_background_stream_is_mut
             assert is_(LIVE, seen[(stranger, "output")])
 
 
+@pytest.mark.services
 async def test_duck_turns_the_background_down_20_db_and_mutes_its_microphone(
         pulse: str, streams: Streams) -> None:
     a_out = streams.start("a", "a")
@@ -276,6 +286,7 @@ async def test_duck_turns_the_background_down_20_db_and_mutes_its_microphone(
         await wait_streams(server, lambda s: is_(LIVE, s.get((a_in, "input"))), "a's mic live")
 
 
+@pytest.mark.services
 async def test_a_server_that_goes_away_is_warned_about_once_and_followed_again_when_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "pulse"
@@ -325,6 +336,7 @@ async def test_a_server_that_goes_away_is_warned_about_once_and_followed_again_w
 # --- the controller ---------------------------------------------------------------------
 
 
+@pytest.mark.guests
 async def test_without_a_sound_server_the_persona_runs_with_one_warning_and_is_unavailable(
         tmp_path: Path, controller: Callable[..., Any], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,7 +362,6 @@ async def test_without_a_sound_server_the_persona_runs_with_one_warning_and_is_u
 
 
 # --- the acceptance test: real guests, real tones ---------------------------------------
-
 
 
 async def record(address: str, seconds: float = 1.5) -> np.ndarray[Any, Any]:
@@ -410,7 +421,7 @@ def audio_states(ctl: Any) -> dict[str, str]:
     return {p["name"]: p["audio"] for p in ctl.status()["personas"]}
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 async def test_only_the_active_personas_tone_is_heard_before_and_after_a_switch(
         pulse: str, debian_image: images.BuiltImage, controller: Callable[..., Any]) -> None:
     heard: list[Event] = []
@@ -430,7 +441,7 @@ async def test_only_the_active_personas_tone_is_heard_before_and_after_a_switch(
         assert set(changes[-2:]) == {AudioChanged("tone-a", "muted"), AudioChanged("tone-b", "live")}
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 async def test_a_ducked_background_persona_is_heard_20_db_down(
         pulse: str, debian_image: images.BuiltImage, controller: Callable[..., Any]) -> None:
     async with controller(*TONES, audio=AudioSection("duck")) as ctl:
@@ -446,6 +457,7 @@ async def test_a_ducked_background_persona_is_heard_20_db_down(
         assert 0.05 < ratio < 0.2, ratios
 
 
+@pytest.mark.services
 def test_nothing_of_pulseaudio_is_left(tmp_path: Path) -> None:
     """The fixture's server is this test's own process: after its context it is gone."""
     directory = tmp_path / "pulse"

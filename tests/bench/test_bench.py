@@ -7,6 +7,8 @@ import pytest
 from mux.bench.runner import PARTS, parts_for
 from mux.cli import main
 
+pytestmark = pytest.mark.pure
+
 
 def test_only_runs_the_parts_that_measure_the_keys_asked_for() -> None:
     assert parts_for(None) == set(PARTS)

@@ -20,6 +20,7 @@ def mux(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MUX, *args], capture_output=True, text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.services
 def test_bad_config_exits_2_with_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[mux]\naccel = "tcg"\n\n[[persona]]\nname = "w"\nmemroy_mb = 3\n')
@@ -28,6 +29,7 @@ def test_bad_config_exits_2_with_file_and_line(tmp_path: Path) -> None:
     assert f"{config}:6" in result.stderr and "memroy_mb" in result.stderr
 
 
+@pytest.mark.services
 def test_bad_scenario_exits_2_before_booting(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
     scenario.write_text("name: x\nconfig:\n  persona: [{name: a}]\nsteps:\n  - switch: b\n  - wait: 3\n")
@@ -38,6 +40,7 @@ def test_bad_scenario_exits_2_before_booting(tmp_path: Path) -> None:
     assert "accelerator" not in result.stdout  # nothing booted
 
 
+@pytest.mark.services
 def test_yaml_syntax_error_exits_2(tmp_path: Path) -> None:
     scenario = tmp_path / "broken.yaml"
     scenario.write_text("name: x\nsteps:\n  - switch: {persona: a\n")
@@ -46,6 +49,7 @@ def test_yaml_syntax_error_exits_2(tmp_path: Path) -> None:
     assert f"{scenario}:" in result.stderr and "YAML syntax error" in result.stderr
 
 
+@pytest.mark.services
 def test_dry_run_prints_command_lines_without_booting(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[mux]\naccel = "tcg"\n[[persona]]\nname = "a"\n[[persona]]\nname = "b"\n')
@@ -56,13 +60,14 @@ def test_dry_run_prints_command_lines_without_booting(tmp_path: Path) -> None:
     assert all("accel=tcg" in line and "tcp" not in line for line in lines)
 
 
+@pytest.mark.services
 def test_ctl_without_controller_is_a_clear_error(tmp_path: Path) -> None:
     result = mux("ctl", "--socket", str(tmp_path / "none.sock"), "status")
     assert result.returncode == 1
     assert "no controller answers" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_run_under_sigterm_leaves_nothing_behind(tmp_path: Path, console_image: Any) -> None:
     base = tmp_path / "rt"
     base.mkdir()

@@ -9,6 +9,8 @@ import pytest
 from mux.config import demo_config, load_config
 from mux.errors import ConfigError, UnknownPersona
 
+pytestmark = pytest.mark.pure
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "mux.toml"

@@ -41,6 +41,8 @@ from mux.scenario.model import STEPS, Scenario
 from mux.scenario.parse import load_scenario
 from mux.sourcemap import load_toml_text, load_yaml_text
 
+pytestmark = pytest.mark.pure
+
 # --- profiles and budgets (shared with tests/guest/test_fuzz_streams.py) -----------------------
 
 FUZZ_SCALE = 40  # the fuzz profile runs this many times each parser's CI budget

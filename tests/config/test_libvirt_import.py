@@ -82,6 +82,7 @@ def option_values(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == option]
 
 
+@pytest.mark.services
 def test_a_virt_manager_domain_loads_and_runs_as_a_persona(tmp_path: Path) -> None:
     disk, iso = tmp_path / "debian13.qcow2", tmp_path / "debian-13-netinst.iso"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
@@ -127,6 +128,7 @@ def test_a_virt_manager_domain_loads_and_runs_as_a_persona(tmp_path: Path) -> No
     assert "/var/lib/libvirt" not in variables  # mux's own store, not the domain's nvram
 
 
+@pytest.mark.pure
 def test_a_bios_domain_on_a_libvirt_network_booting_its_cdrom() -> None:
     root = ET.fromstring("""<domain type='kvm'><name>win</name><memory unit='GiB'>2</memory>
       <os><type machine='pc-i440fx-7.2'>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os>
@@ -152,12 +154,14 @@ def test_a_bios_domain_on_a_libvirt_network_booting_its_cdrom() -> None:
     (None, "4194304", 4096), ("KiB", "1048576", 1024), ("MiB", "512", 512), ("GiB", "4", 4096),
     ("bytes", str(256 * 1024 * 1024), 256), ("G", "1", 1024),
 ])
+@pytest.mark.pure
 def test_memory_units(unit: str | None, value: str, mib: int) -> None:
     element = ET.Element("memory", {"unit": unit} if unit else {})
     element.text = value
     assert memory_mb(element) == mib
 
 
+@pytest.mark.pure
 def test_names_become_persona_names() -> None:
     assert persona_name("Windows 11 Pro") == "windows-11-pro"
     assert persona_name("__") == "vm"
@@ -168,6 +172,7 @@ def test_names_become_persona_names() -> None:
     ("<domain><name>x</name>", ":2:"),  # not XML: file:line
     ("<network><name>x</name></network>", "not <domain>"),
 ])
+@pytest.mark.services
 def test_bad_files_exit_2_naming_the_file(tmp_path: Path, text: str, words: str) -> None:
     xml = tmp_path / "bad.xml"
     xml.write_text(text + "\n")

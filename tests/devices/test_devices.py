@@ -33,6 +33,8 @@ from mux.guest.cmdline import qemu_argv
 from mux.guest.state import RunState
 from mux.scenario.parse import load_scenario
 
+pytestmark = pytest.mark.pure
+
 TCG = AccelChoice("tcg", "test", proven=True)
 DISK = DeviceConfig("workdisk", "disk", "work", file=Path("/srv/work.qcow2"), format="qcow2")
 STICK = DeviceConfig("stick", "usb-storage", "work", file=Path("/srv/stick.img"), follow="active")

@@ -32,7 +32,7 @@ from mux.guest.persona import Persona
 from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S, make_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 ADD_BLOCK = re.compile(r"MUX-UEVENT add block (sd[a-z]+)")
 REMOVE_BLOCK = re.compile(r"MUX-UEVENT remove block sd[a-z]+")
 UEVENT_S = 60.0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image, ImageDraw
 
 from mux.display.change import MIN_PIXELS, changed_pixels, noticeable
+
+pytestmark = pytest.mark.pure
 
 CELL = (8, 16)  # the console's font cell
 

@@ -41,6 +41,7 @@ def ppm(image: Image.Image) -> bytes:
 # --- pure parts ------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_backbuffer_keeps_the_newest_frame_only() -> None:
     buffer = BackBuffer(["a"])
     assert buffer.get("a") is None
@@ -52,6 +53,7 @@ def test_backbuffer_keeps_the_newest_frame_only() -> None:
         buffer.get("zz")
 
 
+@pytest.mark.pure
 def test_screendump_unchanged_screen_keeps_image_with_new_time() -> None:
     buffer = BackBuffer(["a"])
     first = buffer.put_screendump("a", ppm(solid(WORK)), 1.0)
@@ -63,6 +65,7 @@ def test_screendump_unchanged_screen_keeps_image_with_new_time() -> None:
         decode_image(b"P6\nnot a picture")
 
 
+@pytest.mark.pure
 def test_headless_output_and_auto() -> None:
     output = HeadlessOutput()
     assert output.current_frame() is None
@@ -88,7 +91,7 @@ async def ready(ctl: Any, *names: str) -> None:
                            for n in names))
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_switch_presents_the_back_buffered_frame_before_any_live_one(controller: Any) -> None:
     async with controller(PersonaConfig("work", color="c03030"), PersonaConfig("home", color="3060c0"),
                           display=DisplaySection(output="headless")) as ctl:
@@ -123,7 +126,7 @@ async def test_switch_presents_the_back_buffered_frame_before_any_live_one(contr
             await ctl.screenshot("nobody")
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(controller: Any) -> None:
     from mux.scenario.runner import StepRunner
 
@@ -165,7 +168,7 @@ async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(
         assert current is not None and current[0] == "work" and near(current[1].getpixel(CORNER), GREEN)
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) -> None:
     from mux.scenario.runner import StepRunner
 
@@ -194,7 +197,7 @@ async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) ->
         assert await ctl.switch("home", "test") == "home"
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_guest_resolution_change_keeps_the_link(controller: Any, caplog: pytest.LogCaptureFixture
                                                       ) -> None:
     caplog.set_level(logging.DEBUG, logger="mux.guest.rfb")

@@ -37,6 +37,7 @@ class RecordingSink:
 # --- the pure router -------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_active_changes_are_written_inactive_ones_kept_until_switch() -> None:
     router, sink = LedRouter(["a", "b"]), RecordingSink()
     router.add_sink(sink)
@@ -54,6 +55,7 @@ def test_active_changes_are_written_inactive_ones_kept_until_switch() -> None:
     assert sink.writes == [CAPS, NUM, OFF]
 
 
+@pytest.mark.pure
 def test_a_sink_added_later_gets_the_physical_state_and_a_broken_sink_spoils_nothing() -> None:
     class Broken:
         def set_leds(self, caps: bool, num: bool, scroll: bool) -> None:
@@ -70,6 +72,7 @@ def test_a_sink_added_later_gets_the_physical_state_and_a_broken_sink_spoils_not
     assert late.writes == [NUM, CAPS]
 
 
+@pytest.mark.pure
 def test_unknown_persona_is_a_mux_error_and_status_form() -> None:
     router = LedRouter(["a"])
     with pytest.raises(UnknownPersona):
@@ -83,7 +86,7 @@ def test_unknown_persona_is_a_mux_error_and_status_form() -> None:
 # --- real guests -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_physical_leds_follow_the_active_persona_only(controller: Any, tmp_path: Path) -> None:
     from mux.scenario.runner import StepRunner
 

@@ -87,6 +87,7 @@ def pixel(window: WindowOutput, x: int, y: int) -> tuple[int, int, int]:
 # --- pure layout -----------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_fit_keeps_the_aspect_ratio_and_centres() -> None:
     area = Rect(0, 32, 800, 800)
     rect = fit((1024, 768), area)
@@ -100,6 +101,7 @@ def test_fit_keeps_the_aspect_ratio_and_centres() -> None:
 @given(st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(0, 60)] * 2),
        st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(0, 60)] * 2),
        st.integers(-20, 20), st.integers(-20, 20))
+@pytest.mark.pure
 def test_layout_rects_agree_with_pygame(a: tuple[int, int, int, int], b: tuple[int, int, int, int],
                                         dx: int, dy: int) -> None:
     """layout.Rect is pure, but what pygame draws with it must be where pygame would."""
@@ -115,6 +117,7 @@ def test_layout_rects_agree_with_pygame(a: tuple[int, int, int, int], b: tuple[i
     assert tuple(Rect(0, 0, a[2], a[3]).centred_at((dx, dy))) == tuple(centred)
 
 
+@pytest.mark.pure
 def test_sdl_scancodes_are_usb_usages_mapped_to_linux_codes() -> None:
     assert linux_key(4) == 30  # A
     assert linux_key(57) == 58  # Caps Lock
@@ -126,6 +129,7 @@ def test_sdl_scancodes_are_usb_usages_mapped_to_linux_codes() -> None:
 # --- the window under SDL's dummy driver -----------------------------------------------
 
 
+@pytest.mark.pure
 def test_banner_is_drawn_outside_the_guest_area_and_guests_cannot_cover_it(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, _, _ = dummy_window
@@ -144,6 +148,7 @@ def test_banner_is_drawn_outside_the_guest_area_and_guests_cannot_cover_it(
     assert window.current_frame() is None
 
 
+@pytest.mark.pure
 def test_live_frames_upload_only_their_rectangles_and_show_the_right_picture(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, _, _ = dummy_window
@@ -181,6 +186,7 @@ def test_live_frames_upload_only_their_rectangles_and_show_the_right_picture(
     assert pixel(window, 2, 2) == WORK  # the banner too
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("window_size", [(1100, 800), (800, 632), (1024, 800)])
 def test_a_live_framebuffer_is_drawn_where_it_fits_scaled_or_not_and_its_changes_follow(
         dummy_window: tuple[WindowOutput, list[Any], list[str]], window_size: tuple[int, int]) -> None:
@@ -209,6 +215,7 @@ def test_a_live_framebuffer_is_drawn_where_it_fits_scaled_or_not_and_its_changes
     assert pixel(window, 2, 2) == WORK
 
 
+@pytest.mark.pure
 def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, _, _ = dummy_window
     window.present("work", Frame(solid((10, 200, 10), (720, 400)), 1.0, "vnc"))
@@ -217,6 +224,7 @@ def test_small_frames_are_scaled_to_fit(dummy_window: tuple[WindowOutput, list[A
     assert pixel(window, 2, 2) == WORK
 
 
+@pytest.mark.pure
 def test_overview_shows_every_back_buffer_and_a_digit_switches(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, typed, picked = dummy_window
@@ -250,6 +258,7 @@ def test_overview_shows_every_back_buffer_and_a_digit_switches(
     asyncio.run(scenario())
 
 
+@pytest.mark.pure
 def test_keys_typed_into_the_window_are_routed_and_released_on_focus_loss(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, typed, _ = dummy_window
@@ -267,6 +276,7 @@ def test_keys_typed_into_the_window_are_routed_and_released_on_focus_loss(
     ]
 
 
+@pytest.mark.pure
 def test_the_mouse_in_the_window_is_an_absolute_pointer_in_the_guest(
         dummy_window: tuple[WindowOutput, list[Any], list[str]]) -> None:
     window, typed, _ = dummy_window
@@ -289,6 +299,7 @@ def test_the_mouse_in_the_window_is_an_absolute_pointer_in_the_guest(
                      [InputEvent(EV_REL, REL_WHEEL, -1), SYN]]
 
 
+@pytest.mark.pure
 def test_fullscreen_takes_the_whole_screen_under_the_banner(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     window = WindowOutput(COLORS, BackBuffer(list(COLORS)), fullscreen=True)
@@ -303,6 +314,7 @@ def test_fullscreen_takes_the_whole_screen_under_the_banner(monkeypatch: pytest.
         window.close()
 
 
+@pytest.mark.pure
 def test_closing_the_window_asks_mux_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     closed: list[bool] = []
@@ -325,6 +337,7 @@ def test_closing_the_window_asks_mux_to_stop(monkeypatch: pytest.MonkeyPatch) ->
     window.close()  # twice is fine
 
 
+@pytest.mark.pure
 def test_window_without_a_display_is_a_display_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from mux.display.output import open_output
     from mux.errors import DisplayError
@@ -401,8 +414,7 @@ def x_window_origin_and_type(display_name: str, window_id: int, keycodes: list[i
         display.close()
 
 
-
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
         controller: Any, x_display: str) -> None:
     async with controller(PersonaConfig("work", color="c03030"), PersonaConfig("home", color="3060c0"),
@@ -441,6 +453,7 @@ async def test_real_window_on_xvfb_shows_the_active_persona_under_its_banner(
     assert not ctl.output.canvas.is_open  # closed with the controller
 
 
+@pytest.mark.guests
 async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                console_image: Any) -> None:
@@ -464,6 +477,7 @@ async def test_the_overview_hotkey_works_from_any_input_source(tmp_path: Any,
         assert not ctl.output.overview  # type: ignore[attr-defined]
 
 
+@pytest.mark.pure
 def test_a_switch_draws_once_with_the_new_personas_leds(
         dummy_window: tuple[WindowOutput, list[Any], list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
     from mux.display.leds import Leds

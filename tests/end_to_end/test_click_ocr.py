@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 NEEDLES = Path(__file__).parent.parent.parent / "scenarios" / "needles"
 
 SCENARIO = """\

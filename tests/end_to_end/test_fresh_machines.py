@@ -54,7 +54,7 @@ DEMO_SECONDS = 60
 #: Replayed after the demo, on the fresh machine's own QEMU and kernel: keys, LEDs, needles.
 SCENARIOS = ("scenarios/caps-lock-led.yaml", "scenarios/two-personas-isolation.yaml")
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 
 
 def _missing_tools() -> str | None:

@@ -46,6 +46,8 @@ from tests.display.test_leds import RecordingSink
 from tests.guest.test_network import Counter
 from tests.mqtt_helpers import Panel
 
+pytestmark = pytest.mark.heavy
+
 FLOOD_S = 60
 KEY_Z = 44  # typed into work: a key the text typed into home never uses
 SYN = InputEvent(EV_SYN, 0, 0)
@@ -144,7 +146,6 @@ async def mux_logs(*args: str) -> bytes:
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_a_hostile_background_persona_leaves_the_active_one_and_the_host_alone(
         controller: Any, broker: Any, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from lxml import etree
 
 SCENARIOS = sorted((Path(__file__).parent.parent.parent / "scenarios").glob("*.yaml"))
 SCHEMA = Path(__file__).parent.parent / "data" / "junit-10.xsd"
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 
 
 def replay(*args: str) -> subprocess.CompletedProcess[str]:

@@ -82,6 +82,7 @@ def check_entity(component: str, config: dict[str, Any], where: str) -> None:
         assert set(config["origin"]) <= ORIGIN_KEYS and config["origin"]["name"] == "mux", where
 
 
+@pytest.mark.pure
 def test_every_per_entity_config_has_only_documented_keys() -> None:
     configs = discovery_messages(*ARGS, support_url="https://example.org/mux")
     assert len(configs) == 2 + 10 * len(PERSONAS) + len(DEVICES)  # per persona 10 (ready, attention, audio)
@@ -93,6 +94,7 @@ def test_every_per_entity_config_has_only_documented_keys() -> None:
     assert len(set(unique_ids)) == len(unique_ids)
 
 
+@pytest.mark.pure
 def test_the_device_config_holds_the_same_entities_with_the_same_ids() -> None:
     entities = discovery_messages(*ARGS)
     (topic, device), = discovery_messages(*ARGS, mode="device").items()
@@ -109,6 +111,7 @@ def test_the_device_config_holds_the_same_entities_with_the_same_ids() -> None:
     assert len(device["cmps"]) == len(entities)
 
 
+@pytest.mark.pure
 def test_names_categories_and_availability_follow_the_panel_conventions() -> None:
     configs = {t.split("/")[3]: c for t, c in discovery_messages(*ARGS).items()}
     assert configs["active"]["name"] == "Active persona"
@@ -139,6 +142,7 @@ def test_names_categories_and_availability_follow_the_panel_conventions() -> Non
     assert stick["options"] == [*PERSONAS, "none"] and stick["command_topic"] == "mux/device/stick/set"
 
 
+@pytest.mark.pure
 def test_the_migration_plan_hands_over_what_stays_and_clears_the_rest() -> None:
     device = discovery_messages(*ARGS, mode="device")
     retained = {t: json.dumps(c).encode() for t, c in discovery_messages(*ARGS).items()}
@@ -156,6 +160,7 @@ def test_the_migration_plan_hands_over_what_stays_and_clears_the_rest() -> None:
     assert migration_plan({}, device, "homeassistant", "desk") == ([], [])
 
 
+@pytest.mark.pure
 def test_device_select_commands_state_and_events() -> None:
     command = parse_command("mux/device/stick/set", b"home", "mux", PERSONAS, DEVICES)
     assert (command.kind, command.persona, command.action, command.device) == (  # type: ignore[union-attr]
@@ -182,6 +187,7 @@ def test_device_select_commands_state_and_events() -> None:
         "event_type": "switched", "persona": "home", "source": "hotkey", "text": "t"}
 
 
+@pytest.mark.pure
 def test_the_first_active_persona() -> None:
     assert first_active(["work", "home"], None, None) == "work"
     assert first_active(["work", "home"], None, "home") == "home"
@@ -190,6 +196,7 @@ def test_the_first_active_persona() -> None:
     assert first_active([], "home", None) is None
 
 
+@pytest.mark.pure
 def test_the_active_persona_is_remembered_per_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     assert statedir.remembered_active(tmp_path / "a.toml") is None
@@ -206,6 +213,7 @@ def test_the_active_persona_is_remembered_per_config(tmp_path: Path, monkeypatch
     ('[mux]\nstart_on_switch = "yes"\n', "mux.start_on_switch must be bool"),
     ('[mqtt]\nurl = "mqtt://b:1883"\ndiscovery = "devices"\n', "mqtt.discovery: must be one of"),
 ])
+@pytest.mark.pure
 def test_new_config_keys_are_checked(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "mux.toml"
     path.write_text(text + '[[persona]]\nname = "work"\n')
@@ -214,6 +222,7 @@ def test_new_config_keys_are_checked(tmp_path: Path, text: str, words: str) -> N
     assert f"{path}:{text.count(chr(10))}:" in str(caught.value)  # the line of the bad key
 
 
+@pytest.mark.pure
 def test_new_config_keys_are_read(tmp_path: Path) -> None:
     path = tmp_path / "mux.toml"
     path.write_text('[mux]\nactive = "home"\nstart_on_switch = false\n'
@@ -227,6 +236,7 @@ def test_new_config_keys_are_read(tmp_path: Path) -> None:
 # --- the hand-over between the modes, against a real mosquitto ---------------------------
 
 
+@pytest.mark.guests
 async def test_switching_the_discovery_mode_hands_the_entities_over(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     from mux.app.controller import Controller

@@ -77,11 +77,13 @@ class StandIn:
         return self.events.subscribe(callback)
 
 
+@pytest.mark.pure
 def test_the_stand_in_is_a_control_api() -> None:
     api: ControlAPI = StandIn()  # mypy checks the shape; this checks it runs
     assert api.names == ("work", "home")
 
 
+@pytest.mark.pure
 async def test_control_socket_refuses_mux_errors_and_reports_bugs_as_bugs(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     api, sock = StandIn(), tmp_path / "control.sock"
@@ -103,6 +105,7 @@ async def test_control_socket_refuses_mux_errors_and_reports_bugs_as_bugs(
     assert not sock.exists() or not control._answers(sock)
 
 
+@pytest.mark.services
 async def test_mqtt_commands_are_owned_tasks_and_a_bug_is_logged_not_refused(
         caplog: pytest.LogCaptureFixture) -> None:
     api = StandIn()

@@ -70,12 +70,14 @@ def idle(*names: str) -> list[PersonaConfig]:
     ("mux/persona/work/set", b"explode", "unknown action 'explode'"),
     ("mux/persona/garden/set", b"start", "unknown persona 'garden' in topic"),
 ])
+@pytest.mark.pure
 def test_bad_commands_are_refused_with_a_reason(topic: str, payload: bytes, words: str) -> None:
     result = parse_command(topic, payload, "mux", ["work", "home"])
     assert not hasattr(result, "kind"), result
     assert words in result.error  # type: ignore[union-attr]
 
 
+@pytest.mark.pure
 def test_good_commands_parse() -> None:
     assert parse_command("mux/active/set", b"home\n", "mux", ["work", "home"]).persona == "home"  # type: ignore[union-attr]
     command = parse_command("mux/persona/work/set", b"restart", "mux", ["work"])
@@ -85,6 +87,7 @@ def test_good_commands_parse() -> None:
 # --- against the broker, no guests booted ---------------------------------------------------
 
 
+@pytest.mark.guests
 async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: Broker,
                                                        console_image: Any) -> None:
     async with Panel(broker).connected() as panel, \
@@ -134,6 +137,7 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
             assert {t for t, _, retain in late.messages if retain} == set(configs)
 
 
+@pytest.mark.guests
 async def test_rediscovery_and_removal_of_a_persona_that_left(tmp_path: Path, broker: Broker,
                                                               console_image: Any) -> None:
     stale = f"{HA}/sensor/{NODE}/gone_state/config"
@@ -148,6 +152,7 @@ async def test_rediscovery_and_removal_of_a_persona_that_left(tmp_path: Path, br
             await panel.wait_for(select, lambda p: len(panel.heard(select)) > before)
 
 
+@pytest.mark.guests
 async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, broker: Broker,
                                                             console_image: Any) -> None:
     bad = [
@@ -179,6 +184,7 @@ async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, brok
                      f"{BASE}/persona/work/devices/set", f"{BASE}/x/set"]),
     st.one_of(st.binary(max_size=64), st.sampled_from([b"work", b"home", b"stop", b"garden"]))),
     min_size=1, max_size=8))
+@pytest.mark.guests
 async def test_random_payloads_never_break_the_controller(
         tmp_path: Path, broker: Broker, console_image: Any, commands: list[tuple[str, bytes]]) -> None:
     commands = [(t, p) for t, p in commands if p.strip() not in (b"start", b"restart")]  # no boots
@@ -195,6 +201,7 @@ async def test_random_payloads_never_break_the_controller(
             await panel.wait_for(f"{BASE}/active", lambda p: p == ctl.active.encode())  # type: ignore[union-attr]
 
 
+@pytest.mark.guests
 async def test_password_auth(tmp_path: Path, broker: Broker, console_image: Any) -> None:
     broker.stop()
     broker.users = {"panel": "secret", "mux": "hunter2"}
@@ -211,6 +218,7 @@ async def test_password_auth(tmp_path: Path, broker: Broker, console_image: Any)
         await panel.wait_for(f"{BASE}/availability", lambda p: p == b"offline")
 
 
+@pytest.mark.guests
 async def test_broker_restart_republishes_and_commands_still_work(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     async with controller_with_mqtt(tmp_path, broker, *idle("work", "home"), start_on_switch=False) as ctl:
@@ -228,6 +236,7 @@ async def test_broker_restart_republishes_and_commands_still_work(
             assert ctl.active is None
 
 
+@pytest.mark.guests
 def test_last_will_after_sigkill(tmp_path: Path, broker: Broker, console_image: Any) -> None:
     config = tmp_path / "mux.toml"
     config.write_text(f'[mux]\naccel = "tcg"\ncontrol_socket = "{tmp_path}/c.sock"\n'
@@ -253,7 +262,7 @@ def test_last_will_after_sigkill(tmp_path: Path, broker: Broker, console_image: 
 # --- with real guests ------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_select_switches_real_guests_and_screens_are_the_right_persona(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     personas = [PersonaConfig("work", color="c03030"), PersonaConfig("home", color="3060c0")]
@@ -283,6 +292,7 @@ def _dominant_close(jpeg: bytes, rgb: tuple[int, int, int]) -> bool:
     return all(abs(a - b) < 24 for a, b in zip(dominant, rgb, strict=True))
 
 
+@pytest.mark.guests
 async def test_device_topics_move_a_device_and_publish_the_lists(tmp_path: Path, broker: Broker,
                                                                  console_image: Any) -> None:
     from mux.devices.model import DeviceConfig

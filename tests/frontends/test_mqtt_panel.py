@@ -39,7 +39,7 @@ SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
 SCROLLLOCK_RIGHT = [InputEvent(EV_KEY, 70, 1), SYN, InputEvent(EV_KEY, 106, 1), SYN,  # "next"
                     InputEvent(EV_KEY, 106, 0), SYN, InputEvent(EV_KEY, 70, 0), SYN]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.guests, pytest.mark.timeout(600)]
 
 
 @asynccontextmanager
@@ -73,7 +73,6 @@ async def wait_event(panel: Panel, event_type: str, **fields: Any) -> dict[str, 
     return event
 
 
-@pytest.mark.slow
 async def test_select_starts_a_stopped_persona_hotkeys_are_events_and_the_switch_stops_one(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     async with Panel(broker).connected() as panel, \
@@ -120,7 +119,6 @@ async def test_select_starts_a_stopped_persona_hotkeys_are_events_and_the_switch
         assert ctl.persona("work").state == "running"
 
 
-@pytest.mark.slow
 async def test_a_device_select_moves_a_device_between_guests(tmp_path: Path, broker: Broker,
                                                              console_image: Any) -> None:
     stick_file = tmp_path / "stick.img"
@@ -146,7 +144,6 @@ async def test_a_device_select_moves_a_device_between_guests(tmp_path: Path, bro
         assert ctl.devices("home") == [] and ctl.devices("work") == []
 
 
-@pytest.mark.slow
 def test_sigterm_leaves_every_persona_stopped_and_a_restart_restores_the_active_one(
         tmp_path: Path, broker: Broker, console_image: Any) -> None:
     config = tmp_path / "mux.toml"

@@ -57,6 +57,7 @@ def drag(model: EditorModel, *points: tuple[int, int]) -> None:
 # --- the pure model ---------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_dragging_draws_areas_in_picture_pixels_and_clicks_select() -> None:
     model = EditorModel(SIZE, tags=["prompt"])
     drag(model, (0, 76), (40, 80), (88, 96))
@@ -88,6 +89,7 @@ def test_dragging_draws_areas_in_picture_pixels_and_clicks_select() -> None:
     assert stacked.areas[-1] == EditArea(200, 200, 60, 40)
 
 
+@pytest.mark.pure
 def test_the_viewport_maps_window_pixels_to_picture_edges() -> None:
     assert Viewport().to_picture((88, 96), SIZE) == (88, 96)
     assert Viewport().to_picture((2000, -5), SIZE) == (1024, 0)
@@ -96,6 +98,7 @@ def test_the_viewport_maps_window_pixels_to_picture_edges() -> None:
     assert half.to_window((88, 76)) == (54, 58)
 
 
+@pytest.mark.pure
 def test_the_keyboard_alone_makes_and_tunes_areas() -> None:
     model = EditorModel(SIZE, tags=["prompt"])
     assert keys(model, "n") == [None]
@@ -134,6 +137,7 @@ def test_the_keyboard_alone_makes_and_tunes_areas() -> None:
     assert model.show_help
 
 
+@pytest.mark.pure
 def test_every_button_and_help_line_names_a_real_command() -> None:
     for _, command in bindings.BUTTONS:
         assert command == "" or command in bindings.COMMANDS
@@ -145,6 +149,7 @@ def test_every_button_and_help_line_names_a_real_command() -> None:
     assert bindings.label(EditorModel(SIZE, [EditArea(0, 0, 5, 5, match=90)]), "match {match}") == "match 90"
 
 
+@pytest.mark.pure
 def test_json_round_trip_through_the_loader(tmp_path: Path) -> None:
     model = EditorModel(SIZE, tags=["work-prompt", "console"], properties=["workaround"])
     model.areas = [EditArea(0, 76, 88, 20, "match", 90, 30, (12, 10)), EditArea(88, 76, 24, 20, "exclude"),
@@ -169,6 +174,7 @@ def test_json_round_trip_through_the_loader(tmp_path: Path) -> None:
                                            "type": "match", "match": 96}
 
 
+@pytest.mark.pure
 def test_saving_refuses_a_needle_the_loader_would_skip_and_a_new_one_needs_a_picture(tmp_path: Path) -> None:
     json_path = tmp_path / "new.json"
     model = EditorModel(SIZE, [EditArea(0, 0, 10, 10, "exclude")])
@@ -182,6 +188,7 @@ def test_saving_refuses_a_needle_the_loader_would_skip_and_a_new_one_needs_a_pic
     assert model.tags == ["new"] and model.size == picture.size == (640, 480) and not model.areas
 
 
+@pytest.mark.pure
 def test_the_live_match_finds_each_area_where_it_moved() -> None:
     needle = Image.open(PROMPT.with_suffix(".png")).convert("RGB")
     moved = Image.new("RGB", needle.size, needle.getpixel((500, 500)))
@@ -196,6 +203,7 @@ def test_the_live_match_finds_each_area_where_it_moved() -> None:
 # --- the window, with the mouse alone (SDL's dummy driver) ------------------------------
 
 
+@pytest.mark.pure
 def test_the_mouse_alone_draws_tunes_and_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     from mux.frontends.needle_editor.view import EditorWindow, pygame
@@ -289,7 +297,7 @@ def prompt_shown(sock: Path) -> bool:
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_draw_a_needle_on_a_live_persona_with_xdotool_and_replay_it(tmp_path: Path, console_image: Any,
                                                                     x_display: str) -> None:
     from tests.display.test_window import x_screenshot

@@ -17,6 +17,8 @@ import pytest
 
 from mux.guest.agent import AgentError, GuestAgent
 
+pytestmark = pytest.mark.pure
+
 
 @dataclass
 class FakeAgent:

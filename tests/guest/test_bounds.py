@@ -24,6 +24,8 @@ from tests.display.test_leds import RecordingSink
 from tests.guest.test_agent import FakeAgent, serving
 from tests.guest.test_rfb import raw, rect, scripted_server, serve_handshake, update
 
+pytestmark = pytest.mark.pure
+
 # --- the pure limiter ----------------------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ from mux.errors import ScenarioError
 from mux.guest.clock import TimeError, parse_guest_time, parse_iso, parse_since, utc_text
 from mux.scenario.parse import load_scenario
 
+pytestmark = pytest.mark.pure
+
 NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
 
 

@@ -36,6 +36,7 @@ def dry_run(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, lis
     return {name: shlex.split(rest) for name, rest in (line.split(": ", 1) for line in lines)}
 
 
+@pytest.mark.pure
 def test_dry_run_has_the_tablet_a_window_gets_and_the_boot_devices(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     personas = (PersonaConfig("work", image=None, devices=devices(tmp_path)),
@@ -56,6 +57,7 @@ def test_dry_run_has_the_tablet_a_window_gets_and_the_boot_devices(
         personas[0], headless.mux.runtime_dir / "mux-DRYRUN", choose_accel(headless.mux.accel), None)
 
 
+@pytest.mark.pure
 def test_persona_launch_argv_is_the_builders(tmp_path: Path) -> None:
     tcg = AccelChoice("tcg", "test", proven=True)
     config = PersonaConfig("work", image=None, devices=devices(tmp_path))
@@ -72,6 +74,7 @@ def _outside_guest() -> list[Path]:
     return [p for p in MUX.rglob("*.py") if "guest" not in p.relative_to(MUX).parts]
 
 
+@pytest.mark.pure
 def test_only_mux_guest_imports_qemu_or_sends_raw_qmp() -> None:
     offences = []
     for path in _outside_guest():
@@ -94,7 +97,7 @@ def test_only_mux_guest_imports_qemu_or_sends_raw_qmp() -> None:
     assert not offences, offences
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_dry_run_argv_is_what_the_controller_launches_with_window_and_devices(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         controller: Any) -> None:

@@ -34,6 +34,7 @@ def bad(text: str, allowed: str = "") -> list[str]:
     return [c for c in text if (ord(c) in C0 or ord(c) == 0x7F or ord(c) in C1) and c not in allowed]
 
 
+@pytest.mark.pure
 def test_every_control_class_is_shown_as_backslash_x_and_tab_and_backslash_are_kept() -> None:
     assert sorted(CONTROLS) == sorted([*C0, 0x7F, *C1])
     for code in [*C0, 0x7F, *C1]:
@@ -45,6 +46,7 @@ def test_every_control_class_is_shown_as_backslash_x_and_tab_and_backslash_are_k
     assert visible("héllo ✓ \u00a0") == "héllo ✓ \u00a0"  # printable non-ASCII, from U+00A0 on, is kept
 
 
+@pytest.mark.pure
 def test_a_carriage_return_ending_a_line_goes_and_one_inside_it_is_shown() -> None:
     assert visible("hi\r") == "hi" and visible("hi\r\r") == "hi"
     assert visible("secret\rlies") == r"secret\x0dlies"
@@ -52,6 +54,7 @@ def test_a_carriage_return_ending_a_line_goes_and_one_inside_it_is_shown() -> No
     assert visible_lines("one\r\ntwo\r\n\x1b[2Athree") == "one\ntwo\n\\x1b[2Athree"
 
 
+@pytest.mark.pure
 @given(st.text())
 def test_no_control_character_survives(text: str) -> None:
     assert not bad(visible(text), "\t")
@@ -59,11 +62,13 @@ def test_no_control_character_survives(text: str) -> None:
     assert not bad(shown, "\t\n") and shown.count("\n") == text.count("\n")
 
 
+@pytest.mark.pure
 @given(st.text().filter(lambda t: not bad(t, "\t")))
 def test_text_without_controls_is_unchanged(text: str) -> None:
     assert visible(text) == text and visible_lines(text) == text
 
 
+@pytest.mark.pure
 def test_the_printer_escapes_the_line_not_its_own_colours_and_raw_keeps_it() -> None:
     record = {"t": 1.5, "persona": "work", "line": f"{TITLE}ok{UP_TWO}"}
     coloured = Printer(color=True, json_lines=False, timestamps=False, only=[])
@@ -91,6 +96,7 @@ def mux_logs(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
+@pytest.mark.services
 def test_mux_logs_shows_a_guests_escape_sequences_escaped_and_raw_prints_them(tmp_path: Path) -> None:
     lines = [TITLE + "title", CLIPBOARD, f"real{UP_TWO}fake", "bell\x07 del\x7f csi\x9b1m tab\tend",
              "a\rb", r"back\slash"]
@@ -126,6 +132,7 @@ class FakeController:
         return self
 
 
+@pytest.mark.pure
 async def test_replay_progress_lines_and_messages_show_guest_text_escaped(tmp_path: Path) -> None:
     serial = SerialLog(tmp_path / "work.serial.log")
     out, err = f"{TITLE}ok\r\n{CLIPBOARD}\nreal{UP_TWO}fake\n".encode(), "\x9b2J\n".encode()

@@ -46,6 +46,8 @@ from mux.guest.rfb_reader import RfbReader
 from mux.guest.serial import _COALESCE, SerialLog
 from tests.config.test_fuzz_files import budget
 
+pytestmark = pytest.mark.pure
+
 LIMIT = 64 << 20  # bytes a peer may make mux allocate at once (a 4096x4096 framebuffer)
 EXAMPLE_S = 10.0  # one example's time, hang included
 

@@ -81,6 +81,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.pure
 def test_a_user_network_is_passts_and_host_access_is_slirps(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[[persona]]\nname = "a"\nnetwork = "user"\n'
                                          'forward = ["tcp:2222:22"]\n[[persona]]\nname = "b"\n'
@@ -95,6 +96,7 @@ def test_a_user_network_is_passts_and_host_access_is_slirps(tmp_path: Path) -> N
     assert "user,id=mux-net" in qemu_argv(b, tmp_path, TCG, None)
 
 
+@pytest.mark.pure
 def test_host_access_needs_a_user_network_and_passt_is_required_without_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -109,6 +111,7 @@ def test_host_access_needs_a_user_network_and_passt_is_required_without_it(
     assert load_config(write(tmp_path, '[[persona]]\nname = "a"\nnetwork = "user"\nhost_access = true\n'))
 
 
+@pytest.mark.pure
 async def test_host_access_is_warned_at_each_launch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         await hardware.prepare(PersonaConfig("open", network="user", host_access=True), tmp_path, None,
@@ -140,7 +143,7 @@ async def network_up(ctl: Any, name: str) -> Any:
     return persona
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_a_user_network_guest_reaches_neither_host_loopback_nor_forwards_but_host_access_does(
         controller: Any) -> None:
     outside = host_address()
@@ -180,7 +183,7 @@ def passts(marker: Path) -> list[int]:
     return passt.strays(marker)
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_no_passt_outlives_its_persona(controller: Any) -> None:
     async with controller(PersonaConfig("net", network="user", restart="no")) as ctl:
         persona = ctl.persona("net")
@@ -210,7 +213,7 @@ def state() -> Iterator[tuple[Path, dict[str, str]]]:
     mux("down", env=env)
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_a_kept_guests_passt_lives_on_with_it_and_goes_with_mux_down(
         tmp_path: Path, state: tuple[Path, dict[str, str]], console_image: Any) -> None:
     directory, env = state
@@ -241,7 +244,7 @@ def test_a_kept_guests_passt_lives_on_with_it_and_goes_with_mux_down(
     assert not list(directory.rglob("*.net"))
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 def test_a_never_kept_guests_passt_dies_with_a_sigkilled_controller(
         tmp_path: Path, state: tuple[Path, dict[str, str]], console_image: Any) -> None:
     directory, env = state

@@ -22,7 +22,7 @@ from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from tests.conftest import READY_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 TCG = AccelChoice("tcg", "test", proven=True)
 
 

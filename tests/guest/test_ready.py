@@ -42,6 +42,7 @@ async def fake_agent(tmp_path: Path) -> AsyncIterator[tuple[FakeAgent, Path]]:
         yield served
 
 
+@pytest.mark.pure
 async def test_ready_when_the_agent_answers_then_exec_and_shutdown(
         tmp_path: Path, fake_agent: tuple[FakeAgent, Path]) -> None:
     agent, path = fake_agent
@@ -66,6 +67,7 @@ async def test_ready_when_the_agent_answers_then_exec_and_shutdown(
     log.close()
 
 
+@pytest.mark.pure
 async def test_without_an_agent_exec_says_so_and_the_marker_counts_only_after_the_launch(
         tmp_path: Path) -> None:
     log = SerialLog(tmp_path / "serial.log")
@@ -111,6 +113,7 @@ class FakeProcess:
         self.gone.set()
 
 
+@pytest.mark.pure
 async def test_stopping_asks_the_agent_first_then_escalates() -> None:
     proc = FakeProcess()
 
@@ -141,6 +144,7 @@ async def test_stopping_asks_the_agent_first_then_escalates() -> None:
     assert asked == ["asked"] and deaf.commands[:2] == ["system_powerdown", "quit"]
 
 
+@pytest.mark.pure
 def test_steps_wait_ready_and_exec_are_checked(tmp_path: Path) -> None:
     assert {"wait_ready", "exec"} <= set(STEPS)
     good = tmp_path / "good.yaml"
@@ -179,6 +183,7 @@ class FakeController:
         return self.result
 
 
+@pytest.mark.pure
 async def test_exec_step_runs_sh_c_checks_status_and_match_and_reports_output() -> None:
     ctl = FakeController({"exitcode": 0, "signal": None, "stdout": b"typed\n", "stderr": b"warn\n"})
     said: list[str] = []
@@ -199,6 +204,7 @@ async def test_exec_step_runs_sh_c_checks_status_and_match_and_reports_output() 
     await runner.step_exec({"command": "exit 3", "persona": None, "timeout": 60, "status": 3, "match": None})
 
 
+@pytest.mark.pure
 async def test_bench_agent_figures_are_null_with_a_reason_without_the_image(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from mux.bench import agent
@@ -245,7 +251,7 @@ async def _boot_and_type(tmp_path: Path, index: int, ocr: Callable[[Image.Image]
         return f"the typed text never showed; last prompt line {line!r} ({screen})"
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 async def test_twenty_boots_typed_text_follows_the_prompt(tmp_path: Path, console_image: Any) -> None:
     from mux.needles.ocr import OcrUnavailable, TextReader
 
@@ -275,6 +281,7 @@ async def test_twenty_boots_typed_text_follows_the_prompt(tmp_path: Path, consol
     assert len(rows) == BOOTS
 
 
+@pytest.mark.pure
 async def test_ctl_exec_through_the_control_socket(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
                                                    ) -> None:
     from mux.errors import ControlError

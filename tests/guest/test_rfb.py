@@ -98,7 +98,7 @@ def guest_args(image: images.BuiltImage) -> tuple[str, ...]:
             "-append", f"{image.append} mux.persona=p mux.color=c03030")
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_frame_matches_screendump_and_lock_keys_alone_light_no_led() -> None:
     leds: list[Leds] = []
     async with qemu() as vm, RfbClient(vm.vnc, on_leds=leds.append) as rfb:
@@ -120,7 +120,7 @@ async def test_frame_matches_screendump_and_lock_keys_alone_light_no_led() -> No
         assert rfb.leds == OFF and leds == [OFF]
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_live_streams_frames_until_turned_off() -> None:
     frames: list[float] = []
     async with qemu() as vm, RfbClient(vm.vnc, on_frame=lambda frame: frames.append(frame.captured)) as rfb:
@@ -135,7 +135,7 @@ async def test_live_streams_frames_until_turned_off() -> None:
         assert len(frames) == count
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_dropped_connection_ends_closed_quietly() -> None:
     async with qemu() as vm, RfbClient(vm.vnc) as rfb:
         await rfb.frame(10)
@@ -146,7 +146,7 @@ async def test_dropped_connection_ends_closed_quietly() -> None:
         rfb.live = True  # harmless on a closed client
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_guest_leds_resize_and_full_frame_speed(console_image: images.BuiltImage) -> None:
     """The LED test against the built-in console guest (caps lock lights its caps LED)."""
     leds: list[Leds] = []
@@ -256,6 +256,7 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[int, int, int]:
 RED, GREEN, BLUE = b"\x00\x00\xff\x00", b"\x00\xff\x00\x00", b"\xff\x00\x00\x00"
 
 
+@pytest.mark.pure
 async def test_parses_leds_resizes_and_other_messages_then_ends_on_garbage() -> None:
     go_on = asyncio.Event()
     requests: list[tuple[int, int, int]] = []
@@ -297,6 +298,7 @@ async def test_parses_leds_resizes_and_other_messages_then_ends_on_garbage() -> 
                 await rfb.frame(1)
 
 
+@pytest.mark.pure
 async def test_live_requests_incrementally_after_each_update() -> None:
     requests: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
 
@@ -319,6 +321,7 @@ async def test_live_requests_incrementally_after_each_update() -> None:
             assert frames == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
 
+@pytest.mark.pure
 async def test_partial_updates_land_in_place_and_name_their_rectangles() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_handshake(reader, writer, size=(4, 3))
@@ -357,6 +360,7 @@ async def test_partial_updates_land_in_place_and_name_their_rectangles() -> None
     assert pictures[1].getcolors() == [(12, (255, 0, 0))]
 
 
+@pytest.mark.pure
 async def test_connect_errors_name_the_socket() -> None:
     async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"RFB 003.008\n\x00" + struct.pack(">I", 8) + b"too many")
@@ -378,6 +382,7 @@ async def test_connect_errors_name_the_socket() -> None:
             pass
 
 
+@pytest.mark.pure
 async def test_rectangles_of_odd_sizes_arriving_in_odd_pieces_land_in_the_framebuffer() -> None:
     """Pixels are received straight into the framebuffer (whole rows at once, narrower
     rectangles row by row): whatever the rectangles' sizes and however the bytes are cut

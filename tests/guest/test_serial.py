@@ -10,6 +10,8 @@ import pytest
 
 from mux.guest.serial import SerialLog
 
+pytestmark = pytest.mark.pure
+
 
 async def test_waits_start_after_the_previous_match_and_lines_end_without_cr(tmp_path: Path) -> None:
     log = SerialLog(tmp_path / "p.serial.log")

@@ -21,7 +21,7 @@ from mux.guest.serial import TAIL_CHARS
 from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 FLOOD_MIB = int(os.environ.get("MUX_TEST_FLOOD_MIB", "50"))
 FLOOD_S = 1800.0  # a bound on waiting, not a speed requirement (measured: 75-125 KiB/s)
 

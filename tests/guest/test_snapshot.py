@@ -23,7 +23,7 @@ from mux.guest.state import RunState
 from mux.scenario.snapshot import measure_speedup, read_manifest
 from tests.conftest import READY_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 TCG = AccelChoice("tcg", "test", proven=True)
 
 

@@ -26,6 +26,7 @@ from mux.scenario.runner import load_all, run_scenario
 # --- fast ------------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_which_disks_a_snapshot_holds(tmp_path: Path) -> None:
     disk = tmp_path / "data.img"
     overlaid = PersonaConfig("work", image="console", disk=disk, overlay=True)
@@ -59,7 +60,7 @@ def config(disk: Path, overlay: bool) -> str:
             f" overlay: {'true' if overlay else 'false'}}}\n")
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_a_snapshot_holds_the_overlaid_disk(tmp_path: Path, console_image: Any) -> None:
     disk = tmp_path / "data.img"
     disk.write_bytes(bytes(1 << 20))

@@ -56,6 +56,7 @@ def dry_run(config: Path) -> subprocess.CompletedProcess[str]:
 # --- config: what boots, defaults, and every mistake with file:line -------------------
 
 
+@pytest.mark.services
 def test_a_disk_alone_boots_by_itself_and_no_keys_mean_the_console(tmp_path: Path) -> None:
     vm = qcow2(tmp_path / "vm.qcow2")
     qcow2(tmp_path / "x.qcow2")
@@ -77,6 +78,7 @@ def test_a_disk_alone_boots_by_itself_and_no_keys_mean_the_console(tmp_path: Pat
     assert f"file={overlay},if=none,id=mux-disk,format=qcow2" in option_values(argv, "-drive")
 
 
+@pytest.mark.services
 def test_a_disks_format_is_read_from_the_file_not_its_name(tmp_path: Path) -> None:
     qcow2(tmp_path / "vm.img")  # a qcow2 image with a raw-looking name
     (tmp_path / "raw.qcow2").write_bytes(b"\0" * 4096)  # and the other way round
@@ -86,6 +88,7 @@ def test_a_disks_format_is_read_from_the_file_not_its_name(tmp_path: Path) -> No
     assert f"file={tmp_path / 'vm.img'},if=none,id=mux-disk,format=qcow2" in option_values(argv, "-drive")
 
 
+@pytest.mark.services
 def test_machine_keys_reach_the_command_line(tmp_path: Path) -> None:
     qcow2(tmp_path / "vm.qcow2")
     (tmp_path / "setup.iso").write_bytes(b"\0" * 2048)
@@ -122,6 +125,7 @@ qemu_args = ["-device", "virtio-rng-pci"]
     assert persona.forward == (Forward("tcp", 2222, 22), Forward("udp", 5353, 53))
 
 
+@pytest.mark.services
 def test_overlay_is_on_in_scenarios_and_off_for_mux_run(tmp_path: Path) -> None:
     qcow2(tmp_path / "vm.qcow2")
     data = {"persona": [{"name": "a", "disk": "vm.qcow2"}]}
@@ -132,6 +136,7 @@ def test_overlay_is_on_in_scenarios_and_off_for_mux_run(tmp_path: Path) -> None:
     assert in_file.persona("a").overlay is False
 
 
+@pytest.mark.services
 def test_a_snapshots_saved_config_keeps_the_scenario_default(tmp_path: Path) -> None:
     from mux.scenario.snapshot import MANIFEST, saved_config
 
@@ -166,6 +171,7 @@ def test_a_snapshots_saved_config_keeps_the_scenario_default(tmp_path: Path) -> 
     ('qemu_args = ["-m", 512]\n', 3, "list of strings"),
     ('agent = "yes"\n', 3, "must be bool"),
 ])
+@pytest.mark.pure
 def test_bad_machine_keys_name_file_and_line(tmp_path: Path, body: str, line: int, words: str) -> None:
     path = write(tmp_path, '[[persona]]\nname = "a"\n' + body)
     with pytest.raises(ConfigError) as caught:
@@ -174,6 +180,7 @@ def test_bad_machine_keys_name_file_and_line(tmp_path: Path, body: str, line: in
     assert words in str(caught.value), str(caught.value)
 
 
+@pytest.mark.pure
 def test_a_host_port_forwarded_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
     path = write(tmp_path, '[[persona]]\nname = "a"\nnetwork = "user"\nforward = ["tcp:2222:22"]\n\n'
                            '[[persona]]\nname = "b"\nnetwork = "user"\n'
@@ -184,6 +191,7 @@ def test_a_host_port_forwarded_twice_is_refused_with_both_lines(tmp_path: Path) 
             for loc, message in caught.value.problems] == [(f"{path}:9:1", True)]
 
 
+@pytest.mark.pure
 def test_uefi_without_ovmf_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(image_disk, "OVMF_DIRS", (tmp_path / "no-ovmf",))
     path = write(tmp_path, '[[persona]]\nname = "a"\nfirmware = "uefi"\n')
@@ -191,6 +199,7 @@ def test_uefi_without_ovmf_names_the_package(tmp_path: Path, monkeypatch: pytest
         load_config(path)
 
 
+@pytest.mark.services
 def test_qemu_args_taking_the_display_exit_2_with_file_and_line(tmp_path: Path) -> None:
     head = '[mux]\naccel = "tcg"\n[[persona]]\nname = "a"\n'
     path = write(tmp_path, head + 'qemu_args = ["-vnc", "0.0.0.0:0"]\n')
@@ -203,6 +212,7 @@ def test_qemu_args_taking_the_display_exit_2_with_file_and_line(tmp_path: Path) 
     assert shlex.split(result.stdout.split(": ", 1)[1])[-2:] == ["-device", "virtio-rng-pci"]
 
 
+@pytest.mark.services
 def test_debian_image_boots_its_own_disk_with_the_persona_name(tmp_path: Path) -> None:
     path = write(tmp_path, '[mux]\naccel = "tcg"\n[[persona]]\nname = "deb"\nimage = "debian"\n')
     assert load_config(path).persona("deb").memory_mb == 1024
@@ -219,6 +229,7 @@ def test_debian_image_boots_its_own_disk_with_the_persona_name(tmp_path: Path) -
 # --- the files a launch makes: overlays and the UEFI variable store --------------------
 
 
+@pytest.mark.services
 async def test_prepare_makes_overlays_and_keeps_the_uefi_store(tmp_path: Path) -> None:
     base = qcow2(tmp_path / "base.qcow2")
     _code, template = image_disk.find_ovmf()
@@ -272,7 +283,7 @@ async def ready(ctl: Any, name: str) -> Any:
     return persona
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_a_forwarded_port_reaches_the_guest_on_127_0_0_1_only(controller: Any) -> None:
     port = free_port()
     config = PersonaConfig("net", network="user", forward=(Forward("tcp", port, 22),))
@@ -301,7 +312,7 @@ async def test_a_forwarded_port_reaches_the_guest_on_127_0_0_1_only(controller: 
         assert listeners(port) == {"127.0.0.1"}
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_writing_an_overlaid_disk_leaves_the_base_unchanged(controller: Any, tmp_path: Path) -> None:
     base = tmp_path / "base.img"
     base.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, raw
@@ -318,7 +329,7 @@ async def test_writing_an_overlaid_disk_leaves_the_base_unchanged(controller: An
     assert hashlib.sha256(base.read_bytes()).hexdigest() == before
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 async def test_the_debian_image_boots_as_a_persona(controller: Any, firmware: str) -> None:
     built = images.find_built("debian", offline=True)
@@ -331,7 +342,7 @@ async def test_the_debian_image_boots_as_a_persona(controller: Any, firmware: st
     assert hashlib.sha256(built.disk.read_bytes()).hexdigest() == before  # the cache is never written
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_a_uefi_persona_boots_with_its_own_variable_store(controller: Any) -> None:
     config = PersonaConfig("efi", firmware="uefi")  # the console image's kernel, loaded by OVMF
     variables = hardware.uefi_vars_path(config, ImageBoot(None))
@@ -343,6 +354,7 @@ async def test_a_uefi_persona_boots_with_its_own_variable_store(controller: Any)
     assert variables.stat().st_size == image_disk.find_ovmf()[1].stat().st_size  # a copy of the template
 
 
+@pytest.mark.pure
 def test_a_scenario_from_a_snapshot_must_have_the_same_machine(tmp_path: Path) -> None:
     from mux.errors import ScenarioError
     from mux.scenario.runner import load_all

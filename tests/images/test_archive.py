@@ -100,6 +100,7 @@ def _flip_byte(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.services
 def test_an_intact_mirror_gives_checked_packages(mirror: Mirror, tmp_path: Path) -> None:
     """The positive control for the tampering tests below."""
     path = _fetch_busybox(mirror)
@@ -112,6 +113,7 @@ def test_an_intact_mirror_gives_checked_packages(mirror: Mirror, tmp_path: Path)
     assert (tree / "usr" / "bin" / "busybox").read_bytes()[:4] == b"\x7fELF"
 
 
+@pytest.mark.services
 def test_a_tampered_inrelease_is_refused(mirror: Mirror) -> None:
     text = mirror.inrelease.read_text()
     mirror.inrelease.write_text(text.replace("\nLabel: Debian\n", "\nLabel: Debian!\n", 1))
@@ -121,6 +123,7 @@ def test_a_tampered_inrelease_is_refused(mirror: Mirror) -> None:
     assert mirror.cached_files() == []
 
 
+@pytest.mark.services
 def test_an_inrelease_of_another_suite_is_refused(mirror: Mirror) -> None:
     bookworm = mirror.root / "dists" / "bookworm"
     bookworm.mkdir()
@@ -132,6 +135,7 @@ def test_an_inrelease_of_another_suite_is_refused(mirror: Mirror) -> None:
     assert mirror.cached_files() == []
 
 
+@pytest.mark.services
 def test_a_tampered_package_index_is_refused(mirror: Mirror) -> None:
     _flip_byte(mirror.packages, mirror.packages.stat().st_size // 2)
     with pytest.raises(ImageError, match=r"main/binary-amd64/Packages.xz: SHA256 \w+ is not"):
@@ -139,6 +143,7 @@ def test_a_tampered_package_index_is_refused(mirror: Mirror) -> None:
     assert mirror.cached_files() == []
 
 
+@pytest.mark.services
 def test_a_tampered_package_is_refused(mirror: Mirror) -> None:
     _flip_byte(mirror.busybox_deb, mirror.busybox_deb.stat().st_size - 100)
     with pytest.raises(ImageError, match=re.escape(mirror.busybox.filename) + ": SHA256"):
@@ -146,6 +151,7 @@ def test_a_tampered_package_is_refused(mirror: Mirror) -> None:
     assert not any(name.startswith("debs/") for name in mirror.cached_files())
 
 
+@pytest.mark.services
 def test_a_longer_package_is_refused_without_reading_it_all(mirror: Mirror) -> None:
     with mirror.busybox_deb.open("ab") as f:
         f.write(b"\0" * (10 << 20))
@@ -155,6 +161,7 @@ def test_a_longer_package_is_refused_without_reading_it_all(mirror: Mirror) -> N
     assert not any(name.startswith("debs/") for name in mirror.cached_files())
 
 
+@pytest.mark.services
 def test_a_cached_index_is_checked_again_when_read(mirror: Mirror) -> None:
     _fetch_busybox(mirror)
     _flip_byte(mirror.cache / "debian" / "trixie" / "Packages.xz", 1000)
@@ -162,12 +169,14 @@ def test_a_cached_index_is_checked_again_when_read(mirror: Mirror) -> None:
         archive.load_index(archive.source(), online=False, progress=lambda msg: None)
 
 
+@pytest.mark.services
 def test_an_unreachable_mirror_is_named(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUX_DEBIAN_MIRROR", f"{mirror.url}/nothing-here")
     with pytest.raises(ImageError, match=r"cannot fetch http://127\.0\.0\.1:\d+/nothing-here/dists/trixie/InRelease"):
         images_key(["palette"], progress=lambda msg: None)
 
 
+@pytest.mark.services
 def test_without_gpgv_nothing_is_trusted(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(mirror.root))  # a PATH with no gpgv on it
     with pytest.raises(ImageError, match=r"needs gpgv, which is not installed: install gpgv"):
@@ -197,6 +206,7 @@ def _make_deb(path: Path, members: dict[str, bytes], data_name: str = "data.tar.
     path.write_bytes(bytes(out))
 
 
+@pytest.mark.pure
 def test_deb_unpack_writes_files_and_refuses_to_leave_the_tree(tmp_path: Path) -> None:
     good = tmp_path / "good.deb"
     _make_deb(good, {"./usr/bin/tool": b"#!/bin/sh\n", "./boot/vmlinuz-x": b"kernel"})

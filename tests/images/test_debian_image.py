@@ -43,6 +43,7 @@ DIAGNOSE = ("ps -ef | grep -v '\\['; systemctl status mux-report --no-pager; cat
 # --- fast: the host, the mirror, the disk layout -----------------------------------------
 
 
+@pytest.mark.pure
 def test_mirror_from_deb822_and_one_line_files(tmp_path: Path) -> None:
     """The host's Debian mirror (not its security archive, not a third-party one)."""
     (tmp_path / "sources.list.d").mkdir()
@@ -63,6 +64,7 @@ def test_mirror_from_deb822_and_one_line_files(tmp_path: Path) -> None:
     assert archive.host_mirror(empty) is None
 
 
+@pytest.mark.pure
 def test_the_mirror_comes_from_the_environment_the_host_or_the_default(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MUX_IMAGE_SUITE", raising=False)
@@ -77,12 +79,14 @@ def test_the_mirror_comes_from_the_environment_the_host_or_the_default(
         "http://mirror.example/debian", "bookworm", f"the host's apt sources ({tmp_path})")
 
 
+@pytest.mark.pure
 def test_building_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(ImageError, match=r"needs root .*sudo"):
         builder.build("debian", progress=lambda m: None)
 
 
+@pytest.mark.pure
 def test_missing_ovmf_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(disk, "OVMF_DIRS", (tmp_path,))
     with pytest.raises(ImageError, match="apt-get install ovmf"):
@@ -92,6 +96,7 @@ def test_missing_ovmf_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert disk.find_ovmf() == (tmp_path / "OVMF_CODE.fd", tmp_path / "OVMF_VARS.fd")
 
 
+@pytest.mark.pure
 def test_a_sudo_build_belongs_to_the_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to chown")
@@ -113,6 +118,7 @@ def test_a_sudo_build_belongs_to_the_user(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert outside.stat().st_uid == 0
 
 
+@pytest.mark.pure
 def test_configure_writes_the_recipe_files_and_enables_units(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "boot").mkdir(parents=True)
@@ -144,6 +150,7 @@ def test_configure_writes_the_recipe_files_and_enables_units(tmp_path: Path) -> 
     assert debian.configure(root, recipe.files, install, ids) == "6.1.0-9-amd64"  # again: same
 
 
+@pytest.mark.pure
 def test_disk_ids_follow_the_cache_key() -> None:
     ids = disk.DiskIds.derive("0123456789abcdef")
     assert ids == disk.DiskIds.derive("0123456789abcdef")
@@ -152,6 +159,7 @@ def test_disk_ids_follow_the_cache_key() -> None:
     assert len(ids.fat_serial) == 8
 
 
+@pytest.mark.services
 def test_disk_assembly_from_files(tmp_path: Path) -> None:
     if missing := disk.missing_tools():
         pytest.skip(f"missing {', '.join(missing)}")
@@ -291,7 +299,7 @@ async def boot(image: builder.BuiltImage, tmp: Path, firmware: str, persona: str
         await proc.wait()
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(1800)  # the first to ask builds the image (conftest's fixture; minutes)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 async def test_debian_boots_until_the_agent_answers(
@@ -346,6 +354,7 @@ async def test_debian_boots_until_the_agent_answers(
         assert hashlib.sha256(debian_image.disk.read_bytes()).hexdigest() == digest
 
 
+@pytest.mark.guests
 async def test_bench_without_the_image_reports_null(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from mux.bench import debian as bench_debian
 

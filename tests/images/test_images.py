@@ -31,6 +31,7 @@ READY_S = 120.0
 # --- fast: recipes, keys, cpio ---------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_image_names() -> None:
     assert images.image_names() == ["console", "debian", "palette"]
     # `mux images build` without a name: debian takes minutes and needs root.
@@ -38,6 +39,7 @@ def test_image_names() -> None:
     assert images.load_recipe("debian").kind == "disk"
 
 
+@pytest.mark.pure
 def test_unknown_image_is_an_image_error() -> None:
     with pytest.raises(ImageError, match=r"unknown guest image 'nope' \(known: console, debian, palette\)"):
         images.build("nope", progress=lambda m: None)
@@ -45,6 +47,7 @@ def test_unknown_image_is_an_image_error() -> None:
         images.find_built("../console")
 
 
+@pytest.mark.pure
 def test_cache_root_follows_mux_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MUX_CACHE_DIR", str(tmp_path))
     assert images.cache_root() == tmp_path
@@ -62,12 +65,14 @@ def recipes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.pure
 def test_recipes_live_at_the_top_level_and_ship_as_mux_guest_images() -> None:
     checkout = Path(__file__).resolve().parent.parent.parent
     assert recipe_module.RECIPE_DIR.resolve() == checkout / "guest_images"  # editable install
     assert (recipe_module.RECIPE_DIR / "keys" / "debian-archive-keyring.pgp").is_file()
 
 
+@pytest.mark.pure
 def test_cache_key_follows_recipe_files_suite_and_versions(recipes: Path) -> None:
     versions = {"linux-image-6.1.0-1-amd64": "6.1.1-1", "busybox-static": "1:1.35.0-4"}
 
@@ -94,6 +99,7 @@ def test_cache_key_follows_recipe_files_suite_and_versions(recipes: Path) -> Non
     assert key_of("palette", versions) != palette_before
 
 
+@pytest.mark.pure
 def test_broken_recipe_is_an_image_error(recipes: Path) -> None:
     (recipes / "console" / "recipe.toml").write_text("kernel = [unclosed\n")
     with pytest.raises(ImageError, match="broken recipe"):
@@ -119,6 +125,7 @@ def _read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
         entries[name] = (mode, body, rdev)
 
 
+@pytest.mark.pure
 def test_cpio_writer_round_trips() -> None:
     cpio = initramfs.Cpio()
     cpio.add_file("bin/busybox", b"\x7fELF" * 5, 0o755)
@@ -152,6 +159,7 @@ def _fake_module(path: Path, modinfo: dict[str, str]) -> None:
     path.write_bytes(header + info + names + null + sec_info + sec_names)
 
 
+@pytest.mark.pure
 def test_module_closure_orders_dependencies_first(tmp_path: Path) -> None:
     kernel = tmp_path / "kernel"
     _fake_module(kernel / "usb" / "usb-storage.ko", {"depends": "usbcore,scsi_mod", "name": "x"})
@@ -188,6 +196,7 @@ def private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache
 
 
+@pytest.mark.services
 def test_build_twice_is_a_cache_hit() -> None:
     first = images.build("console", progress=lambda m: None)
     messages: list[str] = []
@@ -210,6 +219,7 @@ def test_build_twice_is_a_cache_hit() -> None:
     assert mods.index("scsi_mod") < mods.index("sd_mod")
 
 
+@pytest.mark.services
 def test_the_same_packages_give_the_same_bytes(private_cache: Path) -> None:
     """A second build of the same recipe, in another cache, is byte for byte the first."""
     with pytest.MonkeyPatch.context() as mp:
@@ -221,6 +231,7 @@ def test_the_same_packages_give_the_same_bytes(private_cache: Path) -> None:
     assert again.initrd.read_bytes() == shared.initrd.read_bytes()
 
 
+@pytest.mark.services
 def test_without_an_index_find_built_falls_back_to_the_same_recipe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -239,6 +250,7 @@ def test_without_an_index_find_built_falls_back_to_the_same_recipe(
         images.build("console", progress=lambda m: None)
 
 
+@pytest.mark.services
 def test_force_rebuilds_in_place(private_cache: Path) -> None:
     assert images.find_built("palette") is None
     first = images.build("palette", progress=lambda m: None)
@@ -249,6 +261,7 @@ def test_force_rebuilds_in_place(private_cache: Path) -> None:
     assert dict(images.list_images())["palette"] == first
 
 
+@pytest.mark.services
 def test_unknown_package_in_a_recipe(recipes: Path) -> None:
     toml = recipes / "palette" / "recipe.toml"
     toml.write_text(toml.read_text().replace('"busybox-static"', '"busybox-static", "mux-nope"'))
@@ -256,6 +269,7 @@ def test_unknown_package_in_a_recipe(recipes: Path) -> None:
         images.build("palette", progress=lambda m: None)
 
 
+@pytest.mark.pure
 def test_an_unknown_suite_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUX_IMAGE_SUITE", "sid")
     with pytest.raises(ImageError, match=r"MUX_IMAGE_SUITE='sid'.*bookworm or trixie"):
@@ -401,7 +415,7 @@ def palette() -> images.BuiltImage:
 WORK_RED = (198, 48, 49)  # c03030 as a 16-bit (RGB565) screendump shows it
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_console_reports_keys_leds_and_paints_the_colour(
     console: images.BuiltImage, tmp_path: Path
 ) -> None:
@@ -446,7 +460,7 @@ async def test_console_reports_keys_leds_and_paints_the_colour(
         assert ready == guest.lines.index("MUX-READY work")
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_console_with_xhci_reports_usb_storage_uevents(
     console: images.BuiltImage, tmp_path: Path
 ) -> None:
@@ -472,7 +486,7 @@ async def test_console_with_xhci_reports_usb_storage_uevents(
         assert share > 0.9 and abs(colour[2] - 0xC0) < 8 and abs(colour[0] - 0x30) < 8
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 async def test_palette_cycles_full_screen_colours(palette: images.BuiltImage, tmp_path: Path) -> None:
     async with boot(palette, tmp_path, "saver", "c03030") as guest:
         await guest.wait_line("MUX-READY saver", READY_S)
@@ -491,6 +505,7 @@ async def test_palette_cycles_full_screen_colours(palette: images.BuiltImage, tm
         await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 5, mark)
 
 
+@pytest.mark.services
 def test_list_images_names_every_recipe() -> None:
     names = [name for name, _ in images.list_images()]
     assert names == images.image_names()

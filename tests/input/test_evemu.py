@@ -19,6 +19,8 @@ from mux.input.evemu import (
 )
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, InputEvent
 
+pytestmark = pytest.mark.pure
+
 DATA = Path(__file__).parent.parent / "data"
 EV_MSC, MSC_SCAN = 4, 4
 KEY_ENTER, KEY_LEFTSHIFT, KEY_A, KEY_B = 28, 42, 30, 48

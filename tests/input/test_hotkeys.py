@@ -8,6 +8,8 @@ from mux.errors import InputError
 from mux.input.hotkeys import DEFAULT_HOTKEYS, HotkeyMatcher, parse_hotkey, parse_hotkeys
 from mux.input.keymap import key_code
 
+pytestmark = pytest.mark.pure
+
 LCTRL, RCTRL, LALT, RALT, LSHIFT = 29, 97, 56, 100, 42
 F1, F2, RIGHT, LEFT, SCROLL, A = 59, 60, 106, 105, 70, 30
 

@@ -15,7 +15,7 @@ from mux.input.events import EV_KEY, EV_SYN, InputEvent
 from mux.scenario.runner import StepRunner
 from tests.conftest import READY_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 DATA = Path(__file__).parent.parent / "data"
 
 

@@ -28,6 +28,8 @@ from mux.input.evemu import frames, read_recording
 from mux.input.events import EV_KEY, EV_REL, EV_SYN, InputEvent
 from mux.input.sources import EvdevSource, RecordingSource, discover
 
+pytestmark = pytest.mark.pure
+
 DATA = Path(__file__).parent.parent / "data"
 KEY_ENTER, KEY_LEFTSHIFT, KEY_A, KEY_B, KEY_POWER = 28, 42, 30, 48, 116
 SYN_DROPPED = 3

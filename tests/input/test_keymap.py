@@ -29,6 +29,7 @@ def _csv_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.pure
 def test_well_known_codes() -> None:
     assert key_code("leftshift") == 42
     assert key_code("f6") == 64
@@ -40,6 +41,7 @@ def test_well_known_codes() -> None:
     assert key_code(" Enter ") == 28
 
 
+@pytest.mark.pure
 def test_generic_modifiers_mean_the_left_key_when_sending() -> None:
     assert key_code("ctrl") == key_code("leftctrl") == 29
     assert key_code("alt") == 56
@@ -47,6 +49,7 @@ def test_generic_modifiers_mean_the_left_key_when_sending() -> None:
     assert key_code("meta") == 125
 
 
+@pytest.mark.pure
 def test_qmp_keys() -> None:
     assert qmp_key(30) == {"type": "qcode", "data": "a"}
     assert qmp_key(42) == {"type": "qcode", "data": "shift"}
@@ -57,6 +60,7 @@ def test_qmp_keys() -> None:
     assert qmp_key(key_code("wimax")) is None  # no qcode, no scan code
 
 
+@pytest.mark.pure
 def test_keys_without_a_qcode_are_not_sent_as_numbers() -> None:
     # F13 has a qcode in the CSV that QEMU 7.2 does not know; QEMU would turn its key
     # number back into the qcode "unmapped", so it is not expressible.
@@ -68,12 +72,14 @@ def test_keys_without_a_qcode_are_not_sent_as_numbers() -> None:
     assert qmp_key(katakana) is None
 
 
+@pytest.mark.pure
 def test_every_qcode_is_one_qemu_accepts() -> None:
     assert set(keycodes.QCODE_BY_LINUX.values()) <= keycodes.QEMU_QKEYCODES
     assert "unmapped" not in keycodes.QCODE_BY_LINUX.values()
     assert not set(keycodes.QCODE_BY_LINUX) & set(keycodes.NUMBER_BY_LINUX)
 
 
+@pytest.mark.pure
 def test_name_round_trip() -> None:
     for code, name in keycodes.LINUX_NAME_BY_CODE.items():
         assert key_code(name) == code
@@ -83,6 +89,7 @@ def test_name_round_trip() -> None:
     assert key_name(999) == "code 999"
 
 
+@pytest.mark.pure
 def test_every_csv_qcode_is_in_the_tables() -> None:
     expressible = 0
     for row in _csv_rows():
@@ -99,6 +106,7 @@ def test_every_csv_qcode_is_in_the_tables() -> None:
     assert expressible > 200
 
 
+@pytest.mark.pure
 def test_every_csv_name_is_in_the_tables() -> None:
     for row in _csv_rows():
         if row["Linux Name"]:
@@ -106,6 +114,7 @@ def test_every_csv_name_is_in_the_tables() -> None:
             assert keycodes.LINUX_NAMES[name] == int(row["Linux Keycode"], 0)
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("tool", ["gen_keymap.py", "gen_scancodes.py"])
 def test_generated_module_is_up_to_date(tool: str) -> None:
     """mux/input/keycodes.py and scancodes.py are what their tools make of the CSV."""
@@ -118,6 +127,7 @@ def test_generated_module_is_up_to_date(tool: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.pure
 def test_text_to_chords() -> None:
     shift, h, i, one, enter = 42, 35, 23, 2, 28
     assert text_to_chords("Hi!\n") == [(shift, h), (i,), (shift, one), (enter,)]
@@ -126,6 +136,7 @@ def test_text_to_chords() -> None:
     assert text_to_chords('~"|') == [(shift, 41), (shift, 40), (shift, 43)]
 
 
+@pytest.mark.pure
 def test_every_printable_ascii_character_is_typeable() -> None:
     chords = text_to_chords("".join(chr(c) for c in range(0x20, 0x7F)))
     assert len(chords) == 0x7F - 0x20
@@ -134,6 +145,7 @@ def test_every_printable_ascii_character_is_typeable() -> None:
         assert all(qmp_key(code) is not None for code in chord)
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("text", ["héllo", "a\rb", "€"])
 def test_untypeable_text_names_the_character(text: str) -> None:
     bad = next(ch for ch in text if ord(ch) > 0x7E or ch == "\r")
@@ -141,6 +153,7 @@ def test_untypeable_text_names_the_character(text: str) -> None:
         text_to_chords(text)
 
 
+@pytest.mark.pure
 def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(UnknownKeyError) as info:
         key_code("lefshift")
@@ -154,12 +167,14 @@ def test_unknown_name_suggests_close_matches() -> None:
         key_code("qqqqqq")
 
 
+@pytest.mark.pure
 def test_parse_chord_for_sending() -> None:
     assert parse_chord("ctrl+alt+f1") == (29, 56, 59)
     assert parse_chord("RightCtrl + Delete") == (97, 111)
     assert parse_chord("a") == (30,)
 
 
+@pytest.mark.pure
 def test_parse_chord_for_matching() -> None:
     assert parse_chord("ctrl+alt+f1", generic_modifiers=True) == (
         frozenset(GENERIC_MODIFIERS["ctrl"]),
@@ -181,6 +196,7 @@ def test_parse_chord_for_matching() -> None:
         ("ctrl+alt+fl", "unknown key name 'fl' in chord 'ctrl\\+alt\\+fl'"),
     ],
 )
+@pytest.mark.pure
 def test_bad_chords(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_chord(spec, generic_modifiers=True)

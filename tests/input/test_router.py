@@ -15,6 +15,8 @@ from mux.input.hotkeys import HotkeyMatcher
 from mux.input.keymap import key_code, qmp_key
 from mux.input.router import Action, Router, Send, SwitchRequest, Unmapped, switch_target
 
+pytestmark = pytest.mark.pure
+
 LCTRL, RCTRL, LALT, LSHIFT = 29, 97, 56, 42
 A, B, X, F1, RIGHT, LEFT, SCROLL = 30, 48, 45, 59, 106, 105, 70
 BTN_LEFT, BTN_RIGHT, BTN_TASK = 0x110, 0x111, 0x117

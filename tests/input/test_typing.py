@@ -49,6 +49,7 @@ def all_edges(text: str) -> list[tuple[int, int]]:
     return [edge for chord in keymap.text_to_chords(text) for edge in chord_edges(chord)]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("keyboard", ["ps2", "virtio"])
 @pytest.mark.parametrize("watched", [False, True])
 def test_batches_carry_every_edge_in_order_and_fit_the_keyboard(keyboard: str, watched: bool) -> None:
@@ -68,6 +69,7 @@ def test_batches_carry_every_edge_in_order_and_fit_the_keyboard(keyboard: str, w
         assert len(batches) < len(type_batches(TEXT * 5, keyboard, watched=not watched)) or not watched
 
 
+@pytest.mark.pure
 def test_ps2_counts_bytes_extended_keys_cost_two() -> None:
     pace = PACES["ps2"]
     assert pace.cost(keymap.key_code("a")) == 1
@@ -75,6 +77,7 @@ def test_ps2_counts_bytes_extended_keys_cost_two() -> None:
     assert PACES["virtio"].cost(keymap.key_code("rightctrl")) == 1
 
 
+@pytest.mark.pure
 def test_a_rate_spreads_characters_out() -> None:
     batches = type_batches("abcdefghij", "virtio", rate=20)
     assert [b.characters for b in batches] == [1] * 10
@@ -86,11 +89,13 @@ def test_a_rate_spreads_characters_out() -> None:
 
 @pytest.mark.parametrize(("keyboard", "rate", "words"), [
     ("usb", None, "keyboard must be one of"), ("ps2", 0, "above 0"), ("ps2", -3, "above 0")])
+@pytest.mark.pure
 def test_bad_keyboard_or_rate_is_an_input_error(keyboard: str, rate: float | None, words: str) -> None:
     with pytest.raises(InputError, match=words):
         type_batches("a", keyboard, rate)
 
 
+@pytest.mark.pure
 def test_the_virtio_keyboard_is_on_the_command_line_only_when_asked(tmp_path: Path) -> None:
     tcg = AccelChoice("tcg", "test", proven=True)
     virtio = qemu_argv(PersonaConfig("v", keyboard="virtio"), tmp_path, tcg, None)
@@ -99,6 +104,7 @@ def test_the_virtio_keyboard_is_on_the_command_line_only_when_asked(tmp_path: Pa
     assert "virtio-keyboard-pci" not in " ".join(plain)
 
 
+@pytest.mark.pure
 def test_keys_go_to_virtio_only_once_its_driver_is_ready() -> None:
     ready = {"status": {"statuses": ["VIRTIO_CONFIG_S_ACKNOWLEDGE: x",
                                      "VIRTIO_CONFIG_S_DRIVER_OK: Driver setup and ready"]}}
@@ -107,6 +113,7 @@ def test_keys_go_to_virtio_only_once_its_driver_is_ready() -> None:
     assert keyboard_in_use("nonsense") == "ps2"
 
 
+@pytest.mark.pure
 def test_keyboard_config_key(tmp_path: Path) -> None:
     path = tmp_path / "mux.toml"
     path.write_text('[[persona]]\nname = "a"\nkeyboard = "virtio"\n[[persona]]\nname = "b"\n')
@@ -118,6 +125,7 @@ def test_keyboard_config_key(tmp_path: Path) -> None:
     assert f"{path}:4" in str(caught.value) and "ps2, virtio" in str(caught.value)
 
 
+@pytest.mark.pure
 def test_type_rate_must_be_above_zero_with_its_location(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: t\nconfig:\n  persona: [{name: a}]\nsteps:\n  - type: {text: hi, rate: 40}\n"
@@ -151,7 +159,7 @@ async def settled(persona: Any, timeout: float = 120) -> None:
         assert time.monotonic() < deadline, f"{persona.name}'s guest stayed busy for {timeout} s"
 
 
-@pytest.mark.slow
+@pytest.mark.guests
 @pytest.mark.parametrize("keyboard", ["ps2", "virtio"])
 async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboard: str) -> None:
     text = TEXT * 10  # 650 characters, 1460 key edges
@@ -201,6 +209,7 @@ async def test_typing_at_the_keyboards_pace_loses_no_key(controller: Any, keyboa
         assert len(guest_keys(persona.serial.text)) - before >= len(all_edges(text)) // 2  # reported too
 
 
+@pytest.mark.guests
 async def test_ctrl_c_at_the_consoles_prompt_discards_the_line_and_keeps_the_shell(controller: Any) -> None:
     async with controller(PersonaConfig("shell")) as ctl:
         persona = ctl.persona("shell")

@@ -73,6 +73,7 @@ def openqa_needle(tmp_path: Path) -> Path:
     return tmp_path / "desktop-20240101.json"
 
 
+@pytest.mark.pure
 def test_real_openqa_needle_loads_with_its_defaults(openqa_needle: Path) -> None:
     library = NeedleLibrary()
     needle = library.file(openqa_needle)
@@ -87,6 +88,7 @@ def test_real_openqa_needle_loads_with_its_defaults(openqa_needle: Path) -> None
     assert needle.workaround and needle.has_property("workaround") and not needle.has_property("x")
 
 
+@pytest.mark.pure
 def test_match_as_openqa_exclude_ignored_match_threshold_kept(openqa_needle: Path) -> None:
     needle = load_needle(openqa_needle)
     assert match_needle(screen(), needle).ok
@@ -111,6 +113,7 @@ def test_match_as_openqa_exclude_ignored_match_threshold_kept(openqa_needle: Pat
     assert match_needle(elsewhere, needle).ok
 
 
+@pytest.mark.pure
 def test_match_area_found_within_its_margin_only(tmp_path: Path) -> None:
     """(An exclude area stays where the needle has it, so this needle has none.)"""
     screen().save(tmp_path / "window.png")
@@ -126,6 +129,7 @@ def test_match_area_found_within_its_margin_only(tmp_path: Path) -> None:
             assert (result.areas[0].x, result.areas[0].y) == (100 + dx, 100 + dy)
 
 
+@pytest.mark.pure
 def test_matching_a_full_screen_is_fast(openqa_needle: Path) -> None:
     needle = load_needle(openqa_needle)
     other = Image.new("RGB", (1024, 768), (90, 60, 30))  # worst case: searched in vain
@@ -136,6 +140,7 @@ def test_matching_a_full_screen_is_fast(openqa_needle: Path) -> None:
     assert (time.perf_counter() - began) / 10 < 0.25
 
 
+@pytest.mark.pure
 def test_grey_matching_like_openqa_colour_alone_does_not_count(tmp_path: Path) -> None:
     """os-autoinst compares grey pictures: red c03030 and blue 3060c0 have nearly one luma."""
     red, blue = Image.new("RGB", (64, 48), (198, 48, 49)), Image.new("RGB", (64, 48), (49, 97, 198))
@@ -146,6 +151,7 @@ def test_grey_matching_like_openqa_colour_alone_does_not_count(tmp_path: Path) -
     assert psnr(red, blue) < 20 and not similar(red, blue, 47)
 
 
+@pytest.mark.pure
 def test_needle_mistakes_are_all_reported_with_file_line_column(tmp_path: Path) -> None:
     Image.new("RGB", (100, 100)).save(tmp_path / "small.png")
     (tmp_path / "small.json").write_text(
@@ -166,6 +172,7 @@ def test_needle_mistakes_are_all_reported_with_file_line_column(tmp_path: Path) 
         load_needle(tmp_path / "broken.json")
 
 
+@pytest.mark.pure
 def test_tags_paths_and_lists_resolve_in_the_needles_directory(openqa_needle: Path) -> None:
     library = NeedleLibrary()
     base = openqa_needle.parent.parent
@@ -182,6 +189,7 @@ def test_tags_paths_and_lists_resolve_in_the_needles_directory(openqa_needle: Pa
     assert library.resolve("needles/absent.json", base)[1] == f"no needle file {base}/needles/absent.json"
 
 
+@pytest.mark.pure
 def test_best_of_several_needles_and_the_difference_picture() -> None:
     library = NeedleLibrary()
     needles = library.directory(SCENARIOS / "needles")
@@ -223,6 +231,7 @@ def needle_repository(base: Path) -> Path:
     return scenario
 
 
+@pytest.mark.pure
 def test_broken_needles_are_skipped_with_one_warning_each(tmp_path: Path) -> None:
     from mux.scenario.parse import load_scenario
 
@@ -244,6 +253,7 @@ def test_broken_needles_are_skipped_with_one_warning_each(tmp_path: Path) -> Non
         load_scenario(tmp_path / "lint.yaml")
 
 
+@pytest.mark.services
 def test_replay_check_loads_without_booting_and_prints_the_warnings(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -46,6 +46,7 @@ def message(name: str, repo: Path) -> str:
     return f"{name}.png is a Git LFS pointer: run `git lfs pull` in {repo.resolve()}"
 
 
+@pytest.mark.services
 def test_replay_check_names_each_lfs_pointer_and_the_repository(tmp_path: Path) -> None:
     repo, scenario = lfs_repository(tmp_path)
     result = subprocess.run([sys.executable, "-m", "mux", "replay", "--check", str(scenario)],
@@ -58,6 +59,7 @@ def test_replay_check_names_each_lfs_pointer_and_the_repository(tmp_path: Path) 
     assert "1 file(s) checked, 2 warning(s)" in result.stdout
 
 
+@pytest.mark.pure
 def test_the_repository_is_the_work_tree_else_the_needle_directory(tmp_path: Path) -> None:
     repo, _ = lfs_repository(tmp_path)
     pngs = repo / "tests" / "needles"
@@ -79,6 +81,7 @@ def needles(repo: Path, tag: str) -> list[Needle]:
     return found
 
 
+@pytest.mark.pure
 async def test_a_failing_screen_step_names_the_lfs_pointers_it_skipped(tmp_path: Path) -> None:
     repo, _ = lfs_repository(tmp_path)
     steps = Steps(FakeController(desktop()), tmp_path)

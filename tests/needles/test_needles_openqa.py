@@ -16,6 +16,8 @@ from mux.needles.match import Screen, match_needle, mean_square, prep, search, s
 from mux.needles.model import Needle
 from mux.scenario.screens import psnr
 
+pytestmark = pytest.mark.pure
+
 BACKGROUND = (30, 60, 90)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.needles.test_needles import needle_repository
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 
 
 def test_replay_passes_with_one_warning_per_broken_needle(tmp_path: Path, console_image: Any) -> None:

@@ -20,7 +20,7 @@ from mux.config import PersonaConfig
 from mux.needles.needles import load_needle, match_needle
 from tests.conftest import READY_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.guests
 NEEDLES = Path(__file__).parent.parent.parent / "scenarios" / "needles"
 
 SCENARIO = """\

@@ -70,6 +70,7 @@ def import_cycles(package: str) -> list[list[str]]:
 # --- import contracts -------------------------------------------------------------------
 
 
+@pytest.mark.services
 def test_the_import_contracts_hold() -> None:
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -87,6 +88,7 @@ def test_the_import_contracts_hold() -> None:
         ("mux/guest/serial.py", "import mux.app.controller", "mux.guest.serial -> mux.app.controller"),
     ],
 )
+@pytest.mark.services
 def test_a_broken_contract_makes_lint_imports_fail(tmp_path: Path, path: str, line: str, broken: str) -> None:
     """The same check on a copy of the tree with one forbidden import added."""
     shutil.copytree(PACKAGE, tmp_path / "mux", ignore=shutil.ignore_patterns("__pycache__"))
@@ -102,6 +104,7 @@ def test_a_broken_contract_makes_lint_imports_fail(tmp_path: Path, path: str, li
     assert broken in result.stdout, result.stdout
 
 
+@pytest.mark.pure
 def test_frontends_are_kept_from_every_app_module_but_the_api() -> None:
     """The frontends contract lists app modules by name: a new one must be added to it."""
     contract = next(c for c in contracts() if c.get("source_modules") == ["mux.frontends"])
@@ -110,10 +113,12 @@ def test_frontends_are_kept_from_every_app_module_but_the_api() -> None:
     assert set(contract["forbidden_modules"]) == {f"mux.app.{name}" for name in app - {"api"}}  # type: ignore[arg-type]
 
 
+@pytest.mark.pure
 def test_no_import_cycle_inside_mux() -> None:
     assert import_cycles("mux") == []
 
 
+@pytest.mark.pure
 def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Positive control for the test above: a lazy import inside a function counts."""
     package = tmp_path / "ringpkg"
@@ -130,6 +135,7 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.Monk
 # --- the step vocabulary ----------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_every_step_has_a_handler_and_every_handler_a_step() -> None:
     from mux.scenario.model import BLOCKS, STEPS
     from mux.scenario.runner import StepRunner
@@ -143,6 +149,7 @@ def test_every_step_has_a_handler_and_every_handler_a_step() -> None:
 # --- module size ------------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_no_module_is_over_400_lines_except_generated_tables() -> None:
     """DESIGN.md: no module over about 400 lines. The generated key tables are exempt."""
     long = {
@@ -158,6 +165,7 @@ def test_no_module_is_over_400_lines_except_generated_tables() -> None:
 # --- the error tree ---------------------------------------------------------------------
 
 
+@pytest.mark.pure
 def test_every_mux_error_is_drawn_in_the_error_tree() -> None:
     """errors.py's docstring draws the whole tree: each public MuxError subclass in it."""
     import importlib

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.services
+
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 BASIC_TOOLS = ("bash", "env", "dirname", "id", "grep", "sed", "cat", "touch", "mkdir", "ls")
 #: What a host without apt must not have here, or the script would take another path.

@@ -35,6 +35,7 @@ def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str
                           text=True, timeout=60, env=OFFLINE)
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=lambda p: p.name)
 def test_template_is_valid_against_its_published_schema(path: Path) -> None:
     result = check_jsonschema(SCHEMAS[path], path)
@@ -45,6 +46,7 @@ def test_template_is_valid_against_its_published_schema(path: Path) -> None:
     (GITHUB, "    runs-on: ubuntu-24.04\n", "", "'runs-on' is a required property"),
     (GITLAB, "\n  script:\n", "\n  scritp:\n", "'scritp' was unexpected"),
 ], ids=["github-without-runs-on", "gitlab-misspelled-script"])
+@pytest.mark.services
 def test_schema_check_rejects_a_broken_copy(path: Path, old: str, new: str, error: str,
                                             tmp_path: Path) -> None:
     text = path.read_text()
@@ -89,6 +91,7 @@ def mux_commands(path: Path) -> list[list[str]]:
 COMMANDS = [(path, argv) for path in (GITHUB, GITLAB) for argv in mux_commands(path)]
 
 
+@pytest.mark.pure
 def test_the_templates_run_the_expected_mux_commands() -> None:
     """The extraction finds the commands, so the test below cannot pass on nothing."""
     for path in (GITHUB, GITLAB):
@@ -115,6 +118,7 @@ def exact_parser() -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize(("path", "argv"), COMMANDS,
                          ids=[f"{path.stem}:mux {' '.join(argv)}" for path, argv in COMMANDS])
+@pytest.mark.pure
 def test_mux_command_parses(path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     try:
         args = exact_parser().parse_args(argv)

@@ -12,6 +12,8 @@ from PIL import Image
 from mux.scenario.parse import load_scenario
 from mux.scenario.report import ScenarioResult, StepResult, SummaryRecorder, write_junit, write_results
 
+pytestmark = pytest.mark.pure
+
 SCHEMA = Path(__file__).parent.parent / "data" / "junit-10.xsd"
 
 SCENARIO = """\

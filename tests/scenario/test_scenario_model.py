@@ -10,6 +10,8 @@ import pytest
 from mux.errors import ScenarioError
 from mux.scenario.parse import load_scenario
 
+pytestmark = pytest.mark.pure
+
 GOOD = """\
 name: two personas stay apart
 config:
@@ -80,7 +82,7 @@ def test_unknown_key_name_in_press(tmp_path: Path) -> None:
 
 
 def test_shipped_scenarios_load() -> None:
-    for path in sorted(Path(__file__).parent.parent.joinpath("scenarios").glob("*.yaml")):
+    for path in sorted(Path(__file__).parent.parent.parent.joinpath("scenarios").glob("*.yaml")):
         load_scenario(path)
 
 
@@ -215,7 +217,7 @@ def test_from_snapshot_needs_a_snapshot_saved_before(tmp_path: Path) -> None:
 def test_shipped_scenarios_load_together(tmp_path: Path) -> None:
     from mux.scenario.runner import load_all
 
-    paths = sorted(Path(__file__).parent.parent.joinpath("scenarios").glob("*.yaml"))
+    paths = sorted(Path(__file__).parent.parent.parent.joinpath("scenarios").glob("*.yaml"))
     scenarios = load_all(paths, tmp_path)
     images = {p.image for s in scenarios for p in s.config.personas}
     assert {"console", "palette"} <= images

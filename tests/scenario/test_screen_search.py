@@ -21,6 +21,8 @@ from mux.scenario import screen_steps
 from mux.scenario.screen_steps import ScreenMismatch, ScreenSteps
 from mux.scenario.screens import difference_picture
 
+pytestmark = pytest.mark.pure
+
 
 class FakeController:
     """What the screen steps use of a controller: screenshots, the active persona, input."""
