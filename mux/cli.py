@@ -1,7 +1,13 @@
-"""The ``mux`` command line.
+"""The ``mux`` command line: the parser of every command, and running the personas.
 
 Exit codes: 0 success; 1 a scenario failed or a command could not be carried out;
 2 a bad file or bad usage (argparse's own convention).
+
+:func:`build_parser` builds the whole parser, every command and option with its help in
+plain words; :func:`main` runs it, and the completion scripts (``mux completion``) and
+the reference documentation are generated from it. The commands that run personas
+(``run``, ``demo``, ``down``, ``ps``) live here; the others in ``mux/cli_*.py``, one
+module per group, each adding its commands with an ``add_*_parser`` function.
 
 This is also where frontends meet the controller: :func:`frontends` chooses what
 ``mux run`` serves (the control socket, MQTT if configured) and the controller serves
@@ -13,31 +19,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mux import images
-from mux.cli_ctl import add_ctl_parser, ask
+from mux.cli_common import EXIT_FAILED, EXIT_USAGE, add_command, add_subcommands
+from mux.cli_ctl import add_ctl_parser
+from mux.cli_images import add_images_parser
 from mux.cli_logs import add_logs_parser
-from mux.config import Config, default_control_socket, demo_config, load_config
+from mux.cli_replay import add_needle_parser, add_replay_parser
+from mux.cli_setup import add_setup_parsers
+from mux.config import Config, demo_config, load_config
 from mux.errors import ConfigError, MuxError
 from mux.frontends import control
 
 if TYPE_CHECKING:
     from mux.app.api import Frontend
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+DESCRIPTION = """\
+Run several QEMU virtual machines (personas) that share one keyboard, mouse and screen:
+only the active persona gets the input and is shown; the others keep running."""
+EPILOG = """\
+Exit codes: 0 success; 1 a scenario failed or a command could not be carried out;
+2 a bad file or bad usage. "mux COMMAND --help" tells more about each command;
+"mux init" writes a starter config and "mux doctor" checks what this machine has."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="mux: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("qemu").setLevel(logging.WARNING)
@@ -53,83 +67,79 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mux", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+def version() -> str:
+    """mux's version, from the installed package's metadata (else the source tree's)."""
+    try:
+        return metadata.version("mux")
+    except metadata.PackageNotFoundError:
+        from mux import __version__
 
-    p = sub.add_parser("run", help="run the personas of a config until SIGINT/SIGTERM")
-    p.add_argument("config", type=Path)
-    p.add_argument("--dry-run", action="store_true", help="check the config, print QEMU command lines")
-    p.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``mux`` parser: every command, its options and their help."""
+    parser = argparse.ArgumentParser(prog="mux", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details too")
+    parser.add_argument("--version", action="version", version=f"mux {version()}",
+                        help="print mux's version and exit")
+    sub = add_subcommands(parser, "COMMAND", "what to do (each has its own --help)")
+
+    p = add_command(sub, "run", "run the personas of a config until Ctrl-C (SIGINT) or SIGTERM",
+                    "Guests a killed mux run of the same config left running are adopted; on exit"
+                    " every guest is stopped, unless the config keeps them (keep_guests).")
+    p.add_argument("config", type=Path, metavar="CONFIG", help="the config file (TOML)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only check the config and print each persona's QEMU command line; boot nothing")
+    p.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                   help="stop after this many seconds")
     p.add_argument("--restart-changed", action="store_true",
-                   help="restart kept guests whose config changed (default: report, leave running)")
+                   help="restart kept guests whose config changed (by default they are reported and"
+                        " left running)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("down", help="stop a config's kept guests (and its controller), or every config's")
-    p.add_argument("config", type=Path, nargs="?")
-    p.set_defaults(func=cmd_down)
-    sub.add_parser("ps", help="list every guest mux keeps running").set_defaults(func=cmd_ps)
-
-    p = sub.add_parser("demo", help="the built-in demo: two console personas, work and home, headless")
-    p.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    p = add_command(sub, "demo", "run the built-in demo: two console personas, work and home, headless",
+                    "The same as mux run on the built-in config that mux init writes by default.")
+    p.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
+                   help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("images", help="build or list the built-in guest images")
-    isub = p.add_subparsers(required=True, metavar="ACTION")
-    b = isub.add_parser("build", help="build one image, or those built by default (not debian)")
-    b.add_argument("name", nargs="?", choices=images.image_names())
-    b.add_argument("--all", action="store_true", help="also the on-demand images (debian: root, minutes)")
-    b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    b.set_defaults(func=cmd_images_build)
-    isub.add_parser("list", help="list images and their cache state").set_defaults(func=cmd_images_list)
-    k = isub.add_parser("key", help="print one cache key for the default images (or those named),"
-                        " for a CI cache of ~/.cache/mux")
-    k.add_argument("names", nargs="*", metavar="NAME")
-    k.set_defaults(func=cmd_images_key)
+    p = add_command(sub, "down", "stop a config's kept guests (and its controller), or every config's",
+                    "Works whether or not a controller runs, and removes the guests' state directory.")
+    p.add_argument("config", type=Path, nargs="?", metavar="CONFIG",
+                   help="the config whose guests to stop (default: every config's)")
+    p.set_defaults(func=cmd_down)
+    add_command(sub, "ps", "list every guest mux keeps running",
+                "One line each: persona, process id, uptime, whether a controller has it, config."
+                ).set_defaults(func=cmd_ps)
 
-    p = sub.add_parser("import", help="print a [[persona]] table for a VM of another tool")
-    p.add_argument("kind", choices=["libvirt"], help="libvirt: FILE is `virsh dumpxml NAME` output")
-    p.add_argument("file", type=Path)
+    add_images_parser(sub)
+    p = add_command(sub, "import", "print a [[persona]] table for a virtual machine of another tool")
+    p.add_argument("kind", choices=["libvirt"], metavar="KIND",
+                   help="the tool: libvirt (FILE is the output of virsh dumpxml NAME)")
+    p.add_argument("file", type=Path, metavar="FILE", help="the other tool's description of the machine")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("replay", help="replay scenario files against fresh personas")
-    p.add_argument("scenarios", type=Path, nargs="+")
-    p.add_argument("--artifacts", type=Path, default=Path("mux-artifacts"))
-    p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
-    p.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
-    p.add_argument("--snapshots", type=Path, metavar="DIR",
-                   help="where snapshots are kept (default $MUX_SNAPSHOT_DIR or ~/.cache/mux/snapshots)")
-    p.add_argument("--check", action="store_true",
-                   help="only load and check the files (needles, includes), boot nothing: exit 0 or 2")
-    p.set_defaults(func=cmd_replay)
+    add_replay_parser(sub)
+    add_needle_parser(sub)
 
-    p = sub.add_parser("needle", help="openQA needles")
-    nsub = p.add_subparsers(required=True, metavar="ACTION")
-    n = nsub.add_parser("capture", help="write NAME.json + NAME.png from a live persona (full-screen match)")
-    n.add_argument("persona")
-    n.add_argument("name", type=Path, help="the needle's path without .json (its file name is its tag)")
-    n.add_argument("--socket", type=Path, default=default_control_socket())
-    n.set_defaults(func=cmd_needle_capture)
-    n = nsub.add_parser("edit", help="draw and tune a needle's areas in a window"
-                        " (a new needle with --persona)")
-    n.add_argument("name", type=Path, help="NAME.json (beside NAME.png); its file name is a new needle's tag")
-    n.add_argument("--persona", help="match live against this persona of a running mux (and take a new"
-                   " needle's picture from its screen)")
-    n.add_argument("--socket", type=Path, default=default_control_socket())
-    n.add_argument("--screenshot", type=Path, metavar="FILE", help="where F12 saves a picture of the window")
-    n.set_defaults(func=cmd_needle_edit)
-
-    p = sub.add_parser("bench", help="measure performance (figures as ratios to a same-run baseline)")
-    p.add_argument("--json", type=Path, help="also write the figures to this file")
-    p.add_argument("--events", type=int, default=2000, help="input events to measure")
+    p = add_command(sub, "bench", "measure performance (figures as ratios to a baseline of the same run)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to this file")
+    p.add_argument("--events", type=int, default=2000, metavar="N",
+                   help="how many input events to measure (default 2000)")
     p.add_argument("--only", metavar="KEY,...",
-                   help="measure only what these keys need (e.g. live_fps,idle_cpu_percent)")
+                   help="measure only what these figures need (e.g. live_fps,idle_cpu_percent)")
     p.set_defaults(func=cmd_bench)
 
     add_ctl_parser(sub)
     add_logs_parser(sub)
+    add_setup_parsers(sub, build_parser)
     return parser
+
+
+#: The old name of :func:`build_parser`.
+_parser = build_parser
 
 
 # --- run / demo ------------------------------------------------------------------------
@@ -232,117 +242,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     asyncio.run(run_bench(args.json, events=args.events, only=only))
     return 0
-
-
-# --- images ----------------------------------------------------------------------------
-
-
-def cmd_images_build(args: argparse.Namespace) -> int:
-    names = images.image_names() if args.all else images.default_image_names()
-    for name in [args.name] if args.name else names:
-        built = images.build(name, progress=lambda m: print(f"mux: {m}"), force=args.force)
-        print(f"{name}: {built.kernel.parent}")
-    return 0
-
-
-def cmd_images_key(args: argparse.Namespace) -> int:
-    """The key on stdout alone; what it fetched on stderr."""
-    print(images.images_key(args.names or None, progress=lambda m: print(f"mux: {m}", file=sys.stderr)))
-    return 0
-
-
-def cmd_images_list(args: argparse.Namespace) -> int:
-    for name, built in images.list_images():
-        print(f"{name:10} {'built at ' + str(built.kernel.parent) if built else 'not built'}")
-    return 0
-
-
-# --- replay ----------------------------------------------------------------------------
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    """Check every file, run the scenarios, write results.json (and the JUnit file)."""
-    from mux.scenario import snapshot
-    from mux.scenario.report import ScenarioResult, write_junit, write_results
-    from mux.scenario.runner import load_all, run_scenario
-
-    store = args.snapshots or snapshot.default_dir()
-    scenarios = load_all(args.scenarios, store)
-    for scenario in scenarios:
-        for location, warning in scenario.warnings:
-            print(f"mux: warning: {location}: {warning}", file=sys.stderr)
-    if args.check:
-        print(f"mux replay: {len(scenarios)} file(s) checked, "
-              f"{sum(len(s.warnings) for s in scenarios)} warning(s)")
-        return 0
-
-    async def replay_all() -> list[ScenarioResult]:
-        results: list[ScenarioResult] = []
-        dirs: set[str] = set()
-        missing: dict[str, str] = {}  # snapshots this run should have saved, but did not
-        stop = False
-        for scenario in scenarios:
-            if stop:
-                results.append(ScenarioResult(scenario, not_run=True))
-                continue
-            slug = _unique_dir(scenario.name, dirs)
-            result = await run_scenario(scenario, args.artifacts, snapshots=store,
-                                        directory=args.artifacts / slug, missing=missing)
-            results.append(result)
-            for name in scenario.saves:
-                if result.passed:
-                    missing.pop(name, None)
-                else:
-                    missing[name] = f"scenario {scenario.name!r} ({scenario.file}) failed"
-            stop = not result.passed and not args.keep_going
-        return results
-
-    results = asyncio.run(replay_all())
-    failed = sum(not r.passed and not r.not_run for r in results)
-    skipped = sum(r.not_run for r in results)
-    code = EXIT_FAILED if failed else 0
-    print(f"mux replay: results in {write_results(results, args.artifacts, code)}")
-    if args.junit:
-        print(f"mux replay: JUnit report in {write_junit(results, args.junit)}")
-    print(f"mux replay: {len(results) - failed - skipped} passed, {failed} failed"
-          + (f", {skipped} skipped" if skipped else ""))
-    return code
-
-
-def _unique_dir(name: str, taken: set[str]) -> str:
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "scenario"
-    slug, n = base, 1
-    while slug in taken:
-        n += 1
-        slug = f"{base}-{n}"
-    taken.add(slug)
-    return slug
-
-
-def cmd_needle_capture(args: argparse.Namespace) -> int:
-    """Save the persona's screen as NAME.png and a needle skeleton NAME.json beside it."""
-    from PIL import Image
-
-    stem = args.name.with_suffix("") if args.name.suffix in (".json", ".png") else args.name
-    png, json_path = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".json")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    ask(args, {"cmd": "screenshot", "persona": args.persona, "file": str(png.resolve())})
-    with Image.open(png) as image:
-        width, height = image.size
-    needle = {"tags": [stem.name], "properties": [],
-              "area": [{"xpos": 0, "ypos": 0, "width": width, "height": height, "type": "match"}]}
-    json_path.write_text(json.dumps(needle, indent=3) + "\n", encoding="utf-8")
-    print(json_path)
-    return 0
-
-
-def cmd_needle_edit(args: argparse.Namespace) -> int:
-    """The needle editor: see :mod:`mux.frontends.needle_editor.app`."""
-    from mux.frontends.needle_editor.app import edit
-
-    return edit(args.name, args.persona, args.socket, args.screenshot)
-
-
-# --- ctl -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mux.cli_common import SOCKET_HELP, add_command, add_subcommands
 from mux.config import default_control_socket
 from mux.errors import ControlError
 from mux.frontends import control
@@ -20,39 +21,47 @@ DEVICE_MOVE_S = 600.0  # a move waits for the old guest's release (release_timeo
 
 def add_ctl_parser(sub: Any) -> None:
     """Add ``ctl`` and its requests to the ``mux`` command's subparsers."""
-    p = sub.add_parser("ctl", help="talk to a running controller")
-    p.add_argument("--socket", type=Path, default=default_control_socket())
-    csub = p.add_subparsers(required=True, metavar="REQUEST")
-    csub.add_parser("status", help="personas, states, active").set_defaults(func=cmd_ctl_status)
-    s = csub.add_parser("switch", help="make a persona active")
-    s.add_argument("name")
+    p = add_command(sub, "ctl", "talk to a running controller (mux run, mux demo)",
+                    "Each request goes to the controller's control socket; exit code 1 if it could not"
+                    " be carried out.")
+    p.add_argument("--socket", type=Path, default=default_control_socket(), metavar="PATH", help=SOCKET_HELP)
+    csub = add_subcommands(p, "REQUEST", "what to ask the controller")
+    add_command(csub, "status", "print the personas, their states and which one is active (JSON)"
+                ).set_defaults(func=cmd_ctl_status)
+    s = add_command(csub, "switch", "make a persona the active one")
+    s.add_argument("name", metavar="PERSONA", help="the persona to make active")
     s.set_defaults(func=cmd_ctl_switch)
-    s = csub.add_parser("screenshot", help="save a persona's screen (PNG by extension)")
-    s.add_argument("name")
-    s.add_argument("file", type=Path)
+    s = add_command(csub, "screenshot", "save a persona's screen to a file")
+    s.add_argument("name", metavar="PERSONA", help="the persona whose screen to save")
+    s.add_argument("file", type=Path, metavar="FILE", help="the picture file (PNG or PPM, by its extension)")
     s.set_defaults(func=cmd_ctl_screenshot)
-    s = csub.add_parser("attach", help="move a device to a persona (hotplug)")
-    s.add_argument("device")
-    s.add_argument("name", metavar="persona")
+    s = add_command(csub, "attach", "move a device to a persona (hotplug)")
+    s.add_argument("device", metavar="DEVICE", help="the device's id in the config")
+    s.add_argument("name", metavar="PERSONA", help="the persona to plug it into")
     s.set_defaults(func=cmd_ctl_attach)
-    s = csub.add_parser("detach", help="unplug a device from its persona")
-    s.add_argument("device")
-    s.add_argument("name", metavar="persona", nargs="?", help="must be the persona holding it")
+    s = add_command(csub, "detach", "unplug a device from its persona")
+    s.add_argument("device", metavar="DEVICE", help="the device's id in the config")
+    s.add_argument("name", metavar="PERSONA", nargs="?", help="the persona holding it (checked if given)")
     s.set_defaults(func=cmd_ctl_detach)
-    s = csub.add_parser("text", help="print the text on a persona's screen (OCR)")
-    s.add_argument("name", metavar="persona")
-    s.add_argument("--area", type=_area, metavar="X,Y,W,H", help="read only this part of the screen")
+    s = add_command(csub, "text", "print the text on a persona's screen, read by OCR (tesseract)")
+    s.add_argument("name", metavar="PERSONA", help="the persona whose screen to read")
+    s.add_argument("--area", type=_area, metavar="X,Y,W,H", help="read only this part of the screen (pixels)")
     s.set_defaults(func=cmd_ctl_text)
-    s = csub.add_parser("exec", help="run a command in a persona's guest, exit with its status")
-    s.add_argument("name", metavar="persona")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds the command may take (60)")
-    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s = add_command(csub, "exec", "run a command in a persona's guest and exit with its exit status",
+                    "Through the QEMU guest agent (agent = true); its output is printed as it is.")
+    s.add_argument("name", metavar="PERSONA", help="the persona whose guest runs the command")
+    s.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long the command may take (default 60)")
+    s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
+                   help="the command and its arguments, after --")
     s.set_defaults(func=cmd_ctl_exec)
-    s = csub.add_parser("clock", help="set a persona's guest clock through its agent")
-    s.add_argument("name", metavar="persona")
-    s.add_argument("time", help="ISO 8601 (UTC unless it has an offset, e.g. 2031-05-01T09:00:00+02:00)"
-                   " or host (the host's current time)")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent (60)")
+    s = add_command(csub, "clock", "set a persona's guest clock through its guest agent")
+    s.add_argument("name", metavar="PERSONA", help="the persona whose clock to set")
+    s.add_argument("time", metavar="TIME",
+                   help="an ISO 8601 time (UTC unless it has an offset, e.g. 2031-05-01T09:00:00+02:00)"
+                        " or host (the host's current time)")
+    s.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the guest agent (default 60)")
     s.set_defaults(func=cmd_ctl_clock)
 
 

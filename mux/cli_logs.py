@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mux.app.taglog import FILE_NAME
+from mux.cli_common import SOCKET_HELP, add_command
 from mux.config import default_control_socket
 from mux.display.layout import parse_color
 from mux.errors import ControlError, DisplayError
@@ -45,9 +46,13 @@ _JSON_SAFE = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0))}  # 
 
 def add_logs_parser(sub: Any) -> None:
     """Add ``logs`` to the ``mux`` command's subparsers."""
-    p = sub.add_parser("logs", help="every persona's serial output, merged in time order, tagged")
-    p.add_argument("personas", nargs="*", metavar="PERSONA", help="only these personas")
-    p.add_argument("-f", "--follow", action="store_true", help="follow new lines (a running controller)")
+    p = add_command(sub, "logs", "print every persona's serial output, merged in time order, tagged",
+                    "From a running controller (its control socket) or a finished run's log folder"
+                    " (--from). The guest's control characters are shown escaped, as \\xNN, unless"
+                    " --raw.")
+    p.add_argument("personas", nargs="*", metavar="PERSONA", help="only these personas (default: all)")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="go on printing new lines as they come, until Ctrl-C or the controller stops")
     p.add_argument("--since", metavar="TIME", type=_since,
                    help="only lines from TIME: ISO 8601 (UTC unless it has an offset) or a time ago:"
                         " 30s, 10m, 2h, 1d, 1h30m")
@@ -58,8 +63,8 @@ def add_logs_parser(sub: Any) -> None:
                            " control characters are shown as \\xNN)")
     p.add_argument("-t", "--timestamps", action="store_true", help="each line's UTC time before it")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--socket", type=Path, default=default_control_socket(),
-                        help="a running controller's control socket (the default source)")
+    source.add_argument("--socket", type=Path, default=default_control_socket(), metavar="PATH",
+                        help=SOCKET_HELP)
     source.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                         help="a finished run's log folder (mux run) or a replay scenario's artifacts folder")
     p.set_defaults(func=cmd_logs, usage_error=p.error)

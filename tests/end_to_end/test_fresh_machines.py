@@ -5,7 +5,9 @@ run here proves nothing about a fresh Debian. These tests make one: a minimal De
 and Debian 12 root file system from ``mmdebstrap --variant=minbase`` plus git and
 python3 (cached in ``~/.cache/mux/fresh/``, rebuilt weekly), clone this checkout into it
 and run the README's demo command there, in ``chroot``, until both personas' guests
-report ``MUX-READY``.
+report ``MUX-READY``. Then ``mux doctor`` must report exactly what such a machine lacks:
+nothing for the demo config (exit 0), OVMF for a persona with ``firmware = "uefi"``
+(exit 1), with the fix in apt's words there and in generic words on the host without apt.
 
 A host without apt stands in for Ubuntu CI runners and other distributions: a minimal
 Debian 13 with QEMU, Python and gpgv, then apt and dpkg removed and ``/etc/os-release``
@@ -53,6 +55,10 @@ MIRROR = "http://deb.debian.org/debian"
 DEMO_SECONDS = 60
 #: Replayed after the demo, on the fresh machine's own QEMU and kernel: keys, LEDs, needles.
 SCENARIOS = ("scenarios/caps-lock-led.yaml", "scenarios/two-personas-isolation.yaml")
+#: ``mux doctor`` on the demo config, then on this one: its exit codes and reports, in the root.
+UEFI_CONFIG = '[[persona]]\nname = "work"\nfirmware = "uefi"\n'
+DOCTOR = ("mux doctor > /root/doctor-demo.txt 2>&1; echo DOCTOR-DEMO=$?; "
+          "mux doctor /root/uefi.toml > /root/doctor-uefi.txt 2>&1; echo DOCTOR-UEFI=$?")
 
 pytestmark = pytest.mark.heavy
 
@@ -188,6 +194,18 @@ def assert_both_personas_got_ready(root: Path, output: str) -> None:
         assert re.search(rf"^MUX-READY {persona}$", text, re.M), f"{persona} never got ready:\n{text[-2000:]}"
 
 
+def assert_doctor_reports(root: Path, stdout: str, fix: str) -> None:
+    """The :data:`DOCTOR` commands' reports: nothing missing for the demo config (exit 0),
+    only OVMF for the UEFI persona (exit 1), with ``fix`` as its fix."""
+    demo = (root / "root/doctor-demo.txt").read_text()
+    uefi = (root / "root/doctor-uefi.txt").read_text()
+    missing = [re.findall(r"^missing +([^:]+):", text, re.M) for text in (demo, uefi)]
+    assert missing == [[], ["OVMF"]], f"demo config:\n{demo}\nUEFI config:\n{uefi}"
+    assert "DOCTOR-DEMO=0" in stdout and "DOCTOR-UEFI=1" in stdout, f"{demo}\n{uefi}"
+    assert re.search(r'^ +needed by: +persona work \(firmware = "uefi"\)$', uefi, re.M), uefi
+    assert re.search(rf"^ +fix: +{re.escape(fix)}$", uefi, re.M), uefi
+
+
 def assert_same_console_image(root: Path, host_image: Any, where: str) -> None:
     """The console image built in ``root`` has this host's packages and SHA256s."""
     built = sorted((root / "root/.cache/mux/images").glob("console-*/image.json"))
@@ -208,8 +226,10 @@ def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str, console_i
     for tool in ("gcc", "cc", "qemu-system-x86_64"):  # really fresh: nothing to lean on
         assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
     started = time.monotonic()
+    (fresh_root / "root/uefi.toml").write_text(UEFI_CONFIG)
     command = (f"cd /root/mux && ./bootstrap demo --for {DEMO_SECONDS} && echo DEMO-DONE && "
-               f".venv/bin/mux replay {' '.join(SCENARIOS)} --artifacts /root/replay")
+               f"{{ .venv/bin/mux replay {' '.join(SCENARIOS)} --artifacts /root/replay; replayed=$?; "
+               f"PATH=/root/mux/.venv/bin:$PATH; {DOCTOR}; exit $replayed; }}")
     proc = run_in_chroot(fresh_root, command, binds, timeout=1800)
     took = time.monotonic() - started
     output = proc.stdout + proc.stderr
@@ -219,6 +239,7 @@ def test_readme_demo_on_a_minimal_debian(fresh_root: Path, suite: str, console_i
     assert_both_personas_got_ready(fresh_root, output)
     assert proc.returncode == 0, f"the scenarios failed on {suite}:\n{output[-4000:]}"
     assert_same_console_image(fresh_root, console_image, f"on a fresh Debian {suite}")
+    assert_doctor_reports(fresh_root, proc.stdout, "apt-get install ovmf")
 
 
 #: What a user of another distribution installs with its package manager before mux.
@@ -250,11 +271,12 @@ def test_wheel_on_a_host_without_apt(fresh_root: Path, tmp_path: Path, console_i
     for tool in ("apt-get", "apt", "dpkg", "dpkg-query", "gcc"):
         assert not any((fresh_root / d / tool).exists() for d in ("usr/bin", "bin")), tool
     shutil.copy(built, fresh_root / "root" / built.name)
+    (fresh_root / "root/uefi.toml").write_text(UEFI_CONFIG)
     mirror = archive.source().mirror
     command = (f"python3 -m venv /opt/mux && /opt/mux/bin/pip install -q /root/{built.name} && "
                f"export MUX_DEBIAN_MIRROR={shlex.quote(mirror)} && cd /root && "
                f"/opt/mux/bin/mux images build && /opt/mux/bin/mux demo --for {DEMO_SECONDS} && "
-               "echo DEMO-DONE")
+               f"echo DEMO-DONE && PATH=/opt/mux/bin:$PATH && {{ {DOCTOR}; }}")
     started = time.monotonic()
     proc = run_in_chroot(fresh_root, command, binds, timeout=1800)
     output = proc.stdout + proc.stderr
@@ -265,6 +287,8 @@ def test_wheel_on_a_host_without_apt(fresh_root: Path, tmp_path: Path, console_i
     assert f"from {mirror} (MUX_DEBIAN_MIRROR)" in output, output[-4000:]
     assert_both_personas_got_ready(fresh_root, output)
     assert_same_console_image(fresh_root, console_image, "on a host without apt")
+    assert_doctor_reports(fresh_root, proc.stdout,
+                          "install the OVMF UEFI firmware (edk2-ovmf) with your package manager")
 
 
 @pytest.mark.timeout(900)
