@@ -58,13 +58,20 @@ def default_control_socket() -> Path:
 
 @dataclass(frozen=True)
 class MuxSection:
+    """``[mux]``: the controller itself."""
+
+    #: The accelerator: "auto" (KVM only where the host is proven able to run it, else TCG),
+    #: "kvm" (forced) or "tcg" (software emulation: always works).
     accel: Accel = "auto"
+    #: Where the controller makes its private 0700 runtime directory (default: ``$XDG_RUNTIME_DIR``,
+    #: else ``/tmp``).
     runtime_dir: Path = field(default_factory=runtime_base)
+    #: The control socket ``mux ctl`` talks to (default: ``<runtime base>/mux-<uid>/control.sock``).
     control_socket: Path = field(default_factory=default_control_socket)
-    #: The persona made active on a first start (None: the first autostarted one); later
+    #: The persona made active on a first start (not set: the first autostarted one); later
     #: starts restore the one that was active when mux last ran, if it is running.
     active: str | None = None
-    #: A switch to a stopped persona starts it first (False: the switch is refused).
+    #: A switch to a stopped persona starts it first (false: the switch is refused).
     start_on_switch: bool = True
     #: ``mux run`` only (replay and bench: always "never"): guests survive a crash of the
     #: controller ("on-crash"), any stop of it ("always"), or die with it ("never").
@@ -90,27 +97,50 @@ class PersonaConfig:
     disk), its own ``kernel``, or else its ``disk`` / ``cdrom`` with their own boot
     loader; with ``image`` or ``kernel`` a ``disk`` is an extra drive."""
 
+    #: 1-32 lower-case letters, digits, "-" and "_" (not next, previous or overview).
     name: str
+    #: A built-in guest image; the default "console" applies only when none of ``kernel``,
+    #: ``image``, ``disk`` and ``cdrom`` is given.
     image: str | None = "console"
+    #: Your own kernel instead of a built-in image (paths are relative to the config file).
     kernel: Path | None = None
+    #: The initramfs of ``kernel`` (with ``kernel`` only).
     initrd: Path | None = None
+    #: The kernel's command line (with ``kernel`` only).
     append: str = ""
+    #: A disk image (qcow2 or raw, read from the file): with neither ``image`` nor ``kernel`` it
+    #: boots by itself through the firmware, otherwise it is an extra drive (``/dev/vda``).
     disk: Path | None = None
+    #: Memory in MiB, 32 to 65536 (default: 1024 for a persona that boots a disk, its own or the
+    #: ``debian`` image; 256 otherwise).
     memory_mb: int = 256
+    #: An ISO image, read-only: an installer or any CD.
     cdrom: Path | None = None
-    boot: BootFrom = "disk"  # with no disk to boot from: the cdrom
+    #: What a persona with both a disk and a cdrom boots from; the other is tried next (default:
+    #: "disk" when it has one to boot from, else "cdrom").
+    boot: BootFrom = "disk"
+    #: "bios" (SeaBIOS) or "uefi" (OVMF, from Debian's ``ovmf`` package, with a variable store of
+    #: the persona's own, kept between runs).
     firmware: Firmware = "bios"
+    #: Virtual CPUs, 1 to 64.
     cpus: int = 1
+    #: QEMU's machine type.
     machine: Machine = "pc"
+    #: The display adapter.
     vga: Vga = "std"
+    #: "none", or "user": a ``virtio-net-pci`` card on a user-mode network served by passt
+    #: (outbound NAT; the guest is 10.0.2.15, with no way to the host's 127.0.0.1).
     network: Network = "none"
+    #: Host ports on 127.0.0.1 forwarded to guest ports, such as "tcp:2222:22" (protocol:host
+    #: port:guest port, tcp or udp); with ``network = "user"`` only.
     forward: tuple[Forward, ...] = ()
-    #: ``network = "user"`` only. False (default): the network is passt's (``--no-map-gw``): outbound
+    #: ``network = "user"`` only. false (default): the network is passt's (``--no-map-gw``): outbound
     #: NAT, but no address in the guest leads to the host's 127.0.0.1 (its loopback services, other
-    #: personas' forwarded ports). True: QEMU's slirp, whose 10.0.2.2 IS the host's 127.0.0.1
+    #: personas' forwarded ports). true: QEMU's slirp, whose 10.0.2.2 IS the host's 127.0.0.1
     #: (warned at each launch); for a guest that must reach a service on the host's loopback.
     host_access: bool = False
-    #: The disk under a throwaway qcow2 overlay in the runtime directory: never written.
+    #: The disk under a throwaway qcow2 overlay in the runtime directory: never written (default:
+    #: false for ``mux run``, true for the personas of a scenario).
     overlay: bool = False
     #: Appended last to QEMU's command line (checked at load: nothing mux owns).
     qemu_args: tuple[str, ...] = ()
@@ -118,31 +148,53 @@ class PersonaConfig:
     agent: bool = False
     #: A sound card (intel-hda + hda-duplex) on the host's sound server, heard only while active.
     audio: bool = False
-    #: The guest's real-time clock at boot (``-rtc base=``): None, QEMU's default (UTC, which
+    #: The guest's real-time clock at boot (``-rtc base=``): not set, QEMU's default (UTC, which
     #: Linux guests expect); "host" the host's local time (guests that keep local time in
     #: their RTC: Windows); "utc"; or a start in UTC, "2031-05-01T09:00:00" or "2031-05-01".
     clock: str | None = None
     #: A regular expression: a serial line it matches asks for attention (besides MUX-ATTENTION).
     attention: str | None = None
+    #: The background colour of the built-in images, six hex digits such as "c03030" (default:
+    #: one of eight, by the persona's place in the file).
     color: str = DEFAULT_COLORS[0]
+    #: When its QEMU exits on its own: stay down ("no"), restart after a crash ("on-failure"),
+    #: or after a crash or a power-off ("always"); with a back-off from 0.2 s to 20 s.
     restart: RestartPolicy = "no"
+    #: Start the persona when mux starts.
     autostart: bool = True
+    #: Disks, USB sticks and host USB devices that belong to this persona and can move between
+    #: personas (the ``[[persona.devices]]`` table).
     devices: tuple[DeviceConfig, ...] = ()
+    #: The guest's keyboard: "ps2" (the PC's i8042) or "virtio" (a ``virtio-keyboard-pci``: a
+    #: deeper queue, faster typing).
     keyboard: Keyboard = "ps2"
     location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
 
 
 @dataclass(frozen=True)
 class InputSection:
+    """``[input]``: the physical keyboards and mice, and the hotkeys."""
+
+    #: evdev devices to grab exclusively: "auto" (every keyboard and mouse) or paths such as
+    #: ``/dev/input/by-id/...-event-kbd``; empty (the default): grab nothing.
     devices: tuple[str, ...] = ()
-    hotkeys: dict[str, str] | None = None  # None: the built-in defaults
+    #: Chord = target: a persona's name, "next", "previous" or "overview" (default: scrolllock+right
+    #: next, scrolllock+left previous, scrolllock+down overview; setting it replaces them all).
+    hotkeys: dict[str, str] | None = None
+    #: A held key's repeats: "pass" (each is sent as another key-down) or "drop".
     autorepeat: Literal["pass", "drop"] = "pass"
 
 
 @dataclass(frozen=True)
 class DisplaySection:
+    """``[display]``: the one screen, the back-buffer, requests for attention."""
+
+    #: "headless" (pictures kept in memory only), "window" (pygame-ce, SDL2) or "auto" (a window
+    #: when a display can be opened, else headless).
     output: Literal["headless", "window", "auto"] = "headless"
+    #: How often the inactive personas' screens are captured, in seconds (above 0).
     backbuffer_interval_s: float = 1.0
+    #: The window covers the whole screen (on a kiosk SDL draws through KMS/DRM).
     fullscreen: bool = False
     #: A background persona asks for attention: a banner ("notify"), or also a switch to it
     #: once no key is held and no input came for 2 s ("switch").
@@ -151,21 +203,37 @@ class DisplaySection:
 
 @dataclass(frozen=True)
 class AudioSection:
+    """``[audio]``: what the personas' sound does when they are not active."""
+
     #: The inactive personas' streams: muted, or "duck"ed (20 dB down).
     background: AudioBackground = "mute"
 
 
 @dataclass(frozen=True)
 class MqttSection:
+    """``[mqtt]``: the MQTT bridge and Home Assistant discovery (no table: no MQTT)."""
+
+    #: The broker: ``mqtt://host:1883``, or ``mqtts://host:8883`` for TLS.
     url: str
+    #: The broker's user name.
     username: str | None = None
+    #: The broker's password.
     password: str | None = None
+    #: A CA certificate (PEM) to check the broker's with.
     tls_ca: Path | None = None
+    #: A client certificate (PEM).
     tls_cert: Path | None = None
+    #: The client certificate's key (PEM).
     tls_key: Path | None = None
+    #: Every topic mux publishes or reads is under it.
     base_topic: str = "mux"
+    #: Home Assistant's discovery prefix.
     discovery_prefix: str = "homeassistant"
+    #: The Home Assistant device's id (default: the host's name; characters other than
+    #: ``[a-zA-Z0-9_-]`` become ``_`` in topics).
     node_id: str = field(default_factory=socket.gethostname)
+    #: At most how often a persona's screenshot is published, in seconds (above 0); only a change
+    #: a person would notice is published.
     screenshot_interval_s: float = 5.0
     #: Home Assistant discovery: one config per entity, or one per device (HA 2024.11+).
     discovery: Literal["entities", "device"] = "entities"

@@ -63,7 +63,7 @@ _DRIVERS: dict[DeviceType, tuple[str, str]] = {  # type -> (QEMU driver, bus)
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """One entry of a persona's ``devices`` list (see the README for the keys)."""
+    """One entry of a persona's ``devices`` list (the keys: docs/reference/config.md)."""
 
     id: str
     type: DeviceType

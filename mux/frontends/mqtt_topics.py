@@ -1,6 +1,6 @@
 """MQTT topics, commands, state and events (pure: no asyncio, no broker).
 
-Everything mux says on MQTT lives under ``<base_topic>``; the table in the README is
+Everything mux says on MQTT lives under ``<base_topic>``; the generated table in docs/reference/mqtt.md is
 the contract for panel builders. Incoming messages go through :func:`parse_command`,
 payload in and :class:`Command` or :class:`CommandError` out, so a hostile or broken
 panel can never do more than earn an ``error`` message. Outgoing state is described by

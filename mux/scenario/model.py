@@ -45,12 +45,14 @@ class Arg:
     persona: bool = False  # must name a configured persona
     regex: bool = False  # must compile
     needle: bool = False  # a needle path or tags, resolved when the file is loaded
+    doc: str = ""  # what the value means, where its type and flags do not say (the reference)
 
 
 @dataclass(frozen=True)
 class StepSpec:
     args: dict[str, Arg]
     main: str | None = None  # the argument a bare value stands for
+    doc: str = ""  # what the step does (the generated reference, docs/reference/scenario-steps.md)
 
 
 def _persona(required: bool = True, default: Any = None) -> Arg:
@@ -61,64 +63,120 @@ def _needle() -> Arg:
     return Arg((str, list), required=True, needle=True)
 
 
+_CHORD = "a chord such as `ctrl+alt+f2`"
+_AREA = "`{xpos, ypos, width, height}`, whole numbers: read only this part of the screen"
+_LINES = "a regex; `^` and `$` match at each line"
+_BUTTON = "`left`, `right` or `middle`"
+_NAME = "letters, digits, `.`, `_`, `-`"
+
 STEPS: dict[str, StepSpec] = {
-    "start": StepSpec({"persona": _persona(), "timeout": Arg(Number, 60)}, "persona"),
-    "stop": StepSpec({"persona": _persona()}, "persona"),
-    "kill": StepSpec({"persona": _persona()}, "persona"),
-    "switch": StepSpec({"persona": Arg(str, required=True)}, "persona"),
-    "type": StepSpec({"text": Arg(str, required=True), "rate": Arg(Number)}, "text"),
-    "press": StepSpec({"keys": Arg(str, required=True)}, "keys"),
-    "hold": StepSpec({"key": Arg(str, required=True)}, "key"),
-    "release": StepSpec({"key": Arg(str, required=True)}, "key"),
+    "start": StepSpec({"persona": _persona(), "timeout": Arg(Number, 60)}, "persona",
+                      "starts the persona and waits until it runs"),
+    "stop": StepSpec({"persona": _persona()}, "persona", "stops the persona"),
+    "kill": StepSpec({"persona": _persona()}, "persona", "SIGKILLs the persona's QEMU, for fault tests"),
+    "switch": StepSpec({"persona": Arg(str, required=True, doc="a persona's name, `next` or `previous`")},
+                       "persona", "switches through the switcher, like a hotkey"),
+    "type": StepSpec({"text": Arg(str, required=True),
+                      "rate": Arg(Number, doc="characters a second, for a guest that needs it slower")},
+                     "text", "types the text on a US layout through the input router, as fast as the"
+                     " keyboard takes it without losing keys"),
+    "press": StepSpec({"keys": Arg(str, required=True, doc=_CHORD)}, "keys",
+                      "presses a chord: the keys down in order, up in reverse"),
+    "hold": StepSpec({"key": Arg(str, required=True)}, "key", "one key down"),
+    "release": StepSpec({"key": Arg(str, required=True)}, "key", "one key up"),
     "wait_serial": StepSpec({"persona": _persona(), "match": Arg(str, required=True, regex=True),
-                             "timeout": Arg(Number, 90)}),
+                             "timeout": Arg(Number, 90)}, doc=(
+        "waits until the regex is in the persona's serial output, searching after the previous match"
+        " on that persona; carriage returns are dropped, so `^hi$` matches a line. Memory keeps the"
+        " last 1 MiB of each persona's output (its serial log file keeps all): if more than that came"
+        " since the previous match, the search starts at the oldest text kept")),
     "assert_no_serial": StepSpec({"persona": _persona(),
                                   "match": Arg(str, required=True, regex=True),
-                                  "within": Arg(Number, 0)}),
-    "assert_active": StepSpec({"persona": _persona()}, "persona"),
+                                  "within": Arg(Number, 0, doc="seconds to keep watching")},
+                                 doc="the regex is not in the persona's output (its last 1 MiB),"
+                                     " up to `within` seconds"),
+    "assert_active": StepSpec({"persona": _persona()}, "persona", "the persona is the active one"),
     "assert_state": StepSpec({"persona": _persona(), "state": Arg(str, required=True),
-                              "timeout": Arg(Number, 30)}),
-    "sleep": StepSpec({"seconds": Arg(Number, required=True)}, "seconds"),
-    "mouse_move": StepSpec({"delta": Arg(list, required=True)}, "delta"),
-    "mouse_click": StepSpec({"button": Arg(str, "left")}, "button"),
-    "evemu": StepSpec({"path": Arg(str, required=True), "realtime": Arg(bool, False)}, "path"),
-    "attach": StepSpec({"device": Arg(str, required=True), "persona": _persona()}),
-    "detach": StepSpec({"device": Arg(str, required=True)}, "device"),
+                              "timeout": Arg(Number, 30)}, doc="waits until the persona is in the state"),
+    "sleep": StepSpec({"seconds": Arg(Number, required=True)}, "seconds", "waits"),
+    "mouse_move": StepSpec({"delta": Arg(list, required=True, doc="`[dx, dy]`, two integers")}, "delta",
+                           "moves the mouse (relative motion)"),
+    "mouse_click": StepSpec({"button": Arg(str, "left", doc=_BUTTON)}, "button", "clicks a mouse button"),
+    "evemu": StepSpec({"path": Arg(str, required=True, doc="relative to the scenario file"),
+                       "realtime": Arg(bool, False, doc="keep the recording's timing")}, "path",
+                      "replays an evemu recording through the router"),
+    "attach": StepSpec({"device": Arg(str, required=True), "persona": _persona()},
+                       doc="moves the device to the persona; fails if the move does"),
+    "detach": StepSpec({"device": Arg(str, required=True)}, "device",
+                       "unplugs the device from whichever persona holds it"),
     # openQA's screen vocabulary; persona None means the active one.
     "assert_screen": StepSpec({"persona": _persona(False), "needle": _needle(), "timeout": Arg(Number, 30)},
-                              "needle"),
+                              "needle", "fails unless the screen matches the needle within the timeout"),
     "check_screen": StepSpec({"persona": _persona(False), "needle": _needle(), "timeout": Arg(Number, 0)},
-                             "needle"),
+                             "needle", "as `assert_screen`, but only records whether it matched"),
     "wait_screen_change": StepSpec({"persona": _persona(False), "timeout": Arg(Number, 10),
-                                    "similarity": Arg(Number, 50)}, "persona"),
+                                    "similarity": Arg(Number, 50)}, "persona",
+                                   "waits until the screen differs from how it was before the previous step"),
     "wait_still_screen": StepSpec({"persona": _persona(False), "stilltime": Arg(Number, 7),
-                                   "timeout": Arg(Number, 30), "similarity": Arg(Number, 47)}, "persona"),
+                                   "timeout": Arg(Number, 30), "similarity": Arg(Number, 47)}, "persona",
+                                  "waits until the screen stays the same for `stilltime` seconds"),
     "send_key_until_needlematch": StepSpec({"persona": _persona(False), "needle": _needle(),
-                                            "key": Arg(str, required=True), "tries": Arg(int, 20),
-                                            "timeout": Arg(Number, 1)}),
-    "assert_and_click": StepSpec({"persona": _persona(False), "needle": _needle(), "button": Arg(str, "left"),
-                                  "timeout": Arg(Number, 30)}, "needle"),
-    "click_lastmatch": StepSpec({"button": Arg(str, "left")}, "button"),
-    "assert_text": StepSpec({"persona": _persona(False), "text": Arg(str, required=True, regex=True),
-                             "area": Arg(dict), "timeout": Arg(Number, 30)}, "text"),
-    "check_text": StepSpec({"persona": _persona(False), "text": Arg(str, required=True, regex=True),
-                            "area": Arg(dict), "timeout": Arg(Number, 0)}, "text"),
-    "screenshot": StepSpec({"persona": _persona(False), "name": Arg(str)}, "persona"),
-    "assert_led": StepSpec({"persona": Arg(str), "caps": Arg(bool), "num": Arg(bool), "scroll": Arg(bool),
-                            "timeout": Arg(Number, 5)}, "persona"),
-    "record_info": StepSpec({"text": Arg(str, required=True), "title": Arg(str)}, "text"),
-    "snapshot": StepSpec({"name": Arg(str, required=True)}, "name"),
+                                            "key": Arg(str, required=True, doc=_CHORD),
+                                            "tries": Arg(int, 20), "timeout": Arg(Number, 1)}, doc=(
+        "looks, presses `key` (into the active persona, like all input), looks again, up to `tries`"
+        " times")),
+    "assert_and_click": StepSpec({"persona": _persona(False), "needle": _needle(),
+                                  "button": Arg(str, "left", doc=_BUTTON), "timeout": Arg(Number, 30)},
+                                 "needle", "`assert_screen`, then clicks the needle's `click_point` (or the"
+                                 " centre of its first match area) where it was found, with an absolute"
+                                 " pointer through the router: the persona must be the active one"),
+    "click_lastmatch": StepSpec({"button": Arg(str, "left", doc=_BUTTON)}, "button",
+                                "clicks where the last needle that matched in this scenario says"),
+    "assert_text": StepSpec({"persona": _persona(False),
+                             "text": Arg(str, required=True, regex=True, doc=_LINES),
+                             "area": Arg(dict, doc=_AREA), "timeout": Arg(Number, 30)}, "text",
+                            "fails unless the text read off the screen (tesseract) matches within the"
+                            " timeout; the message quotes what was read"),
+    "check_text": StepSpec({"persona": _persona(False),
+                            "text": Arg(str, required=True, regex=True, doc=_LINES),
+                            "area": Arg(dict, doc=_AREA), "timeout": Arg(Number, 0)}, "text",
+                           "as `assert_text`, but only records whether it matched"),
+    "screenshot": StepSpec({"persona": _persona(False), "name": Arg(str, doc=_NAME)},
+                           "persona", "saves `screenshots/NAME.png` in the scenario's artifacts"),
+    "assert_led": StepSpec({"persona": Arg(str, doc="a persona's name, or `physical` (the keyboards' LEDs)"),
+                            "caps": Arg(bool), "num": Arg(bool), "scroll": Arg(bool),
+                            "timeout": Arg(Number, 5)}, "persona",
+                           "waits until the LEDs given (true or false) are so; those left out are not"
+                           " checked"),
+    "record_info": StepSpec({"text": Arg(str, required=True), "title": Arg(str)}, "text",
+                            "a note in the progress, `results.json` and the JUnit `system-out`"),
+    "snapshot": StepSpec({"name": Arg(str, required=True, doc=_NAME)}, "name",
+                         "saves every running persona now (`from_snapshot` starts from it)"),
     # The guest itself (mux.guest.ready): persona None means the active one.
-    "wait_ready": StepSpec({"persona": _persona(False), "timeout": Arg(Number, 120)}, "persona"),
-    "exec": StepSpec({"command": Arg((str, list), required=True), "persona": _persona(False),
-                      "timeout": Arg(Number, 60), "status": Arg(int, 0), "match": Arg(str, regex=True)},
-                     "command"),
+    "wait_ready": StepSpec({"persona": _persona(False), "timeout": Arg(Number, 120)}, "persona",
+                           "waits until the persona's guest is ready (its agent answers, or `MUX-READY`)"),
+    "exec": StepSpec({"command": Arg((str, list), required=True,
+                                     doc="a string run by `/bin/sh -c`, or a list: a program and its"
+                                         " arguments"),
+                      "persona": _persona(False), "timeout": Arg(Number, 60),
+                      "status": Arg(int, 0, doc="the exit status it must end with"),
+                      "match": Arg(str, regex=True, doc=f"{_LINES}, searched in its stdout")},
+                     "command", "runs the command in the guest through its guest agent (`agent = true`);"
+                     " fails unless it exits with `status` and, if given, `match` is in its stdout. Its exit"
+                     " status, stdout and stderr are the step's message in `results.json`, and progress lines"
+                     " (`persona$ ...`) in the JUnit `system-out`"),
     # The guest's clock through its agent (mux.guest.clock: ISO 8601, UTC unless offset; or host).
-    "set_clock": StepSpec({"persona": _persona(False), "time": Arg(str, required=True),
-                           "timeout": Arg(Number, 60)}),
+    "set_clock": StepSpec({"persona": _persona(False),
+                           "time": Arg(str, required=True,
+                                       doc="ISO 8601, UTC unless it has an offset, or `host`"),
+                           "timeout": Arg(Number, 60)}, doc="sets the guest's clock through its guest agent"),
     # A request for attention from persona whose text matches (mux.app.attention).
-    "assert_attention": StepSpec({"persona": _persona(), "match": Arg(str, "", regex=True),
-                                  "timeout": Arg(Number, 30)}, "persona"),
+    "assert_attention": StepSpec({"persona": _persona(),
+                                  "match": Arg(str, "", regex=True,
+                                               doc="searched in the request's text; left out: any"),
+                                  "timeout": Arg(Number, 30)}, "persona",
+                                 "passes when the persona has a pending request for attention that matches,"
+                                 " or one arrives within the timeout; the failure lists the requests seen"),
 }
 BLOCKS = ("include", "repeat")  # steps that hold steps (parsed apart from STEPS)
 MODIFIERS = ("if", "repeat")  # keys a step may carry beside its own

@@ -1,0 +1,203 @@
+"""MQTT topics and Home Assistant entities, read from the bridge's own code.
+
+The set of topics is the code's: the retained state (:func:`~mux.frontends.mqtt_topics.state_messages`
+and what a clean stop leaves, ``stopped_messages``), the command topics the parser names
+(:func:`~mux.frontends.mqtt_topics.parse_command`), the topics the discovery configs point
+at (:func:`~mux.frontends.mqtt_discovery.entities`), and the topics the bridge publishes
+by name (``f"{self.base}/..."`` in :mod:`mux.frontends.mqtt`). Each must have a line in
+:data:`TOPICS` (how it is sent, what its payload is), and each line there must be one of
+them: a topic added to the code without a description, or a description left behind by
+a removed topic, is an :class:`~mux.reference.common.UndocumentedError`. The entities
+are generated whole from the discovery code; :data:`ENTITIES` adds what each is for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from mux.reference.common import UndocumentedError, code, header, table
+
+PERSONA, DEVICE, NODE, BASE = "PERSONA", "DEVICE", "NODE", "BASE"
+
+#: topic under ``<base_topic>`` -> (how it is sent, its payload).
+TOPICS: dict[str, tuple[str, str]] = {
+    "availability": ("out, retained, also the last will", "`online` / `offline`"),
+    "active": ("out, retained", "the active persona's name (empty before one is)"),
+    "active/set": ("in", "a persona's name (a stopped one is started first, or refused: `start_on_switch`)"),
+    "event": ("out", "JSON `{\"event_type\", \"persona\", \"source\", \"text\"}`: {events}. `switched` has"
+              " `source` `hotkey`, `mqtt`, `control socket`, `scenario`, `overview`, `startup` or"
+              " `snapshot`; `refused` is a refused MQTT command, beside its `error`; `crashed` has `source`"
+              " `guest`; `attention` has `source` `guest` and the request's `text`"),
+    "persona/<name>/state": ("out, retained", "{states}"),
+    "persona/<name>/availability": ("out, retained", "`online` while the persona runs, else `offline`"),
+    "persona/<name>/ready": ("out, retained", "`true` / `false`: the guest is ready for work"),
+    "persona/<name>/audio": ("out, retained", "{audio}: what its sound does"),
+    "persona/<name>/set": ("in", "{actions} (the switch entity sends `start` / `stop`)"),
+    "persona/<name>/attention": ("out", "JSON `{\"text\", \"time\"}` for each request for attention; `time`"
+                                 " is ISO 8601 in UTC with milliseconds, e.g."
+                                 " `\"2031-05-01T09:00:00.123+00:00\"`"),
+    "persona/<name>/screenshot": ("out, retained", "JPEG of the latest back-buffered frame, when it changed"
+                                  " in a way a person would notice, at most every `screenshot_interval_s`"),
+    "persona/<name>/leds": ("out, retained", "JSON `{leds}`, each true or false"),
+    "persona/<name>/devices": ("out, retained", "JSON list of the persona's devices"),
+    "persona/<name>/devices/set": ("in", "`attach DEVICE` or `detach DEVICE` (a bare device id means"
+                                   " attach)"),
+    "device/<id>": ("out, retained", "the persona holding the device, or `{detached}`"),
+    "device/<id>/set": ("in", "a persona's name (the device moves there) or `{detached}` (detached)"),
+    "error": ("out", "JSON `{\"topic\", \"payload\", \"error\"}` for every refused command"),
+    "sync": ("out, internal", "a marker mux sends itself on connect, to know the retained discovery configs"
+             " have arrived; ignore it"),
+}
+#: object id (with ``<persona>`` and ``<device>``) -> what the entity is for.
+ENTITIES: dict[str, str] = {
+    "active": "shows and switches the active persona (a stopped one is started first)",
+    "events": "the events of the `event` topic, for automations",
+    "<persona>_screen": "the persona's screen",
+    "<persona>_state": "the persona's run state",
+    "<persona>_running": "on = running (or starting); turning it on starts the persona, off stops it",
+    "<persona>_ready": "whether the persona's guest is ready for work",
+    "<persona>_restart": "restarts the persona",
+    "<persona>_attention": "`attention`, with `text` and `time`, for each request for attention",
+    "<persona>_audio": "what the persona's sound does",
+    "<persona>_caps": "the guest's Caps Lock LED",
+    "<persona>_num": "the guest's Num Lock LED",
+    "<persona>_scroll": "the guest's Scroll Lock LED",
+    "device_<device>": "which persona holds the device (`none`: detached); choosing one moves the device",
+}
+
+
+def _shown(text: str) -> str:
+    return text.replace(PERSONA, "<name>").replace(DEVICE, "<id>")
+
+
+def code_topics() -> dict[str, str]:
+    """Every topic the code publishes or reads, under the base: ``in`` or ``out``."""
+    from mux.frontends import mqtt, mqtt_discovery, mqtt_topics
+
+    found: dict[str, str] = {}
+
+    def add(topic: str, direction: str) -> None:
+        if topic.startswith(BASE + "/"):
+            found.setdefault(_shown(topic[len(BASE) + 1:]), direction)
+
+    commands = mqtt_topics.parse_command(f"{BASE}/?", b"?", BASE, [PERSONA])
+    listed = re.search(r"\(commands: ([^)]*)\)", getattr(commands, "error", ""))
+    for topic in listed[1].split(", ") if listed else []:
+        found[topic] = "in"
+    for topic in [*mqtt_topics.state_messages(
+            BASE, PERSONA, {PERSONA: "running"}, {PERSONA: {}}, devices={PERSONA: []}, owners={DEVICE: None},
+            ready={PERSONA: True}, audio={PERSONA: "live"}), *mqtt_topics.stopped_messages(BASE, [PERSONA])]:
+        add(topic, "out")
+    for entity in mqtt_discovery.entities(NODE, BASE, [PERSONA], [DEVICE]):
+        for key, value in entity.config.items():
+            if key.endswith("_topic"):
+                add(value, "in" if key == "command_topic" else "out")
+        for item in entity.config.get("availability", []):
+            add(item["topic"], "out")
+    for topic in re.findall(r'f"\{(?:self\.)?base\}/([a-z][^"]*)"', inspect.getsource(mqtt)):
+        add(f"{BASE}/" + re.sub(r"\{[a-z_]+\}", PERSONA, topic), "out")
+    return found
+
+
+def topics() -> list[tuple[str, str, str]]:
+    """(topic, how it is sent, payload) for every topic, in :data:`TOPICS`' order.
+
+    Raises:
+        UndocumentedError: the code and :data:`TOPICS` do not name the same topics, or a
+            topic's direction there is not the code's.
+    """
+    from mux.frontends.mqtt_discovery import AUDIO_STATES, DETACHED, EVENT_TYPES, LED_NAMES, STATES
+    from mux.frontends.mqtt_topics import PERSONA_ACTIONS
+
+    found = code_topics()
+    if set(found) != set(TOPICS):
+        raise UndocumentedError("MQTT topics: the code has " + ", ".join(sorted(set(found) - set(TOPICS)))
+                                + " undescribed, and describes " + ", ".join(sorted(set(TOPICS) - set(found)))
+                                + " it no longer has (mux/reference/mqtt.py, TOPICS)")
+    wrong = [t for t, (how, _) in TOPICS.items() if how.split(",")[0] != found[t]]
+    if wrong:
+        raise UndocumentedError(f"MQTT topics described with the wrong direction: {', '.join(wrong)}")
+    words = {"events": ", ".join(code(e) for e in EVENT_TYPES), "states": ", ".join(code(s) for s in STATES),
+             "audio": ", ".join(code(a) for a in AUDIO_STATES),
+             "actions": ", ".join(code(a) for a in PERSONA_ACTIONS), "detached": DETACHED,
+             "leds": "{" + ", ".join(f'"{led}"' for led in LED_NAMES) + "}"}
+    rows = []
+    for topic, (how, payload) in TOPICS.items():
+        for word, text in words.items():  # not str.format: payloads show JSON's braces
+            payload = payload.replace("{" + word + "}", text)
+        rows.append((topic, how, payload))
+    return rows
+
+
+def entities() -> list[dict[str, Any]]:
+    """Every Home Assistant entity of a node with one persona and one device, described.
+
+    Raises:
+        UndocumentedError: an entity without a line in :data:`ENTITIES`, or a line there
+            for an entity the code no longer makes.
+    """
+    from mux.frontends.mqtt_discovery import entities as discovered
+
+    rows: list[dict[str, Any]] = []
+    for entity in discovered(NODE, BASE, [PERSONA], [DEVICE]):
+        object_id = entity.object_id.replace(PERSONA, "<persona>").replace(DEVICE, "<device>")
+        config = entity.config
+        options = [str(o).replace(PERSONA, "<personas>") for o in config.get("options", [])]
+        topics = [_shown(config[k][len(BASE) + 1:]) for k in ("state_topic", "image_topic", "command_topic")
+                  if k in config]
+        rows.append({"object_id": object_id, "component": entity.component,
+                     "name": config["name"].replace(PERSONA, "<persona>").replace(DEVICE, "<device>"),
+                     "topics": topics, "options": options, "category": config.get("entity_category", ""),
+                     "device_class": config.get("device_class", ""),
+                     "per_persona": len(config["availability"]) > 1, "what": ENTITIES.get(object_id, "")})
+    made = {row["object_id"] for row in rows}
+    if made != set(ENTITIES):
+        raise UndocumentedError("Home Assistant entities: undescribed "
+                                + ", ".join(sorted(made - set(ENTITIES)))
+                                + "; described but gone " + ", ".join(sorted(set(ENTITIES) - made))
+                                + " (mux/reference/mqtt.py, ENTITIES)")
+    return rows
+
+
+INTRO = """\
+With an `[mqtt]` table in the config (see [Config keys](config.md#mqtt)), mux publishes its
+state and takes commands on an MQTT broker, and Home Assistant discovers it as one device.
+The [MQTT and Home Assistant guide](../guides/mqtt.md) tells how it behaves (availability,
+reconnecting, discovery modes, screenshots); this page is the contract for panel builders.
+"""
+
+
+def mqtt_page() -> str:
+    """``docs/reference/mqtt.md``: every topic and every Home Assistant entity.
+
+    Raises:
+        UndocumentedError: see :func:`topics` and :func:`entities`.
+    """
+    out = [header("MQTT topics and Home Assistant entities",
+                  "mux/frontends/mqtt_topics.py, mqtt_discovery.py and mqtt.py", INTRO)]
+    out.append("## Topics\n\nUnder `<base_topic>` (default `mux`); `<name>` is a persona's name, `<id>` a"
+               " device's id.\n\n")
+    out.append(table(("topic", "direction", "payload"),
+                     [(code(t), how, payload) for t, how, payload in topics()]))
+    out.append("\nA command is refused (one `error` message and one `refused` event, nothing else happens)"
+               " for an unknown persona or device, an empty payload, a payload over 1 KiB, invalid UTF-8,"
+               " an unknown action, a `.../set` topic that does not exist, or a request mux cannot carry"
+               " out.\n\n")
+    out.append("## Home Assistant entities\n\nOne device, `mux <node_id>`, whose name Home Assistant puts in"
+               " front of each entity's; the `<persona>` entities are made for every persona, the `<device>`"
+               " select for every device. Every entity is available only while mux is (`availability`, with"
+               " the last will).\n\n")
+    rows = []
+    for e in entities():
+        values = ", ".join(code(o) for o in e["options"])
+        what = e["what"] + ("; unavailable while the persona is not running (`persona/<name>/availability`)"
+                            if e["per_persona"] else "")
+        name = e["name"].replace("<persona>", "`<persona>`").replace("<device>", "`<device>`")
+        topics_ = ", ".join(code(t) for t in e["topics"])
+        kind = code(e["component"]) + (f" ({e['device_class']})" if e["device_class"] else "")
+        rows.append((name, kind, code(e["object_id"]), topics_, values, e["category"], what))
+    out.append(table(("entity", "component (device class)", "object id", "topics", "options", "category",
+                      "what it does"), rows))
+    return "".join(out).rstrip("\n") + "\n"
