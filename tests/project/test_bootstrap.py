@@ -42,7 +42,7 @@ OS_RELEASES = {
 #: The packages ./bootstrap test installs on Debian besides the runtime ones.
 TEST_DEBS = ("mosquitto xvfb e2fsprogs mmdebstrap dosfstools mtools syslinux syslinux-common "
              "{systemd_boot} fdisk ovmf tesseract-ocr-eng qemu-system-gui pulseaudio pulseaudio-utils "
-             "xdotool")
+             "xdotool zsh fish")
 
 
 @pytest.fixture
