@@ -21,6 +21,7 @@ from mux.display.backbuffer import BackBuffer, Frame
 from mux.display.output import HeadlessOutput
 from mux.input.events import EV_KEY, EV_SYN, SYN_REPORT, InputEvent
 from mux.input.router import Router
+from tests.documented import documented_number
 
 SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
 
@@ -38,7 +39,8 @@ def test_the_marker_and_a_personas_pattern_give_the_request_text() -> None:
     grouped = re.compile(r"RING (\d+)")
     assert request_text("modem: RING 42 now", grouped) == "42"  # the first group
     assert request_text("  incoming call  ", re.compile("incoming")) == "incoming call"  # the line
-    assert request_text("x" * 500, re.compile("x")) == "x" * attention_module.MAX_TEXT
+    kept = int(documented_number(r"the whole line; at most (\d+) characters"))
+    assert request_text("x" * (kept + 300), re.compile("x")) == "x" * kept
     assert request_text("quiet", grouped) is None
     assert request_text("MUX-ATTENTION marker first", grouped) == "marker first"
     optional = re.compile(r"alarm( \w+)?")
@@ -132,10 +134,10 @@ def test_a_switch_disarms_what_was_pending_but_the_banner_keeps_it() -> None:
 @pytest.mark.pure
 def test_the_newest_pending_requests_are_kept() -> None:
     w = Watched()
-    for n in range(attention_module.MAX_PENDING + 5):
+    kept = int(documented_number(r"A persona keeps its (\d+) newest requests"))
+    for n in range(kept + 5):
         w.attention.line("beta", f"MUX-ATTENTION {n}", float(n))
-    assert len(w.attention.status()) == attention_module.MAX_PENDING
-    assert w.attention.status()[-1]["text"] == str(attention_module.MAX_PENDING + 4)
+    assert [r["text"] for r in w.attention.status()] == [str(n) for n in range(5, kept + 5)]
 
 
 @pytest.fixture
@@ -334,21 +336,17 @@ async def type_into(persona: Any, text: str) -> None:
     await type_keys(persona, text, send)
 
 
-async def run_in(persona: Any, command: str, expect: str, tries: int = 3) -> None:
-    """Run a shell command in a console guest by typing it, until ``expect`` is on its serial port.
-
-    Commands here hold no quotes: a key lost under load would leave a quote open, and
-    every later try would be typed inside it."""
-    for _ in range(tries):
-        start = persona.serial.end
-        await type_into(persona, f"\n{command}\n")
-        try:
-            await persona.serial.wait_for(re.compile(re.escape(expect)), 30, start, move_cursor=False)
-            return
-        except TimeoutError:
-            continue
-    raise AssertionError(f"{persona.name} did not print {expect!r}; its screen reads:\n"
-                         f"{await screen_text(persona)}\nits last serial lines:\n{persona.serial.tail(40)}")
+async def run_in(persona: Any, command: str, expect: str) -> None:
+    """Run a shell command in a console guest by typing it once (the typing pacer loses no
+    key), then wait until ``expect`` is on its serial port."""
+    start = persona.serial.end
+    await type_into(persona, f"{command}\n")
+    try:
+        await persona.serial.wait_for(re.compile(re.escape(expect)), 60, start, move_cursor=False)
+    except TimeoutError:
+        raise AssertionError(f"{persona.name} did not print {expect!r}; its screen reads:\n"
+                             f"{await screen_text(persona)}\nits last serial lines:\n"
+                             f"{persona.serial.tail(40)}") from None
 
 
 async def screen_text(persona: Any) -> str:
@@ -473,12 +471,13 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
         await ctl.input([InputEvent(EV_KEY, 42, 1), SYN])  # left shift down, through the router
         await run_in(beta, "mux-attention call from home", "MUX-ATTENTION call from home")
         await wait_until(lambda: any(isinstance(e, AttentionRequested) for e in heard), 10, "the request")
-        await asyncio.sleep(attention_module.IDLE_S + 1.5)
+        idle_s = documented_number(r"no input came for (\d+(?:\.\d+)?) s\b")
+        await asyncio.sleep(idle_s + 1.5)
         assert ctl.active == "alpha" and ctl.router.pressed()  # held: no switch
         await ctl.input([InputEvent(EV_KEY, 42, 0), SYN])
         released = time.monotonic()
         await wait_until(lambda: ctl.active == "beta", 30, "the attention switch after the release")
-        assert time.monotonic() - released >= attention_module.IDLE_S - 0.05
+        assert time.monotonic() - released >= idle_s - 0.05
         assert [(e.new, e.source) for e in heard if isinstance(e, Switched)][-1] == ("beta", "attention")
         assert ctl.status()["attention"] == []  # visited: cleared
 
@@ -490,7 +489,7 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
         await run_in(alpha, "mux-attention back here", "MUX-ATTENTION back here")
         await wait_until(lambda: ctl.active == "alpha", 30, "the switch to alpha")
         assert [r["text"] for r in ctl.status()["attention"]] == ["my own"]
-        await asyncio.sleep(attention_module.IDLE_S + 1.5)
+        await asyncio.sleep(idle_s + 1.5)
         assert ctl.active == "alpha"  # beta's own request did not pull mux back...
         await run_in(beta, "mux-attention now from the background", "MUX-ATTENTION now from the background")
         await wait_until(lambda: ctl.active == "beta", 30, "the switch to beta")  # ...a new one does

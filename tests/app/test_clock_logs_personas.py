@@ -33,6 +33,9 @@ from tests.app.test_agent_personas import AGENT_S, ctl_exec
 
 pytestmark = pytest.mark.heavy
 
+#: Its waits, with six order steps, add up to 600 + 300 + 4 * 60 + 2 * set_clock (at
+#: most 60 s each) + 6 * (30 + 30) = 1620 s of the heavy tier's 1800 (the two guests
+#: boot at once: utc is up soon after future).
 SCENARIO = """\
 name: clocks and tagged lines
 config:
@@ -40,14 +43,14 @@ config:
     - {{name: future, image: debian, agent: true, clock: "2031-05-01T09:00:00"}}
     - {{name: utc, image: debian, agent: true, clock: utc}}
 steps:
-  - wait_ready: {{persona: future, timeout: 900}}
-  - wait_ready: {{persona: utc, timeout: 900}}
-  - exec: {{persona: future, command: "date -u +%Y", match: "^2031$", timeout: 120}}
-  - exec: {{persona: utc, command: "date -u +%Y", match: "^{year}$", timeout: 120}}
+  - wait_ready: {{persona: future, timeout: 600}}
+  - wait_ready: {{persona: utc, timeout: 300}}
+  - exec: {{persona: future, command: "date -u +%Y", match: "^2031$", timeout: 60}}
+  - exec: {{persona: utc, command: "date -u +%Y", match: "^{year}$", timeout: 60}}
   - set_clock: {{persona: utc, time: "2040-02-03T04:05:06+01:00"}}
-  - exec: {{persona: utc, command: "date -u +%Y-%m-%d", match: "^2040-02-03$", timeout: 120}}
+  - exec: {{persona: utc, command: "date -u +%Y-%m-%d", match: "^2040-02-03$", timeout: 60}}
   - set_clock: {{persona: future, time: host}}
-  - exec: {{persona: future, command: "date -u +%Y", match: "^{year}$", timeout: 120}}
+  - exec: {{persona: future, command: "date -u +%Y", match: "^{year}$", timeout: 60}}
 {lines}"""
 
 
@@ -57,8 +60,8 @@ def order_steps(count: int) -> str:
     for n in range(1, count + 1):
         name = "future" if n % 2 else "utc"
         steps.append(f'  - exec: {{persona: {name}, command: "echo MUX-ORDER-{n} > /dev/ttyS0",'
-                     " timeout: 120}\n"
-                     f"  - wait_serial: {{persona: {name}, match: MUX-ORDER-{n}, timeout: 120}}\n")
+                     " timeout: 30}\n"
+                     f"  - wait_serial: {{persona: {name}, match: MUX-ORDER-{n}, timeout: 30}}\n")
     return "".join(steps)
 
 
@@ -111,6 +114,8 @@ async def test_logs_follow_a_running_controller_and_ctl_clock_sets_a_guest(
     socket = tmp_path / "control.sock"
     async with controller(PersonaConfig("deb", image="debian", agent=True, clock="2031-05-01T09:00:00"),
                           PersonaConfig("con", image="console")) as ctl:
+        # waits: 600 for the agent, 4 ctl exec and 3 reads of at most 120 s, 60 for the
+        # follower's end: 1500 s of the heavy tier's 1800
         await ctl.persona("deb").readiness.wait(AGENT_S)
         assert await ctl_exec(socket, "deb", "date", "-u", "+%Y") == (0, "2031\n", "")
         assert (await ctl_exec(socket, "deb", "sh", "-c", "echo MUX-FOLLOW-0 > /dev/ttyS0"))[0] == 0

@@ -127,7 +127,7 @@ async def test_a_guest_that_never_releases_keeps_the_device_and_the_switch_is_re
         with pytest.raises(DeviceTimeout, match=r"switch to 'b' refused: persona 'a' did not release device "
                                                 r"'d' within 1s .*; device 'd' is attached to persona 'a'"):
             await ctl.switch("b", "test")
-        assert time.monotonic() - began < 10
+        assert time.monotonic() - began >= 0.95  # refused once its release timeout (1 s) ran out
         assert ctl.active == "a"
         assert [d["id"] for d in ctl.devices("a")] == ["d"] and ctl.devices("b") == []
         assert "did not release" in ctl.status()["devices"][0]["error"]

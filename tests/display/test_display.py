@@ -151,8 +151,8 @@ async def test_inactive_back_buffer_keeps_updating_but_never_reaches_the_output(
         await wait_until(lambda: ctl.display.links["home"].follows, 10, "home's live link synced")
         dumps = ctl.display.screendumps
         await ctl.persona("work").serial.wait_for(re.compile("painted"), 30)
-        # within an interval plus QEMU's VNC refresh back-off (3 s at most)
-        await wait_until(lambda: backbuffer_shows(ctl, "work", GREEN), interval + 3.5,
+        # (how soon: an interval plus QEMU's VNC refresh back-off; mux bench's figures)
+        await wait_until(lambda: backbuffer_shows(ctl, "work", GREEN), 60,
                          "work's new picture in its back-buffer")
         frame = ctl.display.backbuffer.get("work")
         assert frame is not None and frame.source == "vnc"  # from its link's changes:

@@ -219,9 +219,11 @@ async def test_bench_agent_figures_are_null_with_a_reason_without_the_image(
 
 BOOTS = 20
 AT_ONCE = 4
-READY_S = 300.0  # TCG on a busy 2-core machine
+BOOT_READY_S = 180.0  # one of four console guests booting at once, TCG on a busy 2-core machine
 TYPED = "echo ok"  # typed at the moment the guest is ready (no Enter)
-ECHO_S = 120.0
+ECHO_S = 90.0
+#: A round of AT_ONCE boots: ready, the echo on the screen, the controller's start and stop.
+ROUND_S = BOOT_READY_S + ECHO_S + 60
 
 
 def _prompt_line(text: str) -> str | None:
@@ -237,7 +239,7 @@ async def _boot_and_type(tmp_path: Path, index: int, ocr: Callable[[Image.Image]
     config = make_config(tmp_path / name, PersonaConfig(name, image="console"))
     async with Controller(config, logs_dir=tmp_path / name, progress=lambda m: None) as ctl:
         persona = ctl.persona(name)
-        await persona.readiness.wait(READY_S)
+        await persona.readiness.wait(BOOT_READY_S)
         assert persona.serial.search(re.compile(r"MUX-READY")) is not None
         await StepRunner(ctl).step_type({"text": TYPED, "rate": None})
         line = None
@@ -252,6 +254,7 @@ async def _boot_and_type(tmp_path: Path, index: int, ocr: Callable[[Image.Image]
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(BOOTS // AT_ONCE * ROUND_S)  # the sum of its rounds' waits: 5 * 330 = 1650 s
 async def test_twenty_boots_typed_text_follows_the_prompt(tmp_path: Path, console_image: Any) -> None:
     from mux.needles.ocr import OcrUnavailable, TextReader
 

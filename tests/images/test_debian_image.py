@@ -1,10 +1,10 @@
 """The ``debian`` image: host release and mirror parsing, the file-only disk assembly,
 and real boots under QEMU/TCG with BIOS and with UEFI until the guest agent answers.
 
-The slow tests build the image (cached; needs root and mmdebstrap, skipped otherwise)
-and boot it with plain QEMU: the disk is opened with ``snapshot=on`` so the cached
-image is never written, the persona's name goes in through ``-fw_cfg``, the agent is
-reached through a virtio-serial port on a unix socket.
+The slow tests boot the image, built before the tests start (tests/tiers.py; cached,
+needs root and mmdebstrap, skipped otherwise), with plain QEMU: the disk is opened with
+``snapshot=on`` so the cached image is never written, the persona's name goes in
+through ``-fw_cfg``, the agent is reached through a virtio-serial port on a unix socket.
 """
 
 from __future__ import annotations
@@ -300,7 +300,6 @@ async def boot(image: builder.BuiltImage, tmp: Path, firmware: str, persona: str
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(1800)  # the first to ask builds the image (conftest's fixture; minutes)
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 async def test_debian_boots_until_the_agent_answers(
     debian_image: builder.BuiltImage, tmp_path: Path, firmware: str, capsys: pytest.CaptureFixture[str]

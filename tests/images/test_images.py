@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import struct
 import time
@@ -196,6 +197,18 @@ def private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache
 
 
+def kernel_banner(kernel: Path) -> tuple[str, str]:
+    """A bzImage's kernel release and Debian package version, from the version string its
+    boot header points to (``6.12.117+deb13-amd64 (...) #1 SMP ... Debian 6.12.117-1 (...)``)."""
+    data = kernel.read_bytes()
+    assert data[0x202:0x206] == b"HdrS", "not a bzImage"
+    (pointer,) = struct.unpack_from("<H", data, 0x20E)
+    banner = data[pointer + 0x200:data.index(b"\0", pointer + 0x200)].decode()
+    found = re.match(r"(\S+) \(.*\bDebian (\S+) \(", banner)
+    assert found, banner
+    return found[1], found[2]
+
+
 @pytest.mark.services
 def test_build_twice_is_a_cache_hit() -> None:
     first = images.build("console", progress=lambda m: None)
@@ -209,8 +222,11 @@ def test_build_twice_is_a_cache_hit() -> None:
     assert meta["append"] == first.append and "console=ttyS0" in first.append
     assert meta["suite"] == archive.source().suite
     kernel_package = next(iter(meta["packages"]))
-    release = {"trixie": "linux-image-6.12.", "bookworm": "linux-image-6.1.0-"}[meta["suite"]]
-    assert kernel_package.startswith(release) and "cloud" not in kernel_package
+    # the release and Debian version the kernel itself carries, whatever the suite's ABI
+    release, version = kernel_banner(first.kernel)
+    assert kernel_package == f"linux-image-{release}" and meta["kernel_release"] == release
+    assert meta["packages"][kernel_package] == version
+    assert release.endswith("-amd64") and "cloud" not in release  # the flavour with framebuffer drivers
     assert "busybox-static" in meta["packages"]
     assert meta["files"] == {"vmlinuz": archive.sha256_of(first.kernel),
                              "initrd.img": archive.sha256_of(first.initrd)}
@@ -305,10 +321,10 @@ class Guest:
         reported = self.key_reports()
         event = {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
         await self.qmp.execute("input-send-event", {"events": [event]})
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while self.key_reports() == reported:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no report of {qcode} {down} in 10 s; serial: {self.lines}")
+                raise AssertionError(f"no report of {qcode} {down} in 30 s; serial: {self.lines}")
             await asyncio.sleep(0.005)
 
     async def tap(self, *qcodes: str) -> None:
@@ -421,11 +437,11 @@ async def test_console_reports_keys_leds_and_paints_the_colour(
 ) -> None:
     async with boot(console, tmp_path, "work", "c03030") as guest:
         ready = await guest.wait_line("MUX-READY work", READY_S)
-        await guest.wait_line("MUX-LED caps=0 num=0 scroll=0", 10)
+        await guest.wait_line("MUX-LED caps=0 num=0 scroll=0", 30)
 
         mark = len(guest.lines)
         await guest.tap("a")
-        await guest.wait_line("MUX-KEY 30 0", 5, mark)
+        await guest.wait_line("MUX-KEY 30 0", 30, mark)
         assert [ln for ln in guest.lines[mark:] if ln.startswith("MUX-KEY")] == [
             "MUX-KEY 30 1",
             "MUX-KEY 30 0",
@@ -433,13 +449,13 @@ async def test_console_reports_keys_leds_and_paints_the_colour(
 
         mark = len(guest.lines)
         await guest.tap("caps_lock")
-        await guest.wait_line("MUX-LED caps=1 num=0 scroll=0", 5, mark)
+        await guest.wait_line("MUX-LED caps=1 num=0 scroll=0", 30, mark)
         await guest.tap("caps_lock")
-        await guest.wait_line("MUX-LED caps=0 num=0 scroll=0", 5, mark)
+        await guest.wait_line("MUX-LED caps=0 num=0 scroll=0", 30, mark)
 
         mark = len(guest.lines)  # the guest sets its own LED through sysfs
         await guest.type("\necho 1 > /sys/class/leds/input0::numlock/brightness\n")
-        await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 10, mark)
+        await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 30, mark)
 
         # 60 keys one after another: every event arrives, once, in order.
         mark = len(guest.lines)
@@ -472,7 +488,7 @@ async def test_console_with_xhci_reports_usb_storage_uevents(
         await guest.wait_line("MUX-UEVENT add usb", 30)  # xhci root hubs and the tablet
         mark = len(guest.lines)
         await guest.tap("b")
-        await guest.wait_line("MUX-KEY 48 0", 5, mark)
+        await guest.wait_line("MUX-KEY 48 0", 30, mark)
 
         await guest.qmp.execute(
             "blockdev-add",
@@ -490,9 +506,9 @@ async def test_console_with_xhci_reports_usb_storage_uevents(
 async def test_palette_cycles_full_screen_colours(palette: images.BuiltImage, tmp_path: Path) -> None:
     async with boot(palette, tmp_path, "saver", "c03030") as guest:
         await guest.wait_line("MUX-READY saver", READY_S)
-        await guest.wait_line("MUX-LED ", 10)
+        await guest.wait_line("MUX-LED ", 30)
         full: set[tuple[int, int, int]] = set()  # colours that filled the whole screen
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # it changes colour twice a second
         while (len(full) < 3 or WORK_RED not in full) and time.monotonic() < deadline:
             colour, share = await guest.screendump(tmp_path / "palette.ppm")
             if share > 0.99:  # not caught mid-repaint; no text, no cursor
@@ -502,7 +518,7 @@ async def test_palette_cycles_full_screen_colours(palette: images.BuiltImage, tm
         assert WORK_RED in full
         mark = len(guest.lines)
         await guest.tap("num_lock")
-        await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 5, mark)
+        await guest.wait_line("MUX-LED caps=0 num=1 scroll=0", 30, mark)
 
 
 @pytest.mark.services

@@ -652,12 +652,26 @@ async def test_evdev_source_names_a_file_that_is_no_input_device(
 # --- RecordingSource ---------------------------------------------------------------------
 
 
-async def test_recording_source_yields_the_recorded_frames() -> None:
-    expected = [[r.event for r in frame] for frame in frames(read_recording(DATA / "keyboard.evemu"))]
+async def test_recording_source_yields_the_recorded_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = frames(read_recording(DATA / "keyboard.evemu"))
+    expected = [[r.event for r in frame] for frame in recorded]
+    # each frame's time from the first frame's (1.3 s to the last)
+    offsets = [frame[-1].time - recorded[0][-1].time for frame in recorded]
+    asked: list[float] = []  # every pause the source asks for, none of them taken
+
+    async def no_sleep(delay: float) -> None:
+        asked.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
     source = RecordingSource(DATA / "keyboard.evemu", realtime=False)
-    start = asyncio.get_running_loop().time()
     assert [frame async for frame in source.batches()] == expected
-    assert asyncio.get_running_loop().time() - start < 0.5  # no waiting (recording is 1.3 s)
+    assert asked and max(asked) == 0  # as fast as possible: no pause
+    asked.clear()  # the positive control: with its timing, it waits for each frame's time
+    realtime = RecordingSource(DATA / "keyboard.evemu", realtime=True)
+    assert [frame async for frame in realtime.batches()] == expected
+    # (each pause is the frame's time less what has passed since the start: next to nothing)
+    assert len(asked) == len(offsets) and max(asked) > 1, asked
+    assert all(offset - 0.5 < pause <= offset for pause, offset in zip(asked, offsets, strict=True)), asked
     assert source.name == str(DATA / "keyboard.evemu")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -130,14 +129,13 @@ def test_match_area_found_within_its_margin_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.pure
-def test_matching_a_full_screen_is_fast(openqa_needle: Path) -> None:
+def test_a_full_screen_search_finds_the_needle_or_nothing(openqa_needle: Path) -> None:
+    """The worst case, searched in vain over the whole screen, ends in no match (how long
+    it takes is ``mux bench``'s ``needle_search_ms``, its whole-screen case included)."""
     needle = load_needle(openqa_needle)
-    other = Image.new("RGB", (1024, 768), (90, 60, 30))  # worst case: searched in vain
-    began = time.perf_counter()
-    for _ in range(5):
-        assert not match_needle(other, needle).ok
-        assert match_needle(screen(), needle).ok
-    assert (time.perf_counter() - began) / 10 < 0.25
+    other = Image.new("RGB", (1024, 768), (90, 60, 30))
+    assert not match_needle(other, needle).ok
+    assert match_needle(screen(), needle).ok
 
 
 @pytest.mark.pure

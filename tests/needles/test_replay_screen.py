@@ -1,6 +1,7 @@
 """Screen assertions against real guests: a needle from the right persona matches, one
-taken from the other persona fails with a picture of the difference; needles captured
-from a live persona with ``mux needle capture``."""
+taken from the other persona fails with a picture of the difference; a needle captured
+from a live persona with ``mux needle capture`` holds that persona's screen (its colour),
+so it matches it and not the other persona's."""
 
 from __future__ import annotations
 
@@ -64,19 +65,28 @@ def test_needle_from_the_other_persona_fails_and_shows_the_difference(tmp_path: 
 
 
 async def test_needle_capture_from_a_live_persona(tmp_path: Path, controller: Any) -> None:
-    async with controller(PersonaConfig("work")) as ctl:
-        await ctl.persona("work").serial.wait_for(re.compile("MUX-READY"), READY_S)
-        await asyncio.sleep(1)
+    work, home = PersonaConfig("work", color="c03030"), PersonaConfig("home", color="30c030")
+    async with controller(work, home) as ctl:
+        await asyncio.gather(*(ctl.persona(n).serial.wait_for(re.compile(f"MUX-READY {n}"), READY_S)
+                               for n in ("work", "home")))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mux", "needle", "capture", "--socket", str(tmp_path / "control.sock"),
             "work", str(tmp_path / "needles" / "work-now"), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 0, stderr.decode()
-        screen = await ctl.screenshot("work")
+        work_screen, home_screen = await ctl.screenshot("work"), await ctl.screenshot("home")
     assert stdout.decode().strip() == str(tmp_path / "needles" / "work-now.json")
     needle = load_needle(tmp_path / "needles" / "work-now.json")
     assert needle.tags == ("work-now",) and needle.size == (1024, 768)
     (area,) = needle.areas
     assert (area.xpos, area.ypos, area.width, area.height, area.type) == (0, 0, 1024, 768, "match")
-    assert match_needle(screen, needle).ok
+    # the picture is work's screen: its colour, c03030, as a 16-bit framebuffer shows it
+    with Image.open(tmp_path / "needles" / "work-now.png") as png:
+        assert png.size == (1024, 768)
+        corner = png.convert("RGB").getpixel((1000, 740))
+    assert all(abs(got - want) < 8 for got, want in zip(corner, (0xC0, 0x30, 0x30), strict=True)), corner
+    # ... so it matches work's screen, and not home's: another colour (one grey images
+    # tell apart, unlike c03030 and 3060c0) and another name in the prompt
+    assert match_needle(work_screen, needle).ok
+    assert not match_needle(home_screen, needle).ok
