@@ -33,7 +33,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mux.app.attention import MAX_TEXT, request_text
+from mux.app.attention import request_text
 from mux.display.backbuffer import Pixels
 from mux.errors import RfbError
 from mux.frontends.mqtt_topics import MAX_PAYLOAD, Command, CommandError, parse_command
@@ -45,6 +45,10 @@ from mux.guest.rfb import ENCODING_DESKTOP_SIZE, ENCODING_EXTENDED_DESKTOP_SIZE,
 from mux.guest.rfb_reader import RfbReader
 from mux.guest.serial import _COALESCE, SerialLog
 from tests.config.test_fuzz_files import budget
+from tests.documented import documented_number
+
+#: The longest attention text the docs allow.
+MAX_TEXT = documented_number(r"else the whole line; at most (\d+) characters")
 
 pytestmark = pytest.mark.pure
 
