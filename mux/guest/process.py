@@ -25,6 +25,7 @@ import asyncio
 import codecs
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import time
@@ -37,6 +38,8 @@ from mux.guest.cmdline import qmp_path
 from mux.guest.qmp import QmpLink
 from mux.guest.record import same_process
 from mux.guest.serial import SerialLog
+
+log = logging.getLogger(__name__)
 
 POWERDOWN_S = 2.0  # stopping: how long the guest may take to power down when asked
 AGENT_SHUTDOWN_S = 20.0  # ... when its guest agent was asked (a real system shuts down in order)
@@ -155,19 +158,27 @@ async def connect_qmp(name: str, proc: GuestProcess, qmp: QmpLink, argv: list[st
 async def shut_down(proc: GuestProcess, execute: Callable[[str], Awaitable[Any]],
                     ask_agent: Callable[[], Awaitable[bool]] | None = None) -> None:
     """Stop QEMU as its own ``QEMUMachine`` does: ask the guest (``system_powerdown``),
-    wait, ``quit``, wait, kill. ``execute`` runs a QMP command; its failures are ignored.
+    wait, ``quit``, wait, kill; each step is logged. ``execute`` runs a QMP command; its
+    failures are ignored, and a command QEMU does not answer counts against its wait.
     ``ask_agent`` first asks the guest agent for ``guest-shutdown`` (True: it was asked),
     then waits :data:`AGENT_SHUTDOWN_S` before the rest."""
     if ask_agent is not None and not proc.exited and await ask_agent():
+        log.info("QEMU pid %d: asked its guest agent for guest-shutdown; waiting up to %g s",
+                 proc.pid, AGENT_SHUTDOWN_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), AGENT_SHUTDOWN_S)
     for command, wait in (("system_powerdown", POWERDOWN_S), ("quit", QUIT_S)):
         if proc.exited:
             break
-        with contextlib.suppress(OSError, PersonaError):
-            await execute(command)
+        log.info("QEMU pid %d: %s; waiting up to %g s", proc.pid, command, wait)
+        # The wait bounds the command too: a hung QEMU (stopped, deadlocked) never answers.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), wait)
+            async with asyncio.timeout(wait):
+                with contextlib.suppress(OSError, PersonaError):
+                    await execute(command)
+                await proc.wait()
+    if not proc.exited:
+        log.warning("QEMU pid %d did not exit when told: killed", proc.pid)
     proc.kill()
     await proc.wait()
 

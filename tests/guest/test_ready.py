@@ -96,6 +96,8 @@ async def test_without_an_agent_exec_says_so_and_the_marker_counts_only_after_th
 class FakeProcess:
     """A QEMU that exits when the agent's guest-shutdown was asked (or when killed)."""
 
+    pid = 4242  # named in the stop's log lines
+
     def __init__(self) -> None:
         self.gone = asyncio.Event()
         self.commands: list[str] = []
