@@ -31,7 +31,16 @@ def add_replay_parser(sub: Any) -> None:
                    help="where snapshots are kept (default: $MUX_SNAPSHOT_DIR or ~/.cache/mux/snapshots)")
     p.add_argument("--check", action="store_true",
                    help="only load and check the files (needles, includes), boot nothing: exit 0 or 2")
-    p.set_defaults(func=cmd_replay)
+    p.add_argument("-j", "--jobs", type=_jobs, metavar="N",
+                   help="run N files at once, each with its own personas (default with --keep-going: what"
+                        " the cores and free memory allow, printed; without it: 1)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run only part K of N of the files, for a CI matrix (default: GitLab's"
+                        " CI_NODE_INDEX/CI_NODE_TOTAL when set); the same files always split alike")
+    p.add_argument("--durations", type=Path, metavar="FILE",
+                   help="a previous run's JUnit report: balance the shards by its durations (a FILE"
+                        " that does not exist yet is noted, and every file weighs the same)")
+    p.set_defaults(func=cmd_replay, usage_error=p.error)
 
 
 def add_needle_parser(sub: Any) -> None:
@@ -57,65 +66,65 @@ def add_needle_parser(sub: Any) -> None:
     n.set_defaults(func=cmd_needle_edit)
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Check every file, run the scenarios, write results.json (and the JUnit file)."""
-    from mux.scenario import snapshot
-    from mux.scenario.report import ScenarioResult, write_junit, write_results
-    from mux.scenario.runner import load_all, run_scenario
+    """Check every file, pick this shard's, run them (N at once), write results.json (and JUnit)."""
+    import os
+
+    from mux.scenario import parallel, shard, snapshot
+    from mux.scenario.report import write_junit, write_results
+    from mux.scenario.runner import load_all
 
     store = args.snapshots or snapshot.default_dir()
+    try:
+        part = shard.parse_shard(args.shard) if args.shard else shard.shard_from_env(os.environ)
+    except ValueError as exc:
+        args.usage_error(str(exc))
+    if args.durations and not part:
+        args.usage_error("--durations balances shards: give --shard K/N too")
     scenarios = load_all(args.scenarios, store)
     for scenario in scenarios:
         for location, warning in scenario.warnings:
             print(f"mux: warning: {location}: {warning}", file=sys.stderr)
+    if part:
+        durations = {}
+        if args.durations and not args.durations.exists():  # a CI's first run: no report yet
+            print(f"mux replay: --durations {args.durations}: no such file yet; every file weighs the same",
+                  file=sys.stderr)
+        elif args.durations:
+            durations = shard.read_durations(args.durations)
+        picked, mine, total = shard.select(scenarios, part, durations)
+        weight = f", {mine:.0f} s of {total:.0f} s by {args.durations}" if durations else ""
+        print(f"mux replay: shard {part[0]}/{part[1]} runs {len(picked)} of {len(scenarios)} file(s)"
+              f"{weight}: {' '.join(str(scenarios[i].file) for i in picked) or '(none)'}")
+        scenarios = [scenarios[i] for i in picked]
     if args.check:
         print(f"mux replay: {len(scenarios)} file(s) checked, "
               f"{sum(len(s.warnings) for s in scenarios)} warning(s)")
         return 0
-
-    async def replay_all() -> list[ScenarioResult]:
-        results: list[ScenarioResult] = []
-        dirs: set[str] = set()
-        missing: dict[str, str] = {}  # snapshots this run should have saved, but did not
-        stop = False
-        for scenario in scenarios:
-            if stop:
-                results.append(ScenarioResult(scenario, not_run=True))
-                continue
-            slug = _unique_dir(scenario.name, dirs)
-            result = await run_scenario(scenario, args.artifacts, snapshots=store,
-                                        directory=args.artifacts / slug, missing=missing)
-            results.append(result)
-            for name in scenario.saves:
-                if result.passed:
-                    missing.pop(name, None)
-                else:
-                    missing[name] = f"scenario {scenario.name!r} ({scenario.file}) failed"
-            stop = not result.passed and not args.keep_going
-        return results
-
-    results = asyncio.run(replay_all())
-    failed = sum(not r.passed and not r.not_run for r in results)
-    skipped = sum(r.not_run for r in results)
-    code = EXIT_FAILED if failed else EXIT_OK
-    print(f"mux replay: results in {write_results(results, args.artifacts, code)}")
+    if args.jobs:
+        jobs = args.jobs
+    else:
+        jobs, why = parallel.default_jobs(scenarios, args.keep_going)
+        if len(scenarios) > 1:
+            print(f"mux replay: {why}")
+    with parallel.artifacts_lock(args.artifacts):
+        results = asyncio.run(parallel.replay(scenarios, args.artifacts, store, jobs=jobs,
+                                              keep_going=args.keep_going))
+        failed = sum(not r.passed and not r.not_run for r in results)
+        skipped = sum(r.not_run for r in results)
+        code = EXIT_FAILED if failed else EXIT_OK
+        print(f"mux replay: results in {write_results(results, args.artifacts, code)}")
     if args.junit:
         print(f"mux replay: JUnit report in {write_junit(results, args.junit)}")
     print(f"mux replay: {len(results) - failed - skipped} passed, {failed} failed"
           + (f", {skipped} skipped" if skipped else ""))
     return code
-
-
-def _unique_dir(name: str, taken: set[str]) -> str:
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "scenario"
-    slug, n = base, 1
-    while slug in taken:
-        n += 1
-        slug = f"{base}-{n}"
-    taken.add(slug)
-    return slug
 
 
 def cmd_needle_capture(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ each whole line a persona prints on its serial port (told by
 the persona's name. While a controller runs, :class:`TaggedLog` keeps
 
 - a file, ``serial.jsonl``, in the controller's logs folder (``mux run``'s
-  ``$XDG_STATE_HOME/mux/logs/<time>/``, a replay scenario's artifacts folder), written
+  ``$XDG_STATE_HOME/mux/logs/<time>-<suffix>/``: :func:`new_logs_folder`; a replay
+  scenario's artifacts folder), written
   as the lines come, so it survives the run (and a crash of it). JSON lines: first a
   header ``{"t": <start>, "mux": "serial log", "personas": [names], "colors": {name:
   "rrggbb"}}``, then one ``{"t": <seconds since the epoch>, "persona": name, "line":
@@ -28,6 +29,7 @@ import collections
 import contextlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -41,6 +43,20 @@ FILE_NAME = "serial.jsonl"
 KEEP_LINES = 50_000  # in memory for mux logs (and at most KEEP_CHARS of text); the file keeps everything
 KEEP_CHARS = 4 << 20
 FOLLOW_BEHIND = 8 << 20  # characters a follower may have waiting
+
+
+def new_logs_folder(base: Path, now: float | None = None) -> Path:
+    """A new, empty folder for one run's logs in ``base``, created now (mode 0700):
+    ``YYYYmmdd-HHMMSS-<8 random characters>``, the local time it was made then a suffix
+    that ``mkdtemp`` makes unique, so two controllers started in the same second each get
+    their own, and the names still sort by the second they were made.
+
+    Raises:
+        OSError: ``base`` cannot be created or written.
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=base))
 
 
 class _Follower:

@@ -1,6 +1,8 @@
 """The CI templates in docs/ci: valid against GitHub's and GitLab's published schemas
 (the copies check-jsonschema ships, so offline), and every ``mux ...`` command in them
-parses with mux's own argument parser, so renaming a flag breaks this test."""
+parses with mux's own argument parser, so renaming a flag breaks this test. Both spread
+the scenarios over 3 jobs (a GitHub matrix, GitLab ``parallel:``) that together are
+every shard of ``mux replay --shard K/N`` once."""
 
 from __future__ import annotations
 
@@ -97,9 +99,36 @@ def test_the_templates_run_the_expected_mux_commands() -> None:
     for path in (GITHUB, GITLAB):
         found = {" ".join(argv[:2]) for p, argv in COMMANDS if p == path}
         assert {"images key", "images build", "replay --check"} <= found, (path.name, found)
-        replay = [argv for p, argv in COMMANDS if p == path and argv[0] == "replay" and "--junit" in argv]
-        assert replay == [["replay", "scenarios/*.yaml", "--keep-going", "--junit", "mux-artifacts/junit.xml",
-                           "--artifacts", "mux-artifacts"]], path.name
+    replay = {p: [argv for p2, argv in COMMANDS if p2 == p and argv[0] == "replay" and "--junit" in argv]
+              for p in (GITHUB, GITLAB)}
+    tail = ["--junit", "mux-artifacts/junit.xml", "--artifacts", "mux-artifacts"]
+    assert replay[GITHUB] == [["replay", "scenarios/*.yaml", "--keep-going", "--shard",
+                               "${{ matrix.shard }}/3", "--durations", "scenarios/durations.xml", *tail]]
+    # GitLab: no --shard; mux reads CI_NODE_INDEX/CI_NODE_TOTAL, which `parallel:` sets
+    assert replay[GITLAB] == [["replay", "scenarios/*.yaml", "--keep-going", "--durations",
+                               "scenarios/durations.xml", *tail]]
+
+
+@pytest.mark.pure
+def test_the_jobs_together_are_every_shard_once() -> None:
+    """The GitHub matrix's values, put in ``--shard``, are shards 1..N of the N the command
+    names; GitLab's ``parallel: N`` makes CI_NODE_INDEX 1..N of CI_NODE_TOTAL N."""
+    from mux.scenario.shard import parse_shard, shard_from_env
+
+    github = yaml.safe_load(GITHUB.read_text())["jobs"]["replay"]
+    values = github["strategy"]["matrix"]["shard"]
+    assert github["strategy"]["fail-fast"] is False  # one failing shard does not cancel the others
+    spec = next(argv[argv.index("--shard") + 1] for p, argv in COMMANDS if p == GITHUB and "--shard" in argv)
+    shards = [parse_shard(spec.replace("${{ matrix.shard }}", str(v))) for v in values]
+    total = shards[0][1]
+    assert sorted(shards) == [(k, total) for k in range(1, total + 1)] and total > 1
+    parallel = yaml.safe_load(GITLAB.read_text())["mux-replay"]["parallel"]
+    assert [shard_from_env({"CI_NODE_INDEX": str(k), "CI_NODE_TOTAL": str(parallel)})
+            for k in range(1, parallel + 1)] == [(k, parallel) for k in range(1, parallel + 1)]
+    assert parallel > 1
+    # each job keeps its own artifacts: GitHub names them per shard (GitLab does per job itself)
+    upload = next(s for s in github["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert "${{ matrix.shard }}" in upload["with"]["name"]
 
 
 def exact_parser() -> argparse.ArgumentParser:
