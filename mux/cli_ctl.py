@@ -1,22 +1,68 @@
-"""``mux ctl``: requests to a running controller, over its control socket.
+"""``mux ctl``: requests to a running controller, over its control socket or the MQTT broker.
 
 Each request is one JSON line to :mod:`mux.frontends.control` and one reply; a reply
 with ``ok: false`` becomes a :class:`~mux.errors.ControlError` (exit code 1).
+
+With ``--mqtt URL --node NODE`` (and the broker options of the config's ``[mqtt]``
+table: :func:`add_broker_options`), ``status``, ``switch``, ``start``, ``stop``,
+``restart`` and ``screenshot`` go to the node's controller over the broker instead,
+through the topics a panel uses (:class:`mux.frontends.mqtt_client.RemoteNode`): a
+command waits until the node's retained state shows it carried out, then prints the
+node's status. ``mux ps --mqtt URL`` lists the nodes the broker knows (:func:`cmd_ps_mqtt`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from mux.cli_common import SOCKET_HELP, add_command, add_subcommands
-from mux.config import default_control_socket
+from mux.config import MqttSection, default_control_socket
 from mux.errors import ControlError
 from mux.frontends import control
 
 DEVICE_MOVE_S = 600.0  # a move waits for the old guest's release (release_timeout_s)
+MQTT_TIMEOUT_S = 120.0  # a switch may boot the persona first (start_on_switch)
+#: Requests ``mux ctl --mqtt`` carries over the broker.
+OVER_MQTT = ("status", "switch", "start", "stop", "restart", "screenshot")
+
+
+def add_broker_options(p: argparse.ArgumentParser, node: bool) -> None:
+    """The broker options of ``mux ctl`` and ``mux ps``: the config's ``[mqtt]`` url, user,
+    password and TLS files (``node``: also ``--node`` and ``--base-topic``)."""
+    g = p.add_argument_group("over MQTT", "Talk to controllers through their MQTT broker instead (the"
+                             " broker's users, passwords and TLS decide who may).")
+    g.add_argument("--mqtt", metavar="URL", help="the broker: mqtt://host:1883, or mqtts://host:8883 for TLS")
+    if node:
+        g.add_argument("--node", metavar="NODE", help="the controller's [mqtt] node_id (with --mqtt)")
+        g.add_argument("--base-topic", metavar="TOPIC",
+                       help="the node's [mqtt] base_topic, if its config sets one (default: mux/NODE)")
+        g.add_argument("--timeout", type=float, default=MQTT_TIMEOUT_S, metavar="SECONDS",
+                       help=f"how long the node may take to carry a request out (default {MQTT_TIMEOUT_S:g})")
+    g.add_argument("--username", metavar="USER", help="the broker's user name")
+    g.add_argument("--password", metavar="PASSWORD",
+                   help="the broker's password (default: $MUX_MQTT_PASSWORD; an option is visible to ps)")
+    g.add_argument("--tls-ca", type=Path, metavar="PEM", help="a CA certificate to check the broker's with")
+    g.add_argument("--tls-cert", type=Path, metavar="PEM", help="a client certificate")
+    g.add_argument("--tls-key", type=Path, metavar="PEM", help="the client certificate's key")
+    if not node:
+        g.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
+                       help="Home Assistant's discovery prefix (default homeassistant)")
+
+
+def broker_section(args: argparse.Namespace) -> MqttSection:
+    """The options of :func:`add_broker_options` as an ``[mqtt]`` table."""
+    return MqttSection(url=args.mqtt, username=args.username,
+                       password=args.password or os.environ.get("MUX_MQTT_PASSWORD"),
+                       tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                       base_topic=getattr(args, "base_topic", None),
+                       discovery_prefix=getattr(args, "discovery_prefix", "homeassistant"),
+                       node_id=getattr(args, "node", None) or "")
 
 
 def add_ctl_parser(sub: Any) -> None:
@@ -25,12 +71,18 @@ def add_ctl_parser(sub: Any) -> None:
                     "Each request goes to the controller's control socket; exit code 1 if it could not"
                     " be carried out.")
     p.add_argument("--socket", type=Path, default=default_control_socket(), metavar="PATH", help=SOCKET_HELP)
+    add_broker_options(p, node=True)
     csub = add_subcommands(p, "REQUEST", "what to ask the controller")
     add_command(csub, "status", "print the personas, their states and which one is active (JSON)"
                 ).set_defaults(func=cmd_ctl_status)
     s = add_command(csub, "switch", "make a persona the active one")
     s.add_argument("name", metavar="PERSONA", help="the persona to make active")
     s.set_defaults(func=cmd_ctl_switch)
+    for action in ("start", "stop", "restart"):
+        s = add_command(csub, action, f"{action} a persona's guest (over MQTT only: --mqtt)",
+                        "Prints the node's status once its state shows it done.")
+        s.add_argument("name", metavar="PERSONA", help=f"the persona to {action}")
+        s.set_defaults(func=cmd_ctl_persona, action=action)
     s = add_command(csub, "screenshot", "save a persona's screen to a file")
     s.add_argument("name", metavar="PERSONA", help="the persona whose screen to save")
     s.add_argument("file", type=Path, metavar="FILE", help="the picture file (PNG or PPM, by its extension)")
@@ -67,24 +119,77 @@ def add_ctl_parser(sub: Any) -> None:
 
 def ask(args: argparse.Namespace, message: dict[str, object], timeout: float = 30.0) -> dict[str, object]:
     """Send one request to the control socket; its reply, or ControlError if it failed."""
+    _socket_only(args, str(message["cmd"]))
     reply = control.request(args.socket, message, timeout)
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error")))
     return reply
 
 
+def remote(args: argparse.Namespace) -> Any:
+    """The node ``--mqtt``/``--node`` name (None without ``--mqtt``).
+
+    Raises:
+        ControlError: ``--mqtt`` without ``--node``.
+    """
+    if not args.mqtt:
+        return None
+    from mux.frontends.mqtt_client import RemoteNode
+
+    if not args.node:
+        raise ControlError("mux ctl --mqtt needs --node NODE (the controller's [mqtt] node_id)")
+    return RemoteNode(broker_section(args), args.timeout)
+
+
 def cmd_ctl_status(args: argparse.Namespace) -> int:
-    print(json.dumps(ask(args, {"cmd": "status"})["status"], indent=2))
+    node = remote(args)
+    status = asyncio.run(node.status()) if node else ask(args, {"cmd": "status"})["status"]
+    print(json.dumps(status, indent=2))
     return 0
 
 
 def cmd_ctl_switch(args: argparse.Namespace) -> int:
+    if node := remote(args):
+        print(json.dumps(asyncio.run(node.command("switch", args.name)), indent=2))
+        return 0
     print(ask(args, {"cmd": "switch", "persona": args.name})["active"])
     return 0
 
 
+def cmd_ctl_persona(args: argparse.Namespace) -> int:
+    """``start``, ``stop``, ``restart``: over MQTT (the control socket has no such request)."""
+    action = args.action
+    if not args.mqtt:
+        raise ControlError(f"mux ctl {action} works only over MQTT (--mqtt URL --node NODE)")
+    node = remote(args)
+    print(json.dumps(asyncio.run(node.command(action, args.name)), indent=2))
+    return 0
+
+
 def cmd_ctl_screenshot(args: argparse.Namespace) -> int:
+    if node := remote(args):
+        from PIL import Image
+
+        picture = asyncio.run(node.screenshot(args.name))
+        if args.file.suffix.lower() in (".jpg", ".jpeg"):
+            args.file.write_bytes(picture)
+        else:
+            Image.open(io.BytesIO(picture)).save(args.file)
+        print(args.file.resolve())
+        return 0
     print(ask(args, {"cmd": "screenshot", "persona": args.name, "file": str(args.file.resolve())})["file"])
+    return 0
+
+
+def cmd_ps_mqtt(args: argparse.Namespace) -> int:
+    """``mux ps --mqtt URL``: every node the broker knows, one line each."""
+    from mux.frontends.mqtt_client import list_nodes
+
+    nodes = asyncio.run(list_nodes(broker_section(args)))
+    print(f"{'NODE':16} {'AVAILABILITY':12} {'HOST':20} {'PID':>8} BASE_TOPIC")
+    for n in nodes:
+        host, pid = n["host"] or "-", n["pid"] or "-"
+        print(f"{n['node']:16} {n['availability']:12} {host:20} {pid:>8} {n['base_topic']}")
     return 0
 
 
@@ -105,7 +210,14 @@ def cmd_ctl_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _socket_only(args: argparse.Namespace, request: str) -> None:
+    if getattr(args, "mqtt", None):
+        raise ControlError(f"mux ctl {request} works only over the control socket (over MQTT: "
+                           f"{', '.join(OVER_MQTT)})")
+
+
 def cmd_ctl_exec(args: argparse.Namespace) -> int:
+    _socket_only(args, "exec")
     return control.exec_in_guest(args.socket, args.name, args.command, args.timeout)
 
 

@@ -158,6 +158,7 @@ async def bench_mqtt_idle(port: int, seconds: float = MQTT_IDLE_S) -> dict[str, 
     import aiomqtt
 
     from mux.frontends.mqtt import MqttBridge
+    from mux.frontends.mqtt_discovery import topic_base
 
     mqtt = MqttSection(url=f"mqtt://127.0.0.1:{port}", node_id="bench-idle")
     config = Config(mux=MuxSection(accel="tcg"), personas=(PersonaConfig("idle"),), mqtt=mqtt)
@@ -175,7 +176,7 @@ async def bench_mqtt_idle(port: int, seconds: float = MQTT_IDLE_S) -> dict[str, 
 
         ctl.screenshot = counted  # type: ignore[method-assign]
         await asyncio.sleep(10)  # the console has drawn its prompt
-        await panel.subscribe("mux/persona/idle/screenshot", qos=0)
+        await panel.subscribe(f"{topic_base(mqtt.node_id, mqtt.base_topic)}/persona/idle/screenshot", qos=0)
         messages = aiter(panel.messages)
         await asyncio.wait_for(anext(messages), 30)  # the retained one, or the first
         published, taken = 0, 0

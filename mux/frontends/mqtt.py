@@ -9,11 +9,17 @@ connection loop (task ``mqtt``) and every command being carried out (tasks
 One long-lived loop, :meth:`MqttBridge.run`, keeps a connection to the broker: an
 ``async with aiomqtt.Client`` inside a reconnect loop with capped exponential back-off
 (as aiomqtt's docs recommend), with ``<base>/availability = offline`` as the last will.
+``<base>`` is ``mux/<node_id>`` unless ``base_topic`` is set (:func:`~.mqtt_discovery.topic_base`);
+the client id is this bridge's own: nodes share a broker without touching each other.
 On connect, the retained discovery configs already on the broker are read first (up to
 a marker message the bridge sends itself, ``<base>/sync``): configs of the other
 ``[mqtt] discovery`` mode are handed over with Home Assistant's ``migrate_discovery``
 procedure, and configs of personas or devices no longer configured are cleared (see
-:mod:`mux.frontends.mqtt_discovery`). Each connection then runs four tasks in one TaskGroup:
+:mod:`mux.frontends.mqtt_discovery`). The node's retained ``claim`` read on the way
+decides whether this controller may serve the node (:mod:`mux.frontends.mqtt_client`):
+another's live claim on the first connection is raised out of :meth:`MqttBridge.serve`
+(``mux run`` refuses to start before any guest boots; later, logged and retried).
+Each connection then runs four tasks in one TaskGroup:
 
 - commands: every message on a ``.../set`` topic goes through the pure
   :func:`~mux.frontends.mqtt_topics.parse_command`; a refused one earns one ``error`` message, a
@@ -35,7 +41,7 @@ procedure, and configs of personas or devices no longer configured are cleared (
 
 On a clean stop the bridge leaves every persona ``stopped`` (mux stops the guests as it
 exits; not with ``keep_guests = "always"``, when they run on) and its ``availability``
-``offline``, in that order. The bridge never stops the
+``offline``, in that order, then clears its ``claim``. The bridge never stops the
 controller: broker trouble is logged and retried.
 """
 
@@ -45,11 +51,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 import aiomqtt
 from PIL import Image
@@ -57,7 +60,16 @@ from PIL import Image
 from mux.app.api import AttentionRequested, ControlAPI, Event, StateChanged, Switched
 from mux.config import MqttSection
 from mux.display.change import noticeable
-from mux.errors import MuxError
+from mux.errors import ControlError, MuxError
+from mux.frontends.mqtt_client import (
+    cancel_until_done,
+    claim_holder,
+    claim_message,
+    claimed_error,
+    client_id,
+    client_options,
+    raise_if_cancelled,
+)
 from mux.frontends.mqtt_discovery import (
     MIGRATE,
     discovery_messages,
@@ -65,6 +77,7 @@ from mux.frontends.mqtt_discovery import (
     migration_plan,
     safe_node_id,
     support_url,
+    topic_base,
 )
 from mux.frontends.mqtt_topics import (
     Command,
@@ -81,6 +94,7 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 30.0)  # first and largest wait between reconnects
 SAFETY_REFRESH_S = 1.0
 SYNC_TIMEOUT_S = 5.0  # waiting for the broker's retained discovery configs on connect
+FIRST_VERDICT_S = 15.0  # serve() waits this long at most for the first connection's claim check
 
 
 class MqttBridge:
@@ -90,7 +104,9 @@ class MqttBridge:
 
     def __init__(self, config: MqttSection) -> None:
         self.config = config
-        self.base = config.base_topic.rstrip("/")
+        self.base = topic_base(config.node_id, config.base_topic)
+        self.identifier = client_id("mux", config.node_id)
+        self._verdict: asyncio.Future[None] | None = None  # the first connection's claim check
         self.connected = asyncio.Event()
         self._changed = asyncio.Event()
         self._published: dict[str, str] = {}
@@ -106,17 +122,27 @@ class MqttBridge:
         """Bridge ``api`` to the broker while inside (see the module docstring)."""
         self.api = api
         unsubscribe = api.subscribe(self._on_event)
+        self._verdict = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self._spawn(self.run(), "mqtt")
                 try:
+                    with contextlib.suppress(TimeoutError):  # a slow broker: start, keep trying
+                        await asyncio.wait_for(asyncio.shield(self._verdict), FIRST_VERDICT_S)
                     yield self
                 finally:
                     self._group = None
-                    await _cancel_until_done(self._tasks)
+                    await cancel_until_done(self._tasks)
+        except* ControlError as claimed:  # out of the TaskGroup's exception group: mux run says it
+            raise claimed.exceptions[0] from None
         finally:
             unsubscribe()
+
+    def _decided(self, error: ControlError | None = None) -> None:
+        """The first connection attempt's outcome is known (``error``: this node is claimed)."""
+        if self._verdict is not None and not self._verdict.done():
+            self._verdict.set_exception(error) if error else self._verdict.set_result(None)
 
     def _spawn(self, coro: Any, name: str) -> None:
         assert self._group is not None, "the bridge is not being served"
@@ -149,32 +175,14 @@ class MqttBridge:
 
     # --- connection -------------------------------------------------------------------
 
-    def _client_options(self) -> dict[str, Any]:
-        url = urlparse(self.config.url)
-        secure = url.scheme == "mqtts"
-        options: dict[str, Any] = {
-            "hostname": url.hostname or "localhost",
-            "port": url.port or (8883 if secure else 1883),
-            "username": self.config.username, "password": self.config.password,
-            "identifier": f"mux-{self.config.node_id}", "keepalive": 30,
-            # commands are tiny and latency matters: no Nagle delay (40 ms on loopback)
-            "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            "will": aiomqtt.Will(f"{self.base}/availability", "offline", qos=1, retain=True),
-        }
-        if secure or self.config.tls_ca:
-            options["tls_params"] = aiomqtt.TLSParameters(
-                ca_certs=str(self.config.tls_ca) if self.config.tls_ca else None,
-                certfile=str(self.config.tls_cert) if self.config.tls_cert else None,
-                keyfile=str(self.config.tls_key) if self.config.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED)
-        return options
-
     async def run(self) -> None:
         """Stay connected until cancelled; then say ``offline`` (retained) and leave."""
         delay = BACKOFF_S[0]
         while True:
+            problem: Exception | None = None
             try:
-                async with aiomqtt.Client(**self._client_options()) as client:
+                async with aiomqtt.Client(**client_options(self.config, self.identifier, aiomqtt.Will(
+                        f"{self.base}/availability", "offline", qos=1, retain=True))) as client:
                     self._client = client
                     delay = BACKOFF_S[0]
                     try:
@@ -184,12 +192,16 @@ class MqttBridge:
                         self.connected.clear()
                         if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                             await _say_offline(client, self.base, self.api.names,
-                                               kept=self.api.guests_outlive_stop)
-            except* aiomqtt.MqttError as group:  # the session's TaskGroup wraps it
-                log.warning("MQTT %s: %s; reconnecting in %.1fs", self.config.url,
-                            group.exceptions[0], delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_S[1])
+                                               self.api.guests_outlive_stop)
+            except* (ControlError, aiomqtt.MqttError) as group:  # the session's TaskGroup wraps it
+                problem = group.exceptions[0]
+            if isinstance(problem, ControlError) and self._verdict is not None and not self._verdict.done():
+                self._decided(problem)  # serve() raises it: this controller does not start
+                return
+            log.warning("MQTT %s: %s; reconnecting in %.1fs", self.config.url, problem, delay)
+            self._decided()  # no broker yet: mux starts, and keeps trying
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_S[1])
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._published.clear()
@@ -202,6 +214,12 @@ class MqttBridge:
         await client.subscribe(f"{prefix}/+/{node}/+/config", qos=1)
         await client.subscribe(f"{prefix}/device/{node}/config", qos=1)
         retained, early = await self._read_retained(client)
+        kept = {m.topic.value: _payload(m) for m in early if m.retain}
+        holder = claim_holder(kept.get(f"{self.base}/claim"), kept.get(f"{self.base}/availability"))
+        if holder is not None and holder.get("client") != self.identifier:
+            raise claimed_error(self.config.node_id, self.base, self.config.url, holder)
+        await client.publish(f"{self.base}/claim", claim_message(self.identifier), qos=1, retain=True)
+        self._decided()
         migrate, clear = migration_plan(retained, self._discovery(), prefix, self.config.node_id)
         for topic in migrate:  # Home Assistant's migrate_discovery: hand over, publish, clear
             await client.publish(topic, json.dumps(MIGRATE), qos=1, retain=True)
@@ -329,7 +347,7 @@ class MqttBridge:
 
     async def _state_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SAFETY_REFRESH_S):
                     await self._changed.wait()
@@ -337,13 +355,13 @@ class MqttBridge:
 
     async def _event_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             topic, payload = await self._events.get()
             await client.publish(topic, payload, qos=1)
 
     async def _screenshot_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             for persona in self.api.status()["personas"]:
                 name = persona["name"]
                 if persona["state"] != "running":
@@ -362,38 +380,19 @@ class MqttBridge:
             await asyncio.sleep(self.config.screenshot_interval_s)
 
 
-def _raise_if_cancelled() -> None:
-    """End a session loop whose task was cancelled, even if Python 3.11's ``wait_for`` (in
-    aiomqtt's publish) swallowed the cancel: ``cancelling()`` still counts it."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-async def _cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
-    """Cancel the tasks, again every second until each has ended.
-
-    Once is not always enough: on Python 3.11, ``asyncio.wait_for`` (which aiomqtt uses
-    for every publish) swallows a cancel that arrives together with its result.
-    """
-    while pending := [task for task in tasks if not task.done()]:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
-
-
 def _payload(message: aiomqtt.Message) -> bytes:
     return message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
 
 
-async def _say_offline(client: aiomqtt.Client, base: str, personas: Sequence[str], kept: bool) -> None:
+async def _say_offline(client: aiomqtt.Client, base: str, names: Sequence[str], kept: bool) -> None:
     """A clean stop: every persona ``stopped`` (mux stops them as it exits; ``kept``: they run
     on, and are only unavailable), then ``offline``."""
 
     async def say() -> None:
-        for topic, payload in stopped_messages(base, personas, kept).items():
+        for topic, payload in stopped_messages(base, names, kept).items():
             await client.publish(topic, payload, qos=1, retain=True)
         await client.publish(f"{base}/availability", "offline", qos=1, retain=True)
+        await client.publish(f"{base}/claim", b"", qos=1, retain=True)
 
     with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
         await asyncio.shield(say())

@@ -7,7 +7,8 @@ picture of its screen, its run state, a switch (on = running), whether its guest
 event entity for its requests for attention (``attention``, on ``persona/<name>/attention``:
 a template adds the ``event_type`` that payload lacks), its audio state (a sensor on
 ``persona/<name>/audio``: live, muted, ducked, off, unavailable), and per device a select saying
-which persona holds it (or ``none``).
+which persona holds it (or ``detached``: Home Assistant reads an option ``none``, in any
+case, as "no option").
 
 Two ways to publish them (``[mqtt] discovery``), both following Home Assistant's MQTT
 discovery documentation as of 2024.11:
@@ -48,7 +49,12 @@ STATES = ("stopped", "starting", "running", "stopping", "crashed")
 AUDIO_STATES = ("live", "muted", "ducked", "off", "unavailable")  # mux.audio.policy
 LED_NAMES = ("caps", "num", "scroll")
 EVENT_TYPES = ("switched", "refused", "crashed", "attention")
-DETACHED = "none"  # the device select's option for "no persona holds it"
+DETACHED = "detached"  # the device select's option for "no persona holds it"
+#: Also accepted on ``device/<id>/set`` for "detach": the option's name before (Home Assistant
+#: reads a select state ``none`` as "no option", so it is no longer published).
+DETACHED_ALIASES = ("none",)
+#: Under it, each node's topics: ``<DEFAULT_BASE>/<node>`` unless ``base_topic`` is set.
+DEFAULT_BASE = "mux"
 MIGRATE: dict[str, Any] = {"migrate_discovery": True}
 #: ``persona/<name>/attention`` carries {"text", "time"}; Home Assistant's event wants an event_type.
 ATTENTION_TEMPLATE = ('{{ {"event_type": "attention", "text": value_json.text,'
@@ -67,6 +73,15 @@ class Entity:
 def safe_node_id(node_id: str) -> str:
     """Home Assistant accepts ``[a-zA-Z0-9_-]`` in discovery topics; map the rest to ``_``."""
     return re.sub(r"[^a-zA-Z0-9_-]", "_", node_id) or "mux"
+
+
+def topic_base(node_id: str, base_topic: str | None) -> str:
+    """The topic every other topic of a node is under: ``base_topic`` exactly when the config
+    sets it (an existing panel keeps its topics), else ``mux/<node>`` (``node``: the node id
+    made safe by :func:`safe_node_id`), so controllers sharing a broker keep apart."""
+    if base_topic is not None:
+        return base_topic.rstrip("/")
+    return f"{DEFAULT_BASE}/{safe_node_id(node_id)}"
 
 
 def device_block(node_id: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from mux.frontends.mqtt_discovery import DETACHED, LED_NAMES
+from mux.frontends.mqtt_discovery import DETACHED, DETACHED_ALIASES, LED_NAMES
 
 MAX_PAYLOAD = 1024  # bytes; every command payload is a short word or name
 PERSONA_ACTIONS = ("start", "stop", "restart")
@@ -63,8 +63,8 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
     Command topics: ``<base>/active/set`` (a persona name), ``<base>/persona/<name>/set``
     (``start``, ``stop``, ``restart``), ``<base>/persona/<name>/devices/set``
     (``attach <device>`` or ``detach <device>``; a bare device id means attach),
-    ``<base>/device/<id>/set`` (a persona name to move the device there, or ``none`` to
-    detach it; the device select's command).
+    ``<base>/device/<id>/set`` (a persona name to move the device there, or ``detached``
+    to detach it, also ``none`` as before; the device select's command).
     """
 
     def error(message: str) -> CommandError:
@@ -103,7 +103,7 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
         device = parts[1]
         if device not in devices:
             return error(f"unknown device {device!r} in topic (devices: {', '.join(devices) or 'none'})")
-        if text == DETACHED:
+        if text == DETACHED or text in DETACHED_ALIASES:
             return Command("device", "", "detach", device)
         if text not in personas:
             return error(f"unknown persona {text!r} (personas: {known}, or {DETACHED} to detach)")
@@ -120,11 +120,14 @@ def state_messages(base: str, active: str | None, states: Mapping[str, str],
                    audio: Mapping[str, str] | None = None) -> dict[str, str]:
     """Retained state as topic → payload (personas with unknown LEDs publish none).
 
+    ``active`` is left out until a persona is active: a retained select state must be one
+    of the select's options (Home Assistant logs an error for an empty one).
+
     ``owners`` maps each device to the persona holding it (None: detached); ``ready``
     whether each persona's guest is ready for work (``persona/<name>/ready``: true/false);
     ``audio`` each persona's audio state (``persona/<name>/audio``: live, muted, ducked...).
     """
-    messages = {f"{base}/active": active or ""}
+    messages = {f"{base}/active": active} if active else {}
     for name, state in states.items():
         messages[f"{base}/persona/{name}/state"] = state
         messages[f"{base}/persona/{name}/availability"] = "online" if state == "running" else "offline"

@@ -24,7 +24,10 @@ PERSONA, DEVICE, NODE, BASE = "PERSONA", "DEVICE", "NODE", "BASE"
 #: topic under ``<base_topic>`` -> (how it is sent, its payload).
 TOPICS: dict[str, tuple[str, str]] = {
     "availability": ("out, retained, also the last will", "`online` / `offline`"),
-    "active": ("out, retained", "the active persona's name (empty before one is)"),
+    "active": ("out, retained", "the active persona's name (nothing is published before one is)"),
+    "claim": ("out, retained", "JSON `{\"host\", \"pid\", \"client\", \"since\"}`: the controller serving"
+              " this node; it counts only while `availability` is `online`, and a clean stop clears it"
+              " (empty payload). A second controller of the node refuses to start while it counts"),
     "active/set": ("in", "a persona's name (a stopped one is started first, or refused: `start_on_switch`)"),
     "event": ("out", "JSON `{\"event_type\", \"persona\", \"source\", \"text\"}`: {events}. `switched` has"
               " `source` `hotkey`, `mqtt`, `control socket`, `scenario`, `overview`, `startup` or"
@@ -45,7 +48,8 @@ TOPICS: dict[str, tuple[str, str]] = {
     "persona/<name>/devices/set": ("in", "`attach DEVICE` or `detach DEVICE` (a bare device id means"
                                    " attach)"),
     "device/<id>": ("out, retained", "the persona holding the device, or `{detached}`"),
-    "device/<id>/set": ("in", "a persona's name (the device moves there) or `{detached}` (detached)"),
+    "device/<id>/set": ("in", "a persona's name (the device moves there) or `{detached}` (`none` is"
+                        " accepted too)"),
     "error": ("out", "JSON `{\"topic\", \"payload\", \"error\"}` for every refused command"),
     "sync": ("out, internal", "a marker mux sends itself on connect, to know the retained discovery configs"
              " have arrived; ignore it"),
@@ -64,7 +68,7 @@ ENTITIES: dict[str, str] = {
     "<persona>_caps": "the guest's Caps Lock LED",
     "<persona>_num": "the guest's Num Lock LED",
     "<persona>_scroll": "the guest's Scroll Lock LED",
-    "device_<device>": "which persona holds the device (`none`: detached); choosing one moves the device",
+    "device_<device>": "which persona holds the device (`detached`: none); choosing one moves the device",
 }
 
 
@@ -177,8 +181,8 @@ def mqtt_page() -> str:
     """
     out = [header("MQTT topics and Home Assistant entities",
                   "mux/frontends/mqtt_topics.py, mqtt_discovery.py and mqtt.py", INTRO)]
-    out.append("## Topics\n\nUnder `<base_topic>` (default `mux`); `<name>` is a persona's name, `<id>` a"
-               " device's id.\n\n")
+    out.append("## Topics\n\nUnder `<base_topic>` (not set: `mux/<node_id>`); `<name>` is a persona's name,"
+               " `<id>` a device's id.\n\n")
     out.append(table(("topic", "direction", "payload"),
                      [(code(t), how, payload) for t, how, payload in topics()]))
     out.append("\nA command is refused (one `error` message and one `refused` event, nothing else happens)"

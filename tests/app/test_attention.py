@@ -413,11 +413,12 @@ async def test_an_inactive_guest_asks_the_banner_mqtt_status_and_the_step_show_i
         assert ctl.active == "alpha"  # notify: no switch
 
         # (2) MQTT: the persona's attention topic (not retained) and the event topic
-        payload = json.loads(await panel.wait_for("mux/persona/beta/attention"))
+        attention = "mux/attn/persona/beta/attention"  # node "attn": topics under mux/attn
+        payload = json.loads(await panel.wait_for(attention))
         assert payload["text"] == "call from home"
         assert datetime.fromisoformat(payload["time"]).timestamp() >= asked - 1
-        assert not any(retain for topic, _, retain in panel.messages if topic == "mux/persona/beta/attention")
-        event = json.loads(await panel.wait_for("mux/event", lambda p: b'"attention"' in p))
+        assert not any(retain for topic, _, retain in panel.messages if topic == attention)
+        event = json.loads(await panel.wait_for("mux/attn/event", lambda p: b'"attention"' in p))
         assert (event["event_type"], event["persona"], event["text"]) == \
             ("attention", "beta", "call from home")
 

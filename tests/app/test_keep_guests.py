@@ -389,25 +389,26 @@ def test_mqtt_says_offline_when_the_controller_dies_and_everything_again_after_a
         async with Panel(broker).connected("mux/#") as panel:
             first = Run(config, env, tmp_path / "first.log")
             try:
-                await panel.wait_for("mux/persona/work/state", lambda p: p == b"running", timeout=180)
+                await panel.wait_for("mux/keep/persona/work/state", lambda p: p == b"running", timeout=180)
                 got = await asyncio.to_thread(status, sock, env)
                 assert got is not None
                 pid = got["personas"][0]["pid"]
                 first.kill()
-                await panel.wait_for("mux/availability", lambda p: p == b"offline", timeout=30)
+                await panel.wait_for("mux/keep/availability", lambda p: p == b"offline", timeout=30)
             finally:
                 first.stop()
             assert start_ticks(pid) is not None
             mark = len(panel.messages)
             second = Run(config, env, tmp_path / "second.log")
             try:
-                await panel.wait_for("mux/availability", lambda p: p == b"online", timeout=60)
+                await panel.wait_for("mux/keep/availability", lambda p: p == b"online", timeout=60)
 
                 def again(topic: str, payload: bytes) -> bool:
                     return any(m[:2] == (topic, payload) for m in panel.messages[mark:])
 
                 async with asyncio.timeout(30):  # what the dead controller published, once more
-                    while not (again("mux/persona/work/state", b"running") and again("mux/active", b"work")):
+                    while not (again("mux/keep/persona/work/state", b"running")
+                               and again("mux/keep/active", b"work")):
                         await asyncio.sleep(0.1)
                 got = await asyncio.to_thread(status, sock, env)
                 assert got is not None and got["personas"][0]["pid"] == pid  # adopted, published again

@@ -234,9 +234,9 @@ async def test_a_hostile_background_persona_leaves_the_active_one_and_the_host_a
     escaped, raw = await mux_logs("--from", str(logs_dir)), await mux_logs("--from", str(logs_dir), "--raw")
 
     seconds = t1 - t0
-    led_topic, attention_topic = "mux/persona/home/leds", "mux/persona/home/attention"
+    led_topic, attention_topic = "mux/hostile/persona/home/leds", "mux/hostile/persona/home/attention"
     rates = {topic: panel.per_second(topic, t0, t1)
-             for topic in (led_topic, attention_topic, "mux/event", "mux/persona/work/leds")}
+             for topic in (led_topic, attention_topic, "mux/hostile/event", "mux/hostile/persona/work/leds")}
     growth = max(rss) - rss_start
     print(f"\nhostile persona, {seconds:.0f} s of flood with work active:")
     print(f"  controller RSS: {rss_start:.1f} MiB at the start, max {max(rss):.1f}, end {rss[-1]:.1f}:"
@@ -280,7 +280,7 @@ async def test_a_hostile_background_persona_leaves_the_active_one_and_the_host_a
     assert sum(rates[led_topic]) > 0  # and they are published at all
     # ... and its attention requests within ATTENTION_RATE (each is also one `event` message)
     assert max(rates[attention_topic]) <= ATTENTION_RATE + 1, rates[attention_topic]
-    assert max(rates["mux/event"]) <= ATTENTION_RATE + 1, rates["mux/event"]
+    assert max(rates["mux/hostile/event"]) <= ATTENTION_RATE + 1, rates["mux/hostile/event"]
     assert sum(rates[attention_topic]) > 0
     # the logs show the escapes made visible, never as bytes; --raw as written
     assert b"\x1b" not in escaped and b"\x07" not in escaped

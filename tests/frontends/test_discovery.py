@@ -139,7 +139,7 @@ def test_names_categories_and_availability_follow_the_panel_conventions() -> Non
             assert own in configs[object_id]["availability"]
         assert own not in switch["availability"]  # a stopped persona can be started
     stick = configs["device_stick"]
-    assert stick["options"] == [*PERSONAS, "none"] and stick["command_topic"] == "mux/device/stick/set"
+    assert stick["options"] == [*PERSONAS, "detached"] and stick["command_topic"] == "mux/device/stick/set"
 
 
 @pytest.mark.pure
@@ -165,8 +165,9 @@ def test_device_select_commands_state_and_events() -> None:
     command = parse_command("mux/device/stick/set", b"home", "mux", PERSONAS, DEVICES)
     assert (command.kind, command.persona, command.action, command.device) == (  # type: ignore[union-attr]
         "device", "home", "attach", "stick")
-    command = parse_command("mux/device/stick/set", b"none", "mux", PERSONAS, DEVICES)
-    assert (command.action, command.persona) == ("detach", "")  # type: ignore[union-attr]
+    for word in (b"detached", b"none"):  # the option, and the old word still accepted
+        command = parse_command("mux/device/stick/set", word, "mux", PERSONAS, DEVICES)
+        assert (command.action, command.persona) == ("detach", "")  # type: ignore[union-attr]
     assert "unknown device" in parse_command("mux/device/cam/set", b"home", "mux", PERSONAS,
                                              DEVICES).error  # type: ignore[union-attr]
     assert "unknown persona" in parse_command("mux/device/stick/set", b"garden", "mux", PERSONAS,
@@ -175,7 +176,7 @@ def test_device_select_commands_state_and_events() -> None:
                            {"stick": "work", "cam": None})
     assert state["mux/persona/work/availability"] == "online"
     assert state["mux/persona/home/availability"] == "offline"
-    assert (state["mux/device/stick"], state["mux/device/cam"]) == ("work", "none")
+    assert (state["mux/device/stick"], state["mux/device/cam"]) == ("work", "detached")
     assert stopped_messages("mux", PERSONAS) == {
         "mux/persona/work/state": "stopped", "mux/persona/work/availability": "offline",
         "mux/persona/home/state": "stopped", "mux/persona/home/availability": "offline",
@@ -254,7 +255,7 @@ async def test_switching_the_discovery_mode_hands_the_entities_over(
             began = len(panel.messages)
             async with Controller(config(mode), frontends=frontends(config(mode)),
                                   progress=lambda m: None):
-                await panel.wait_for("mux/availability", lambda p: p == b"online")
+                await panel.wait_for("mux/desk/availability", lambda p: p == b"online")  # base_topic unset
                 await asyncio.sleep(0.2)
             heard = [(t, p) for t, p, _ in panel.messages[began:] if t.startswith("homeassistant/")]
             old = {device} if mode == "entities" else entity_topics

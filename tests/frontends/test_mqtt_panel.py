@@ -30,7 +30,7 @@ from tests.conftest import READY_S, make_config
 from tests.mqtt_helpers import Broker, Panel
 
 NODE = "panelnode"
-BASE = "mux"
+BASE = f"mux/{NODE}"  # no base_topic set: the node's own topics (docs/guides/mqtt.md)
 HA = "homeassistant"
 READY = re.compile("MUX-READY")
 ADD_BLOCK = re.compile(r"MUX-UEVENT add block (sd[a-z]+)")
@@ -133,13 +133,13 @@ async def test_a_device_select_moves_a_device_between_guests(tmp_path: Path, bro
         await work.serial.wait_for(ADD_BLOCK, 60, start=0)
         await panel.wait_for(f"{BASE}/device/stick", lambda p: p == b"work")
         select = config_of(panel, "select", "device_stick")
-        assert select["options"] == ["work", "home", "none"]
+        assert select["options"] == ["work", "home", "detached"]
         await panel.publish(select["command_topic"], "home")
         await panel.wait_for(select["state_topic"], lambda p: p == b"home", timeout=60)
         await home.serial.wait_for(ADD_BLOCK, 60, start=0)
         await work.serial.wait_for(REMOVE_BLOCK, 60, start=0)
-        await panel.publish(select["command_topic"], "none")
-        await panel.wait_for(select["state_topic"], lambda p: p == b"none", timeout=60)
+        await panel.publish(select["command_topic"], "detached")
+        await panel.wait_for(select["state_topic"], lambda p: p == b"detached", timeout=60)
         await home.serial.wait_for(REMOVE_BLOCK, 60, start=0)
         assert ctl.devices("home") == [] and ctl.devices("work") == []
 
