@@ -4,9 +4,9 @@
 directory, builds the guest images it needs, runs the long-lived loops (the switcher,
 the display, the input sources) in one TaskGroup, serves the frontends it was given
 (the control socket, MQTT: ``mux.cli`` chooses them; the controller imports none), and
-starts the personas (adopting kept guests that still run: :mod:`mux.app.keep`). Leaving
-the block stops the frontends, cancels the loops, stops every guest (or leaves kept
-ones running), and removes the runtime directory, in that order.
+starts the personas (adopting kept guests, resuming saved ones: :mod:`mux.app.keep`).
+Leaving the block stops the frontends, cancels the loops, stops (or saves) every guest
+or leaves kept ones running, and removes the runtime directory, in that order.
 
 The controller implements :class:`~mux.app.api.ControlAPI`, the only thing frontends
 see. Changes (switches, run states, LEDs, device moves) are published as events on one
@@ -68,9 +68,9 @@ class Controller(GuestCalls):
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
                  logs_dir: Path | None = None, progress: Progress = print, tablet: bool = False,
                  remember_active: bool = False, keep_guests: KeepGuests = "never",
-                 restart_changed: bool = False) -> None:
-        self.config = config
-        self.keeper = Keeper(config, keep_guests, progress, restart_changed, logs_dir)  # mux.app.keep
+                 restart_changed: bool = False, quick_boot: bool | None = None) -> None:
+        self.config = config  # quick_boot: mux run's [mux] quick_boot (None: saved states untouched)
+        self.keeper = Keeper(config, keep_guests, progress, restart_changed, logs_dir, quick_boot)
         self.tablet = tablet  # every persona gets an absolute pointer (usb-tablet): clicking steps
         self.frontends = list(frontends)
         self.logs_dir = logs_dir
@@ -94,7 +94,8 @@ class Controller(GuestCalls):
             config.names, self.events,
             prepare=lambda old, new: self.hotplug.follow_active(old, new),
             parts=[("input", self._route_to), ("display", lambda old, new: self.display.switch(old, new))],
-            ready=lambda new: start_to_switch(self.persona(new), config.mux.start_on_switch))
+            ready=lambda new: start_to_switch(self.persona(new), config.mux.start_on_switch),
+            background=config.mux.background, personas=self.personas)  # [mux] background
         self._remembered = remembered_active(config.source) if remember_active else None
         if remember_active:
             remember_switches(self.events, config.source)

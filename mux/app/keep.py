@@ -42,8 +42,8 @@ from pathlib import Path
 from mux.app.statedir import state_dir
 from mux.config import Config
 from mux.config.schema import KeepGuests
-from mux.errors import LaunchError, PersonaError
-from mux.guest import passt, process, record
+from mux.errors import LaunchError, MuxError, PersonaError
+from mux.guest import passt, process, quickboot, record
 from mux.guest.persona import Persona
 from mux.guest.record import GuestEntry, Record
 from mux.guest.state import RunState
@@ -51,6 +51,8 @@ from mux.guest.state import RunState
 log = logging.getLogger(__name__)
 
 DETACH_S = 60.0  # mux down: how long an attached controller may take to stop
+SAVE_S = 300.0  # quick boot: how long one persona's save may take
+RESUME_S = 120.0  # ... and its resume
 
 
 def config_key(config: Config) -> str:
@@ -79,9 +81,15 @@ class Keeper:
     """A controller's kept guests: their directory, the record, adoption, the exit."""
 
     def __init__(self, config: Config, mode: KeepGuests, progress: Callable[[str], None],
-                 restart_changed: bool = False, logs_dir: Path | None = None) -> None:
-        """``logs_dir``: where the serial logs are copied when the directory is removed."""
+                 restart_changed: bool = False, logs_dir: Path | None = None,
+                 quick_boot: bool | None = None) -> None:
+        """``logs_dir``: where the serial logs are copied when the directory is removed.
+        ``quick_boot``: None leaves saved states alone (replay, bench); True resumes and
+        saves them (``mux run``); False removes them (``quick_boot = false``)."""
         self.config = config
+        self.quick_boot = quick_boot
+        self.saved_dir = quickboot.config_dir(config_key(config))
+        self._saved = quickboot.saved(self.saved_dir, tidy=True) if quick_boot else []
         self.logs_dir = logs_dir
         self.mode = mode
         self.progress = progress
@@ -101,7 +109,7 @@ class Keeper:
     def adopting(self) -> bool:
         """Whether guests that still run are recorded: then the built images they booted
         are looked up in the cache alone (no apt look-up, which takes seconds)."""
-        return bool(self._previous)
+        return bool(self._previous) or bool(self._saved)  # (saved states: quick boot too)
 
     def open(self) -> Path | None:
         """Make the directory (0700) and claim the record; None when guests are not kept.
@@ -162,7 +170,58 @@ class Keeper:
                     persona.hold_off = (f"its guest from an older config (pid {entry.pid}) still runs;"
                                         " mux run --restart-changed or mux down")
                     taken.add(name)
-        return taken
+        return taken | await self._resume(personas, taken)
+
+    async def _resume(self, personas: Mapping[str, Persona], taken: set[str]) -> set[str]:
+        """Quick boot: resume the saved personas whose config and disks are unchanged (each
+        saved state is removed, used or not); returns those now running."""
+        directory = self.saved_dir
+        if self.quick_boot is False and (names := quickboot.saved(directory)):
+            self.progress(f"quick_boot = false: removing the saved states of {', '.join(names)}")
+            for name in names:
+                quickboot.remove(directory, name)
+        resuming = []
+        for name in self._saved:
+            persona = personas.get(name)
+            why = ("is no longer in the config" if persona is None
+                   else "its guest runs already" if name in taken else persona.check_quick(directory))
+            if persona is None or why:
+                self.progress(f"persona {name}: boots afresh, not from its saved state: {why}")
+                quickboot.remove(directory, name)
+            else:
+                resuming.append(persona)
+        began = time.monotonic()
+        sizes = {p.name: quickboot.size(directory, p.name) for p in resuming}
+        results = await asyncio.gather(*(p.resume_quick(directory, RESUME_S) for p in resuming),
+                                       return_exceptions=True)
+        resumed = set()
+        for persona, result in zip(resuming, results, strict=True):
+            if isinstance(result, MuxError):
+                self.progress(f"persona {persona.name}: boots afresh: its saved state did not load"
+                              f" ({result})")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                resumed.add(persona.name)
+                self.progress(f"persona {persona.name}: quick boot: resumed its saved state"
+                              f" ({quickboot.mib(sizes[persona.name])} in {time.monotonic() - began:.1f} s)")
+        return resumed
+
+    async def _save_states(self, personas: Mapping[str, Persona]) -> None:
+        """Quick boot at a clean stop: save every running persona (stopping it); one that
+        cannot be saved is said so in one line, and stopped as usual."""
+        running = [p for p in personas.values() if p.state == RunState.RUNNING and not p.hold_off]
+
+        async def save(persona: Persona) -> None:
+            self.progress(f"saving {persona.name} ({persona.config.memory_mb} MiB)...")
+            try:
+                saved = await persona.save_quick(self.saved_dir, config_key(self.config), SAVE_S)
+            except (MuxError, OSError) as exc:
+                self.progress(f"persona {persona.name}: not saved, it boots afresh next time: {exc}")
+            else:
+                self.progress(f"saved {persona.name} for quick boot ({quickboot.mib(saved)})")
+
+        await asyncio.gather(*(save(p) for p in running))
 
     async def _stop(self, name: str, entry: GuestEntry) -> None:
         assert self.directory is not None
@@ -193,6 +252,8 @@ class Keeper:
         """The controller's exit: stop every guest, or leave them running (see the module
         docstring); a failure to stop one is logged."""
         leave = self.kept and (self.mode == "always" or not self.clean)
+        if self.quick_boot and self.clean and not leave:
+            await self._save_states(personas)
         closing = [p.leave_running() if leave and p.pid else p.close() for p in personas.values()]
         for result in await asyncio.gather(*closing, return_exceptions=True):
             if isinstance(result, BaseException):

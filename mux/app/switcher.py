@@ -29,18 +29,28 @@ The consistency rule. A switch has two halves:
 So after any switch, successful or not, the router, the display, the LEDs and
 ``status`` name the same active persona. Rolling back instead was rejected: undoing a
 device move can fail in turn, and a half-undone switch is worse than a reported one.
+
+The CPU (``[mux] background``, :mod:`mux.guest.priority` makes the calls). The new persona
+gets the active persona's share (normal priority, or resumed from ``pause``) before
+prepare, so that devices move to a guest that runs; every other running persona is sent
+to the background after the parts; but a persona is sent to the background only once its
+guest is ready (:mod:`mux.guest.ready`): one that boots keeps normal priority, so a busy
+host still boots every persona. A persona that becomes ready (after a start, a restart
+after a crash) is given its share by the same consumer, in order with the switches. None
+of this refuses or fails a switch: a refused priority change is logged once and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mux.app.events import Events, Switched
+from mux.app.events import Event, Events, ReadyChanged, StateChanged, Switched
 from mux.errors import MuxError, StateError, SwitchIncomplete, UnknownPersona
 from mux.guest.persona import Persona
+from mux.guest.priority import Background, Mode
 from mux.guest.state import RunState
 from mux.input.router import switch_target
 
@@ -65,18 +75,29 @@ class _Request:
 
 
 class Switcher:
-    """Orders switch requests and applies each: ``prepare`` (may refuse), then every part."""
+    """Orders switch requests and applies each: ``prepare`` (may refuse), then every part.
+
+    ``background`` (``[mux] background``) with ``personas`` (looked up at each use) gives
+    the active persona the CPU first (see the module docstring); with ``"run"`` or without
+    ``personas`` nobody's share is touched.
+    """
 
     def __init__(self, names: Sequence[str], events: Events, *, prepare: SwitchPart,
                  parts: Sequence[tuple[str, SwitchPart]], active: str | None = None,
-                 ready: Ready = _always_ready) -> None:
+                 ready: Ready = _always_ready, background: Mode = "run",
+                 personas: Mapping[str, Persona] | None = None) -> None:
         self.names = tuple(names)
         self._ready = ready
         self._active = active
         self._events = events
         self._prepare = prepare
         self._parts = list(parts)
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Request | str] = asyncio.Queue()  # a name: settle its share
+        self._background = Background(background) if personas is not None and background != "run" else None
+        self._personas: Mapping[str, Persona] = personas if personas is not None else {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        if self._background is not None:
+            events.subscribe(self._heard)
 
     @property
     def active(self) -> str | None:
@@ -112,6 +133,9 @@ class Switcher:
         """The single consumer; runs until cancelled."""
         while True:
             request = await self._queue.get()
+            if isinstance(request, str):
+                await self._share(request, request == self._active or self._active is None)
+                continue
             try:
                 new = await self._apply(request)
                 if not request.done.done():
@@ -130,9 +154,12 @@ class Switcher:
             await self._ready(new)  # even for the active persona: it may have been stopped
             if new == old:
                 return new
+            await self._share(new, True)
             await self._prepare(old, new)
         except MuxError as exc:
             log.warning("switch %s -> %s (%s) refused: %s", old, new, request.source, exc)
+            if old is not None and new != old:
+                await self._share(new, False)
             raise
         failures: list[tuple[str, Exception]] = []
         try:
@@ -144,6 +171,9 @@ class Switcher:
                     failures.append((name, exc))
         finally:  # even if cancelled midway: the parts already applied name ``new``
             self._active = new
+        for name in self.names:
+            if name != new:
+                await self._share(name, False)
         log.info("switched %s -> %s (%s)", old, new, request.source)
         self._events.publish(Switched(old, new, request.source))
         for _, error in failures:
@@ -152,6 +182,28 @@ class Switcher:
         if failures:
             raise SwitchIncomplete(new, [(name, str(error)) for name, error in failures]) from failures[0][1]
         return new
+
+
+    async def _share(self, name: str, active: bool) -> None:
+        """Give ``name`` the active persona's CPU share, or the background's (once it is
+        ready: see the module docstring); never raises."""
+        persona = self._personas.get(name)
+        if self._background is not None and persona is not None:
+            await self._background.apply(persona, active or not persona.readiness.ready)
+
+    def _heard(self, event: Event) -> None:
+        """A persona became ready: its share is settled in order with the switches; one is
+        being stopped: a paused one is resumed at once, so that it can shut down."""
+        if self._background is None:
+            return
+        if isinstance(event, ReadyChanged) and event.ready:
+            self._queue.put_nowait(event.persona)
+        elif (isinstance(event, StateChanged) and event.state == RunState.STOPPING
+              and (persona := self._personas.get(event.persona))):
+            task = asyncio.get_running_loop().create_task(self._background.stopping(persona),
+                                                          name=f"background:{event.persona}:stopping")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
 
 def first_active(running: Sequence[str], remembered: str | None, configured: str | None) -> str | None:

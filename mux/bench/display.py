@@ -53,7 +53,8 @@ from mux.guest.rfb import RfbClient
 from mux.guest.serial import SerialLog
 from mux.scenario.runner import StepRunner
 
-NAMES = ("work", "home", "lab", "play", "shop", "bank", "game", "mail")
+NAMES = ("work", "home", "lab", "play", "shop", "bank", "game", "mail",  # 9 to 16: mux.bench.scale
+         "news", "chat", "code", "docs", "film", "kids", "shed", "yard")
 READY_S = 300.0
 #: Repaints the whole screen in three colours, about 50 times a second under TCG here
 #: (``sleep 0.01`` between repaints: flat out, the guest's vCPU thread takes a whole core
@@ -70,9 +71,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": round(q[49], 3), "p99": round(q[98], 3), "n": len(samples)}
 
 
-def display_config(personas: int, interval: float = 1.0) -> Config:
+def display_config(personas: int, interval: float = 1.0, memory_mb: int | None = None,
+                   persona: PersonaConfig | None = None) -> Config:
+    """``personas`` console personas (``memory_mb`` each, if given), or the one ``persona``."""
+    memory = PersonaConfig("x").memory_mb if memory_mb is None else memory_mb
     return Config(mux=MuxSection(accel="tcg"),
-                  personas=tuple(PersonaConfig(NAMES[i]) for i in range(personas)),
+                  personas=(persona,) if persona else tuple(PersonaConfig(NAMES[i], memory_mb=memory)
+                                                            for i in range(personas)),
                   display=DisplaySection(output="window", backbuffer_interval_s=interval))
 
 
@@ -109,12 +114,13 @@ class _Sink:
         self.writes += 1
 
 
-async def bench_switch(switches: int = 300, personas: int = 2) -> dict[str, Any]:
+async def bench_switch(switches: int = 300, personas: int = 2,
+                       memory_mb: int | None = None) -> dict[str, Any]:
     """Switch round ``personas`` personas; the time each request takes.
 
     Raises AssertionError if a switch returned before the output, LEDs and router moved.
     """
-    async with Controller(display_config(personas), progress=lambda m: None) as ctl:
+    async with Controller(display_config(personas, memory_mb=memory_mb), progress=lambda m: None) as ctl:
         await ready(ctl)
         sink = _Sink()
         ctl.add_led_sink(sink)
@@ -133,11 +139,11 @@ async def bench_switch(switches: int = 300, personas: int = 2) -> dict[str, Any]
     return {"switch_latency_ms" if personas == 2 else f"switch_latency_ms_{personas}": percentiles(samples)}
 
 
-async def bench_live(seconds: float = 10.0) -> dict[str, Any]:
-    """Frames presented per second, and CPU, while the active guest repaints in a loop;
-    meanwhile what QEMU sends a client that only reads (another process: the baseline of
-    ``live_fps_ratio``)."""
-    async with Controller(display_config(1), progress=lambda m: None) as ctl:
+async def bench_live(seconds: float = 10.0, guest: PersonaConfig | None = None) -> dict[str, Any]:
+    """Frames presented per second, and CPU, while the active guest (``guest``, default a
+    console one) repaints in a loop; meanwhile what QEMU sends a client that only reads
+    (another process: the baseline of ``live_fps_ratio``)."""
+    async with Controller(display_config(1, persona=guest), progress=lambda m: None) as ctl:
         await ready(ctl)
         persona = ctl.persona(NAMES[0])
         await start_repainting(StepRunner(ctl), persona.serial)
@@ -207,9 +213,10 @@ async def count_vnc_updates(path: str, seconds: float) -> None:
         print(json.dumps([updates - first, time.monotonic() - t0]), flush=True)
 
 
-async def bench_idle(seconds: float = 20.0, personas: int = 4) -> dict[str, Any]:
+async def bench_idle(seconds: float = 20.0, personas: int = 4,
+                     memory_mb: int | None = None) -> dict[str, Any]:
     """CPU with ``personas`` idle personas back-buffered every second."""
-    async with Controller(display_config(personas, 1.0), progress=lambda m: None) as ctl:
+    async with Controller(display_config(personas, 1.0, memory_mb), progress=lambda m: None) as ctl:
         await ready(ctl)
         await asyncio.sleep(3)
         dumps, cpu, t0 = ctl.display.screendumps, cpu_seconds(), time.monotonic()
@@ -221,10 +228,10 @@ async def bench_idle(seconds: float = 20.0, personas: int = 4) -> dict[str, Any]
             f"idle_screendumps_per_s{suffix}": round(dumps / wall, 2)}
 
 
-async def measure_rss(personas: int = 8) -> dict[str, Any]:
+async def measure_rss(personas: int = 8, memory_mb: int | None = None) -> dict[str, Any]:
     """VmRSS of this process with ``personas`` running and back-buffered (run it fresh)."""
     with sdl_dummy():
-        async with Controller(display_config(personas), progress=lambda m: None) as ctl:
+        async with Controller(display_config(personas, memory_mb=memory_mb), progress=lambda m: None) as ctl:
             try:
                 await ready(ctl)
                 all_ready = True
@@ -232,8 +239,9 @@ async def measure_rss(personas: int = 8) -> dict[str, Any]:
                 all_ready = False
             await asyncio.sleep(3)
             rss_kb = _vm_rss_kb()
-    return {"controller_rss_mb": round(rss_kb / 1024, 1), "controller_rss_personas": personas,
-            "controller_rss_all_ready": all_ready}
+    suffix = "" if personas == 8 else f"_{personas}"
+    return {f"controller_rss_mb{suffix}": round(rss_kb / 1024, 1),
+            f"controller_rss_personas{suffix}": personas, f"controller_rss_all_ready{suffix}": all_ready}
 
 
 def _vm_rss_kb() -> int:
@@ -244,10 +252,10 @@ def _vm_rss_kb() -> int:
     return 0
 
 
-async def bench_rss(personas: int = 8) -> dict[str, Any]:
+async def bench_rss(personas: int = 8, memory_mb: int | None = None) -> dict[str, Any]:
     """:func:`measure_rss` in a fresh Python process. Raises RuntimeError if it fails."""
     code = ("import asyncio, json, mux.bench.display as b; "
-            f"print(json.dumps(asyncio.run(b.measure_rss({personas}))))")
+            f"print(json.dumps(asyncio.run(b.measure_rss({personas}, {memory_mb}))))")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     if proc.returncode != 0:

@@ -42,14 +42,16 @@ UNLIMITED = 1 << 40  # bytes per second: no migration bandwidth cap
 POLL_S = 0.02
 
 
-def disks(config: PersonaConfig, runtime_dir: Path, boot: Boot | None) -> list[tuple[Path, str]]:
+def disks(config: PersonaConfig, runtime_dir: Path, boot: Boot | None,
+          frozen: bool = False) -> list[tuple[Path, str]]:
     """The persona's disks a snapshot holds: its throwaway overlays, as (where the launch
-    keeps it, "image" or "disk").
+    keeps it, "image" or "disk"). ``frozen``: the guest's file systems are frozen, so a
+    writable disk without an overlay may stay where it is (quick boot: :mod:`mux.guest.quickboot`).
 
     Raises:
-        MigrationError: a writable disk without an overlay (:func:`unsaved_disk`).
+        MigrationError: a writable disk without an overlay (:func:`unsaved_disk`), not ``frozen``.
     """
-    if why := unsaved_disk(config):
+    if (why := unsaved_disk(config)) and not frozen:
         raise MigrationError(why)
     found = []
     if boot is not None and ImageBoot(*boot).disk is not None:  # a built-in disk image (debian)
@@ -68,14 +70,16 @@ def unsaved_disk(config: PersonaConfig) -> str | None:
 
 
 def saved_overlay(state: Path, of: str) -> Path:
-    """Where the overlay ``of`` ("image", "disk") saved with the state file ``state`` is."""
-    return state.with_name(f"{state.stem}.{of}.qcow2")
+    """Where the overlay ``of`` ("image", "disk"; or "vars", a UEFI variable store) saved
+    with the state file ``state`` is."""
+    return state.with_name(f"{state.stem}.{of}.{'fd' if of == 'vars' else 'qcow2'}")
 
 
 async def save(link: QmpLink, path: Path, timeout: float,
-               disks: Sequence[tuple[Path, str]] = ()) -> None:
+               disks: Sequence[tuple[Path, str]] = (), resume: bool = True) -> None:
     """Pause the guest, write its whole state to ``path`` and copy its overlays ``disks``
-    (from :func:`disks`) beside it, resume it (even on failure).
+    (from :func:`disks`) beside it, resume it (on failure always; on success only with
+    ``resume``: otherwise it stays paused, for a ``quit`` that must not let it run on).
 
     Raises:
         MigrationError: the migration failed or did not complete within ``timeout``, or
@@ -83,14 +87,17 @@ async def save(link: QmpLink, path: Path, timeout: float,
         PersonaError: QMP failed.
     """
     await link.execute("stop")
+    saved = False
     try:
         await link.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
         await link.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
         await _done(link, timeout)
         for overlay, of in disks:  # flushed and released by the completed migration
             await _copy(overlay, saved_overlay(path, of))
+        saved = True
     finally:
-        await link.execute("cont")
+        if resume or not saved:
+            await link.execute("cont")
 
 
 async def put_back(path: Path, disks: Sequence[tuple[Path, str]]) -> None:

@@ -16,12 +16,11 @@ QEMU serves QMP, VNC and its serial port on unix sockets in a private directory 
 runtime directory, or with ``kept`` a directory that outlives the controller); a kept
 guest survives the controller and a later one :meth:`Persona.adopt`\ s it: ``running``
 at once, no reboot, the keys the dead controller held released. A guest that is not
-kept dies with the controller, even on SIGKILL (:mod:`mux.guest.process`).
-A supervisor task sees a guest that dies on its own at once, and its restart policy
-applies (:mod:`mux.guest.policy`). Stopping escalates as QEMU's own ``QEMUMachine`` does: ask the guest
-(``system_powerdown``), wait, ``quit``, wait, kill. A launch from a saved state
-(``start(restore_from=FILE)``) is ``starting`` until the state has loaded; a restart
-after a crash boots afresh.
+kept dies with the controller, even on SIGKILL (:mod:`mux.guest.process`). A supervisor
+sees a guest die on its own at once; its restart policy applies (:mod:`mux.guest.policy`).
+Stopping escalates as QEMU's ``QEMUMachine`` does: ask the guest (``system_powerdown``),
+wait, ``quit``, wait, kill. A launch from a saved state (``start(restore_from=FILE)``; quick
+boot: :mod:`mux.guest.quickboot`) is ``starting`` until it loaded; a restart boots afresh.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, serial_l
 from mux.guest.plug import GuestDevices
 from mux.guest.policy import RestartPolicy
 from mux.guest.qmp import QmpLink
+from mux.guest.quickboot import QuickSave
 from mux.guest.ready import Readiness
 from mux.guest.record import HeldKeys
 from mux.guest.rfb import RfbClient
@@ -56,7 +56,7 @@ QMP_CONNECT_S = 15.0
 RESTORE_S = 60.0
 
 
-class Persona(RestartPolicy):
+class Persona(RestartPolicy, QuickSave):
     """A QEMU guest with a name; use ``async with`` so it is always stopped."""
 
     def __init__(self, config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
@@ -164,8 +164,8 @@ class Persona(RestartPolicy):
         self._set_state(RunState.STARTING)
         try:
             if restore_from is not None:  # the disk overlays saved with the state
-                await migration.put_back(restore_from,
-                                         migration.disks(self.config, self.runtime_dir, self.boot))
+                await migration.put_back(restore_from,  # (a writable disk stays where it is)
+                                         migration.disks(self.config, self.runtime_dir, self.boot, True))
             try:
                 await self._launch(incoming=restore_from is not None)
             except LaunchError as exc:
