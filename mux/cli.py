@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mux.cli_common import EXIT_FAILED, EXIT_USAGE, add_command, add_subcommands
-from mux.cli_ctl import add_ctl_parser
+from mux.cli_ctl import add_broker_options, add_ctl_parser
 from mux.cli_images import add_images_parser
 from mux.cli_logs import add_logs_parser
 from mux.cli_replay import add_needle_parser, add_replay_parser
@@ -110,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, nargs="?", metavar="CONFIG",
                    help="the config whose guests to stop (default: every config's)")
     p.set_defaults(func=cmd_down)
-    add_command(sub, "ps", "list every guest mux keeps running",
-                "One line each: persona, process id, uptime, whether a controller has it, config."
-                ).set_defaults(func=cmd_ps)
+    p = add_command(sub, "ps", "list every guest mux keeps running (--mqtt: every node on a broker)",
+                    "One line each: persona, process id, uptime, whether a controller has it, config. With"
+                    " --mqtt, one line per controller the broker knows: node, availability, host, pid."
+                    " Then each persona state quick boot saved (quick_boot), with its size.")
+    add_broker_options(p, node=False)
+    p.set_defaults(func=cmd_ps)
 
     add_images_parser(sub)
     p = add_command(sub, "import", "print a [[persona]] table for a virtual machine of another tool")
@@ -168,12 +171,24 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    """``mux ps``: every kept guest still running (config, persona, pid, uptime, attached)."""
+    """``mux ps``: every kept guest still running (config, persona, pid, uptime, attached);
+    with ``--mqtt``, every node the broker knows (:func:`mux.cli_ctl.cmd_ps_mqtt`)."""
     from mux.app.keep import kept_guests
+
+    if args.mqtt:
+        from mux.cli_ctl import cmd_ps_mqtt
+
+        return cmd_ps_mqtt(args)
 
     print(f"{'PERSONA':12} {'PID':>8} {'UPTIME':>9} {'ATTACHED':8} CONFIG")
     for g in kept_guests():
         print(f"{g.persona:12} {g.pid:>8} {g.uptime_s:>8.0f}s {'yes' if g.attached else 'no':8} {g.config}")
+    from mux.guest.quickboot import listing, mib
+
+    if saved := listing():  # quick boot: the states a clean stop saved, resumed at the next start
+        print(f"\n{'SAVED':12} {'SIZE':>12} CONFIG")
+        for config, persona, size in saved:
+            print(f"{persona:12} {mib(size):>12} {config}")
     return 0
 
 
@@ -196,7 +211,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _logs_dir() -> Path:
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
-    return state / "mux" / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    from mux.app.taglog import new_logs_folder
+
+    return new_logs_folder(state / "mux" / "logs", time.time())  # unique: two runs in one second differ
 
 
 def frontends(config: Config, control_socket: Path | None = None) -> list[Frontend]:
@@ -219,7 +236,8 @@ async def _run(config: Config, duration: float | None, restart_changed: bool = F
         loop.add_signal_handler(sig, stop.set)
     logs = _logs_dir()
     async with Controller(config, frontends=frontends(config), logs_dir=logs, remember_active=True,
-                          keep_guests=config.mux.keep_guests, restart_changed=restart_changed) as ctl:
+                          keep_guests=config.mux.keep_guests, restart_changed=restart_changed,
+                          quick_boot=config.mux.quick_boot) as ctl:
         print(f"mux: {len(ctl.personas)} personas, active {ctl.active};"
               f" control socket {config.mux.control_socket}")
         print(f"mux: tagged serial lines go to {logs}/serial.jsonl (mux logs), the raw serial logs on exit;"

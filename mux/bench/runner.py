@@ -18,6 +18,8 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
   and the like-for-like ``input_latency_ratio_p50`` and ``input_latency_ratio_p99``;
 - ``mqtt_switch_latency_ms``: publishing ``active/set`` until ``active`` comes back, next
   to ``mqtt_roundtrip_ms``, a bare publish-and-receive on the same private broker;
+- ``mqtt_nodes_switch_ms`` {p50, p99}: the same on one of five controllers sharing one
+  broker (:mod:`mux.bench.nodes`);
 - ``needle_search_ms``, ``ocr_ms``: see :mod:`mux.bench.needles`;
 - ``snapshot_speedup``: seconds until two personas are ready when cold-booted
   (``snapshot_cold_boot_s``) over the same when restored from a snapshot
@@ -30,6 +32,10 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
 - ``audio_switch_ms`` {p50, p99}: a switch request until a private PulseAudio server shows the
   old persona's stream muted and the new one's live (:mod:`mux.bench.audio`; ``null`` with
   ``audio_skipped`` without PulseAudio, QEMU's pa backend or the debian image).
+- ``replay_jobs_speedup``: 8 console scenario files replayed with ``--jobs 1`` over the
+  same with ``--jobs 2`` (:mod:`mux.bench.replay_jobs`; target >= 1.5 on 2 cores).
+- ``quick_boot_s``, ``quick_boot_debian_s``: ``mux run``'s start until a persona quick boot
+  saved is ready again (:mod:`mux.bench.quickboot`; the debian one ``null`` when not built).
 """
 
 from __future__ import annotations
@@ -111,12 +117,13 @@ async def bench_mqtt(switches: int = 200) -> dict[str, Any]:
             bench_config(2), mqtt=mqtt,
             personas=tuple(dataclasses.replace(p, autostart=False) for p in bench_config(2).personas))
         from mux.frontends.mqtt import MqttBridge
+        from mux.frontends.mqtt_discovery import topic_base
 
-        bridge = MqttBridge(mqtt)
+        bridge, base = MqttBridge(mqtt), topic_base(mqtt.node_id, mqtt.base_topic)
         async with Controller(config, frontends=[bridge], progress=lambda m: None) as ctl, \
                 aiomqtt.Client("127.0.0.1", port, socket_options=[NO_DELAY]) as panel:
             await asyncio.wait_for(bridge.connected.wait(), 10)
-            await panel.subscribe("mux/active", qos=1)
+            await panel.subscribe(f"{base}/active", qos=1)
             await panel.subscribe("bench/echo", qos=1)
             messages = aiomqtt_messages(panel)
             switch: list[float] = []
@@ -124,7 +131,7 @@ async def bench_mqtt(switches: int = 200) -> dict[str, Any]:
             for i in range(switches):
                 target = ctl.config.names[i % 2]
                 t0 = time.perf_counter()
-                await panel.publish("mux/active/set", target, qos=1)
+                await panel.publish(f"{base}/active/set", target, qos=1)
                 while (await anext(messages)).payload != target.encode():
                     pass
                 t1 = time.perf_counter()
@@ -183,10 +190,11 @@ def _mosquitto() -> Iterator[int | None]:
 #: when one of its keys is asked for, and reports all of its keys).
 PARTS: dict[str, tuple[str, ...]] = {
     "input": ("qmp_roundtrip_ms", "input_latency_ms", "input_latency_ratio", "input_latency_ratio_p50",
-              "input_latency_ratio_p99", "needle_search_ms", "ocr_ms"),
+              "input_latency_ratio_p99", "needle_search_ms", "ocr_ms", "ocr_dense_ms", "ocr_dense_ratio"),
     "mqtt": ("mqtt_switch_latency_ms", "mqtt_roundtrip_ms", "mqtt_switch_latency_ratio"),
     "typing": ("type_chars_per_s", "type_lost_keys"),
     "mqtt_idle": ("mqtt_idle_screenshots_per_hour",),
+    "mqtt_nodes": ("mqtt_nodes_switch_ms",),
     "snapshot": ("snapshot_speedup", "snapshot_cold_boot_s", "snapshot_restore_s"),
     "switch": ("switch_latency_ms",),
     "switch_8": ("switch_latency_ms_8",),
@@ -197,6 +205,16 @@ PARTS: dict[str, tuple[str, ...]] = {
     "debian": ("debian_boot_s",),
     "agent": ("debian_restore_s", "agent_exec_ms"),
     "audio": ("audio_switch_ms",),
+    "replay_jobs": ("replay_jobs_speedup",),
+    "quick_boot": ("quick_boot_s", "quick_boot_debian_s"),  # mux.bench.quickboot
+    # mux.bench.scale
+    "background": ("background_low_ratio", "background_run_ratio"),
+    "idle_16": ("idle_cpu_percent_16",),
+    "switch_16": ("switch_latency_ms_16",),
+    "rss_16": ("controller_rss_mb_16",),
+    "frame_copy": ("frame_copy_ms", "frame_copy_ms_1080"),
+    "live_copies": ("live_cpu_frame_in_copies",),
+    "live_1080": ("live_cpu_frame_in_copies_1080",),
 }
 
 
@@ -245,12 +263,21 @@ async def run_bench(json_path: Path | None, events: int = 2000,
             if port is not None:
                 print("bench: MQTT screenshots of an idle console persona")
                 results.update(await bench_mqtt_idle(port))
+    if "mqtt_nodes" in parts:
+        from mux.bench.nodes import bench_mqtt_nodes
+
+        with _mosquitto() as port:
+            if port is not None:
+                print("bench: MQTT switch on one of five controllers sharing a broker")
+                results.update(await bench_mqtt_nodes(port))
     if "snapshot" in parts:
         print("bench: snapshot speedup (cold boot vs restore, until the guests are ready)")
         results.update(await bench_snapshot())
     from mux.bench.display import bench_display
+    from mux.bench.scale import bench_scale
 
     results.update(await bench_display(parts))
+    results.update(await bench_scale(parts))
     from mux.bench.debian import bench_debian
 
     if "debian" in parts:
@@ -266,6 +293,16 @@ async def run_bench(json_path: Path | None, events: int = 2000,
 
         print("bench: audio_switch_ms: a switch until the sound server shows it (two debian guests' tones)")
         results.update(await bench_audio())
+    if "replay_jobs" in parts:
+        from mux.bench.replay_jobs import bench_replay_jobs
+
+        print("bench: replay_jobs_speedup: 8 console scenario files, mux replay --jobs 2 against --jobs 1")
+        results.update(await bench_replay_jobs())
+    if "quick_boot" in parts:
+        from mux.bench.quickboot import bench_quick_boot
+
+        print("bench: quick_boot_s: mux run's start until a persona quick boot saved is ready again")
+        results.update(await bench_quick_boot())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:

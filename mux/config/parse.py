@@ -65,7 +65,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
 
     p = (*prefix, "mux")
     t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
-                                    "start_on_switch", "keep_guests"})
+                                    "start_on_switch", "keep_guests", "background", "quick_boot"})
     mux = MuxSection(
         accel=c.choice(t, p, "accel", ("auto", "kvm", "tcg"), "auto"),
         runtime_dir=_relative_to(source, c.get(t, p, "runtime_dir", str, None)) or runtime_base(),
@@ -74,6 +74,8 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
         active=c.get(t, p, "active", str, None),
         start_on_switch=c.get(t, p, "start_on_switch", bool, True),
         keep_guests=c.choice(t, p, "keep_guests", ("on-crash", "always", "never"), "on-crash"),
+        background=c.choice(t, p, "background", ("run", "low", "pause"), "low"),
+        quick_boot=c.get(t, p, "quick_boot", bool, True),
     )
 
     personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source,
@@ -300,7 +302,7 @@ def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSec
         tls_ca=_relative_to(source, c.get(t, p, "tls_ca", str, None)),
         tls_cert=_relative_to(source, c.get(t, p, "tls_cert", str, None)),
         tls_key=_relative_to(source, c.get(t, p, "tls_key", str, None)),
-        base_topic=c.get(t, p, "base_topic", str, "mux"),
+        base_topic=c.get(t, p, "base_topic", str, None),
         discovery_prefix=c.get(t, p, "discovery_prefix", str, "homeassistant"),
         node_id=c.get(t, p, "node_id", str, socket.gethostname()),
         screenshot_interval_s=float(c.get(t, p, "screenshot_interval_s", (int, float), 5.0, _positive)),

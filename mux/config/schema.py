@@ -35,6 +35,8 @@ BootFrom = Literal["disk", "cdrom"]
 AudioBackground = Literal["mute", "duck"]
 #: What a background persona's request for attention does: a banner only, or a switch to it.
 OnAttention = Literal["notify", "switch"]
+#: What background personas get of the CPU: as much as the active one, the lowest priority, or none.
+Background = Literal["run", "low", "pause"]
 
 # Background colours handed out to personas that do not choose one.
 DEFAULT_COLORS = ("c03030", "3060c0", "30a050", "c08020", "8040b0", "20a0a0", "a0a0a0", "d05090")
@@ -76,6 +78,15 @@ class MuxSection:
     #: ``mux run`` only (replay and bench: always "never"): guests survive a crash of the
     #: controller ("on-crash"), any stop of it ("always"), or die with it ("never").
     keep_guests: KeepGuests = "on-crash"
+    #: ``mux run`` only (never replay or bench): a clean stop saves each running persona's
+    #: machine, and the next start of this config resumes it instead of booting, unless its
+    #: config or a disk changed meanwhile (docs/guides/running.md, "Quick boot").
+    quick_boot: bool = True
+    #: What the personas in the background get of the CPU: "low" (their QEMU threads the lowest
+    #: priority, nice 19 and SCHED_IDLE for the vCPUs; the active persona's normal), "run" (the
+    #: same as the active one) or "pause" (stopped until switched to: for laptops on battery;
+    #: they no longer keep running, their picture is the last one).
+    background: Background = "low"
 
 
 @dataclass(frozen=True)
@@ -225,8 +236,9 @@ class MqttSection:
     tls_cert: Path | None = None
     #: The client certificate's key (PEM).
     tls_key: Path | None = None
-    #: Every topic mux publishes or reads is under it.
-    base_topic: str = "mux"
+    #: Every topic mux publishes or reads is under it (not set: ``mux/<node_id>``, so hosts
+    #: sharing a broker keep apart; set it, e.g. to ``mux``, to keep a panel's exact topics).
+    base_topic: str | None = None
     #: Home Assistant's discovery prefix.
     discovery_prefix: str = "homeassistant"
     #: The Home Assistant device's id (default: the host's name; characters other than

@@ -28,7 +28,17 @@ FIGURES: dict[str, str | tuple[str, str]] = {
                         " fixed set of areas and margins, each moved 20 px from its place",
     "needle_search_cases_ms": ("input", "each needle search case's p50 in ms"),
     "ocr_ms": "`{p50, n}` in ms: tesseract reading a whole 1024x768 console screen (banner and prompt)",
-    "ocr_dense_ms": ("input", "the same once `ls -l /bin` has filled the screen (41 lines)"),
+    "ocr_dense_ms": ("input", "the same once `ls -l /bin` has filled the screen (48 rows of the console"
+                     " font)"),
+    "ocr_dense_ratio": ("input", "`ocr_dense_ms.p50` over the plain `tesseract` command's p50 reading the"
+                        " same screen as PNG, interleaved in the same run (target <= 0.5; `null` without"
+                        " the command)"),
+    "ocr_dense_cli_ms": ("input", "`{p50, one_thread, n, ratio_one_thread}` in ms: the `tesseract` command"
+                         " on that PNG, plain and with `OMP_THREAD_LIMIT=1` (its OpenMP threads spin against"
+                         " each other on a loaded machine), and `ocr_dense_ms` over the latter"),
+    "ocr_dense_accuracy": ("input", "`{mux, cli}`, each `{exact_lines, of, words_read}`: the dense screen's"
+                           " lines read exactly and the share of its words read, against the listing the"
+                           " guest also printed on its serial port"),
     "mqtt_switch_latency_ms": f"{P}: publishing `active/set` until `active` comes back, on a private"
                               " loopback mosquitto",
     "mqtt_roundtrip_ms": f"{P}: a bare publish-and-receive on the same broker (the baseline)",
@@ -45,6 +55,9 @@ FIGURES: dict[str, str | tuple[str, str]] = {
     "mqtt_idle_screenshots_taken": ("mqtt_idle", "screenshots taken meanwhile"),
     "mqtt_idle_window_s": ("mqtt_idle", "the seconds counted over"),
     "mqtt_idle_interval_s": ("mqtt_idle", "the `screenshot_interval_s` used"),
+    "mqtt_nodes_switch_ms": f"{P}: publishing `mux/<node>/active/set` until `active` comes back, on one of"
+                            " five controllers sharing one loopback mosquitto, each under its own topics",
+    "mqtt_nodes_strays": ("mqtt_nodes", "`active` messages of the other four nodes heard meanwhile (0)"),
     "snapshot_speedup": "`snapshot_cold_boot_s / snapshot_restore_s` (target >= 5)",
     "snapshot_cold_boot_s": "seconds until two personas are ready when booted",
     "snapshot_restore_s": "seconds until two personas are ready when restored from a snapshot",
@@ -77,10 +90,45 @@ FIGURES: dict[str, str | tuple[str, str]] = {
                        " persona muted and the new one live (`null` without PulseAudio, QEMU's `pa` backend"
                        " or the `debian` image)",
     "audio_skipped": ("audio", "why `audio_switch_ms` is `null`"),
+    "replay_jobs_speedup": "seconds of `mux replay --jobs 1` over `--jobs 2`, the same 8 `console` scenario"
+                           " files (each boots a persona, types a line, waits for its echo), same run"
+                           " (target >= 1.5 on 2 cores)",
+    "replay_jobs_s": ("replay_jobs", "`{jobs_1, jobs_2}`: the seconds of each replay"),
+    "replay_jobs_boot_s": ("replay_jobs", "`{jobs_1, jobs_2}`: the mean seconds until a file's guest"
+                           " printed `MUX-READY`, in each replay (where the time goes)"),
+    "background_low_ratio": "a CPU-bound shell loop's rate in the active `console` guest with 3 background"
+                            " personas running a busy loop, over its rate with them idle, under"
+                            " `[mux] background = \"low\"` (target >= 0.85)",
+    "background_run_ratio": "the same under `background = \"run\"` (every guest equal), measured beside it",
+    "background_cpu_percent": ("background", "`{low, run}`, each `{active_cpu_percent,"
+                               " background_cpu_percent}`: the CPU (% of one core) the active guest's"
+                               " QEMU and the 3 busy ones' took meanwhile"),
+    "idle_cpu_percent_16": "the controller's CPU with 16 idle `console` personas of 96 MiB back-buffered"
+                           " every second (`null` when the host has not the memory)",
+    "switch_latency_ms_16": f"{P}: `switch_latency_ms` with 16 personas of 96 MiB running",
+    "controller_rss_mb_16": "`controller_rss_mb` with 16 personas of 96 MiB running",
+    "controller_rss_personas_16": ("rss_16", "how many personas ran"),
+    "controller_rss_all_ready_16": ("rss_16", "whether all of them were ready"),
+    "idle_screendumps_per_s_16": ("idle_16", "QMP screendumps a second meanwhile"),
+    "personas_16_skipped": ("idle_16", "why the 16-persona figures are `null` (free memory)"),
+    "frame_copy_ms": "the median ms of copying one 1024x768 frame (32 bits a pixel) in memory, on this host",
+    "frame_copy_ms_1080": "the same for a 1920x1080 frame",
+    "live_cpu_frame_in_copies": "`live_cpu_ms_per_frame` over `frame_copy_ms`: the live picture's CPU a frame"
+                                " in frame copies, the same on any host (target <= 5)",
+    "live_copies_detail": ("live_copies", "the `live` part's figures it was computed from"),
+    "live_cpu_frame_in_copies_1080": "the same with the guest at 1920x1080 (the console image with"
+                                     " `vga=0x390`), over `frame_copy_ms_1080` (target <= 5)",
+    "live_1080_detail": ("live_1080", "the `live` part's figures at 1920x1080"),
+    "quick_boot_s": "seconds from a `mux run` process's start until its `console` persona, saved by quick"
+                    " boot at the previous run's clean stop, runs and is ready again (median of 3;"
+                    " target <= 1.0)",
+    "quick_boot_debian_s": "the same for a `debian` persona with `agent = true`, ready when its agent"
+                           " answers (`null` when the image is not built; target <= 3.0)",
 }
 #: Where the bench's figures are written (searched for the keys not in PARTS).
 SOURCES = ("mux.bench.runner", "mux.bench.display", "mux.bench.keys", "mux.bench.needles", "mux.bench.debian",
-           "mux.bench.agent", "mux.bench.audio", "mux.scenario.snapshot")
+           "mux.bench.agent", "mux.bench.audio", "mux.scenario.snapshot", "mux.bench.replay_jobs",
+           "mux.bench.nodes", "mux.bench.scale")
 
 
 def figures() -> list[tuple[str, str, bool, str]]:
@@ -96,7 +144,7 @@ def figures() -> list[tuple[str, str, bool, str]]:
     source = "".join(inspect.getsource(importlib.import_module(m)) for m in SOURCES)
     gone = [key for key, what in FIGURES.items() if key not in listed and (
             not isinstance(what, tuple) or what[0] not in parts
-            or (f'"{key}"' not in source and key.removesuffix("_8") not in source))]
+            or (f'"{key}"' not in source and key.removesuffix("_8").removesuffix("_16") not in source))]
     if missing or gone:
         raise UndocumentedError(f"mux bench figures: undescribed {', '.join(missing) or 'none'}; described"
                                 f" but not written by the bench {', '.join(gone) or 'none'}"
