@@ -115,7 +115,7 @@ def read_folder(folder: Path, personas: list[str], since: float | None) -> list[
     if not path.is_file():
         inside = sorted(p.parent for p in folder.glob(f"*/{FILE_NAME}")) if folder.is_dir() else []
         hint = (f"; these folders in it have one: {', '.join(map(str, inside))}" if inside else
-                "; a mux run log folder ($XDG_STATE_HOME/mux/logs/<time>/) or a replay scenario's"
+                "; a mux run log folder ($XDG_STATE_HOME/mux/logs/<time>-<suffix>/) or a replay scenario's"
                 " artifacts folder has one")
         raise ControlError(f"logs: no tagged log {path}{hint}")
     header: dict[str, Any] = {"personas": [], "colors": {}}
