@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from mux.app.controller import Controller
@@ -25,11 +23,11 @@ from mux.cli import frontends
 from mux.config import MqttSection, PersonaConfig
 from mux.frontends.mqtt import MqttBridge
 from mux.frontends.mqtt_topics import parse_command
-from tests.conftest import make_config
+from tests.conftest import READY_S, make_config
 from tests.mqtt_helpers import Broker, Panel
 
 NODE = "testnode"
-BASE = "mux"
+BASE = f"mux/{NODE}"  # no base_topic set: the node's own topics (docs/guides/mqtt.md)
 HA = "homeassistant"
 
 
@@ -165,7 +163,7 @@ async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, brok
     async with Panel(broker).connected() as panel, \
             controller_with_mqtt(tmp_path, broker, *idle("work", "home")) as ctl:
         await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online")
-        await panel.wait_for(f"{BASE}/active", lambda p: p == b"")
+        await panel.wait_for(f"{BASE}/persona/home/state", lambda p: p == b"stopped")
         for index, (topic, payload) in enumerate(bad, start=1):
             await panel.publish(topic, payload)
             await panel.wait_for(f"{BASE}/error", lambda p, n=index: len(panel.heard(f"{BASE}/error")) >= n)
@@ -174,31 +172,8 @@ async def test_bad_input_gets_one_error_and_changes_nothing(tmp_path: Path, brok
         await asyncio.sleep(0.5)
         assert len(panel.heard(f"{BASE}/error")) == len(bad)
         assert ctl.active is None
-        assert panel.heard(f"{BASE}/active")[-1] == b""
+        assert panel.heard(f"{BASE}/active") == []  # none active: nothing (not an empty select state)
         assert all(p.state == "stopped" for p in ctl.personas.values())
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(commands=st.lists(st.tuples(
-    st.sampled_from([f"{BASE}/active/set", f"{BASE}/persona/work/set", f"{BASE}/persona/home/set",
-                     f"{BASE}/persona/work/devices/set", f"{BASE}/x/set"]),
-    st.one_of(st.binary(max_size=64), st.sampled_from([b"work", b"home", b"stop", b"garden"]))),
-    min_size=1, max_size=8))
-@pytest.mark.guests
-async def test_random_payloads_never_break_the_controller(
-        tmp_path: Path, broker: Broker, console_image: Any, commands: list[tuple[str, bytes]]) -> None:
-    commands = [(t, p) for t, p in commands if p.strip() not in (b"start", b"restart")]  # no boots
-    async with Panel(broker).connected() as panel, \
-            controller_with_mqtt(tmp_path, broker, *idle("work", "home"), start_on_switch=False) as ctl:
-        await panel.wait_for(f"{BASE}/availability", lambda p: p == b"online")
-        for topic, payload in commands:
-            await panel.publish(topic, payload)
-        await asyncio.sleep(0.3)
-        assert bridge(ctl).connected.is_set()
-        assert ctl.active in (None, "work", "home")
-        assert all(p.state == "stopped" for p in ctl.personas.values())
-        if ctl.active:
-            await panel.wait_for(f"{BASE}/active", lambda p: p == ctl.active.encode())  # type: ignore[union-attr]
 
 
 @pytest.mark.guests
@@ -271,13 +246,23 @@ async def test_select_switches_real_guests_and_screens_are_the_right_persona(
         import re
 
         for name in ("work", "home"):
-            await ctl.persona(name).serial.wait_for(re.compile("MUX-READY"), 120)
+            await ctl.persona(name).serial.wait_for(re.compile("MUX-READY"), READY_S)
         await panel.wait_for(f"{BASE}/active", lambda p: p == b"work")
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+        # Order and cause, not speed (speed is `mux bench`'s mqtt_switch_latency_ms): home
+        # becomes active only after, and because of, this command.
+        mark = len(panel.messages)
+        assert b"home" not in panel.heard(f"{BASE}/active") and ctl.active == "work"
         await panel.publish(f"{BASE}/active/set", "home")
-        await panel.wait_for(f"{BASE}/active", lambda p: p == b"home", timeout=5)
-        assert loop.time() - began < 1.0
+        await panel.wait_for(f"{BASE}/active", lambda p: p == b"home", timeout=30)
+        assert [p for t, p, _ in panel.messages[mark:] if t == f"{BASE}/active"] == [b"home"]
+
+        def switched_events() -> list[dict[str, Any]]:
+            events = [json.loads(p) for t, p, _ in panel.messages[mark:] if t == f"{BASE}/event"]
+            return [e for e in events if e["event_type"] == "switched"]
+
+        await panel.wait_for(f"{BASE}/event", lambda p: bool(switched_events()))
+        switched = switched_events()
+        assert [(e["persona"], e["source"]) for e in switched] == [("home", "mqtt")]
         assert ctl.active == "home" and ctl.router.active == "home"
         for name, rgb in (("work", (198, 48, 49)), ("home", (49, 97, 198))):
             topic = f"{BASE}/persona/{name}/screenshot"
