@@ -22,7 +22,7 @@ host's CA bundle, pip settings (and the local package directories they name) and
 variables go in, so downloads work as they do here.
 
 A test that cannot run here (not root, no mmdebstrap, no unshare, no network to the
-Debian archive) is skipped with the reason, never silently.
+Debian archive) is skipped with the reason, never silently; with CI=true it fails.
 
 Also here: mux installed the way ``pipx install`` does it (not editable) into a fresh
 venv works from a directory outside the checkout.
@@ -42,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -89,10 +89,18 @@ def minbase_tarball(suite: str, include: tuple[str, ...] = ("git", "python3"),
         capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        pytest.skip(f"mmdebstrap could not make a {suite} root file system "
-                    f"(no route to {MIRROR}?): {proc.stderr.strip()[-500:]}")
+        skip_unless_ci(f"mmdebstrap could not make a {suite} root file system "
+                       f"(no route to {MIRROR}?): {proc.stderr.strip()[-500:]}")
     partial.rename(tarball)
     return tarball
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip, naming why; under ``CI=true`` (as .ci/run and CI systems set it) fail instead,
+    so "tested on every CI run" cannot silently mean never."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a fresh machine that cannot be made fails the run)")
+    pytest.skip(reason)
 
 
 def _pip_settings() -> tuple[list[Path], list[Path]]:
@@ -128,7 +136,7 @@ def fresh_root() -> Iterator[Path]:
     """An empty directory for a root file system; removed afterwards (no mounts can be
     left in it: they live only in the test's mount namespace)."""
     if reason := _missing_tools():
-        pytest.skip(reason)
+        skip_unless_ci(reason)
     root = Path(tempfile.mkdtemp(prefix="mux-fresh-", dir="/var/tmp"))
     try:
         yield root
