@@ -108,9 +108,18 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     audio = AudioSection(background=c.choice(t, p, "background", ("mute", "duck"), "mute"))
 
     mqtt = _parse_mqtt(c, top.get("mqtt"), (*prefix, "mqtt"), source)
+    for index, q in enumerate(personas if mqtt is not None else []):
+        if q.name in HOME_ASSISTANT_WORDS:  # its selects would read the name, not the persona
+            c.fail((*prefix, "persona", index, "name"),
+                   f"persona name '{q.name}' means {HOME_ASSISTANT_WORDS[q.name]} to Home Assistant's"
+                   " selects: rename the persona (or leave out [mqtt])")
     if problems:
         raise ConfigError(problems)
     return Config(mux, tuple(personas), input_, display, mqtt, source, audio)
+
+
+#: Words Home Assistant's MQTT selects read as something else than an option.
+HOME_ASSISTANT_WORDS = {"none": "'clear the selection'", "detached": "the device select's 'nobody'"}
 
 
 def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,

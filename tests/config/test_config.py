@@ -64,6 +64,9 @@ hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
     ('[[persona]]\nname = "a"\ndisk = "gone.qcow2"\n', 3, "gone.qcow2: no such file"),
     ('[[persona]]\nname = "a"\nfirmware = "coreboot"\n', 3, "must be one of bios, uefi"),
     ('[[persona]]\nname = "a"\nqemu_args = ["-display", "gtk"]\n', 3, "-display is set by mux"),
+    ('[[persona]]\nname = "none"\n[mqtt]\nurl = "mqtt://localhost"\n', 2, "clear the selection"),
+    ('[[persona]]\nname = "a"\n[[persona]]\nname = "detached"\n[mqtt]\nurl = "mqtt://h"\n', 4,
+     "Home Assistant"),
 ])
 def test_mistakes_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
     path = write(tmp_path, text)
@@ -73,6 +76,12 @@ def test_mistakes_name_file_and_line(tmp_path: Path, text: str, line: int, words
     assert words in message
     if line:
         assert f"{path}:{line}" in message
+
+
+def test_none_and_detached_are_persona_names_without_mqtt(tmp_path: Path) -> None:
+    """The control for the two cases above: only Home Assistant's selects mind the words."""
+    config = load_config(write(tmp_path, '[[persona]]\nname = "none"\n[[persona]]\nname = "detached"\n'))
+    assert config.names == ["none", "detached"]
 
 
 def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
