@@ -197,7 +197,7 @@ MESSAGES = st.one_of(
 )
 
 
-@budget(200)
+@budget(100)  # 40 times that under tox -e fuzz
 @given(messages=st.lists(MESSAGES, max_size=6), cut=st.sampled_from([1, 3, 7, 64, 1 << 20]),
        live=st.booleans(), linger=st.booleans())
 @example(messages=[struct.pack(">BxH", 0, 1) + rect(60, 40, 10, 10, 0, bytes(400))], cut=1 << 20,

@@ -235,7 +235,7 @@ def test_build_twice_is_a_cache_hit() -> None:
     assert mods.index("scsi_mod") < mods.index("sd_mod")
 
 
-@pytest.mark.services
+@pytest.mark.guests  # builds the console image twice (seconds of CPU): with the images' tier
 def test_the_same_packages_give_the_same_bytes(private_cache: Path) -> None:
     """A second build of the same recipe, in another cache, is byte for byte the first."""
     with pytest.MonkeyPatch.context() as mp:
@@ -266,7 +266,7 @@ def test_without_an_index_find_built_falls_back_to_the_same_recipe(
         images.build("console", progress=lambda m: None)
 
 
-@pytest.mark.services
+@pytest.mark.guests  # rebuilds the palette image (seconds of CPU): with the images' tier
 def test_force_rebuilds_in_place(private_cache: Path) -> None:
     assert images.find_built("palette") is None
     first = images.build("palette", progress=lambda m: None)
