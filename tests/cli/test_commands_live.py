@@ -59,7 +59,7 @@ def private_cache(tmp_path: Path) -> Path:
     return cache
 
 
-@pytest.mark.services
+@pytest.mark.guests  # builds the palette image (seconds of CPU): with the images' tier
 def test_images_build_builds_into_the_cache_then_hits_it_and_an_unknown_name_exits_2(
         tmp_path: Path) -> None:
     cache = private_cache(tmp_path)

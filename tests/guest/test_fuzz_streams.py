@@ -384,7 +384,7 @@ def encoded(reply: Any) -> bytes:
     return json.dumps(reply).encode() + b"\n"
 
 
-@budget(150)
+@budget(75)  # 40 times that under tox -e fuzz
 @given(noise=NOISE, reply=REPLIES | JSON_VALUES, sync_noise=NOISE)
 @example(noise=b"\xff{\"return\": 1", reply={"return": 2}, sync_noise=b"{\n")
 @example(noise=b"", reply=[1, 2], sync_noise=b"\xff\xff\xff")
