@@ -5,7 +5,7 @@
 ``file:line``. Callers import from here: ``from mux.config import Config, load_config``.
 """
 
-from mux.config.parse import load_config, parse_config
+from mux.config.parse import demo_config, load_config, parse_config
 from mux.config.schema import (
     DEFAULT_COLORS,
     NAME_PATTERN,
@@ -18,7 +18,6 @@ from mux.config.schema import (
     PersonaConfig,
     RestartPolicy,
     default_control_socket,
-    demo_config,
     runtime_base,
 )
 

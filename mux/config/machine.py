@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from mux.config.checks import Checker, relative_to
-from mux.config.schema import Forward, PersonaConfig
+from mux.config.schema import Config, Forward, PersonaConfig
 from mux.errors import ImageError, Location
 from mux.sourcemap import Path_
 
 #: The keys this module reads from a ``[[persona]]`` table.
 MACHINE_KEYS = frozenset({"cdrom", "boot", "firmware", "memory_mb", "cpus", "machine", "vga", "network",
-                          "forward", "overlay", "qemu_args", "agent", "audio", "clock"})
+                          "forward", "overlay", "qemu_args", "agent", "audio", "clock", "clipboard"})
 
 #: QEMU options mux sets itself (without their dash: QEMU takes ``-vnc`` and ``--vnc``);
 #: ``qemu_args`` may not repeat or override them.
@@ -59,13 +59,15 @@ def parse_machine(c: Checker, t: dict[str, Any], p: Path_, source: Path | str,
     if kernel and "image" in t:
         c.fail((*p, "image"), "give either image or kernel, not both")
     image_disk = False  # the built-in image is a disk that boots itself (debian)
+    defaults: dict[str, Any] = {}  # the image's own persona defaults (its recipe's [persona])
     if image is not None and not kernel:
         from mux.images import image_names, load_recipe
 
         if image not in image_names():
             c.fail((*p, "image"), f"unknown image {image!r} (built-in: {', '.join(image_names())})")
         else:
-            image_disk = load_recipe(image).kind == "disk"
+            recipe = load_recipe(image)
+            image_disk, defaults = recipe.kind == "disk", dict(recipe.persona_defaults)
     disk_path = relative_to(source, disk)
     cdrom_path = relative_to(source, cdrom)
     if disk_path is not None and not (disk_path.is_file() or disk_path.is_block_device()):
@@ -105,16 +107,18 @@ def parse_machine(c: Checker, t: dict[str, Any], p: Path_, source: Path | str,
         "boot": boot,
         "firmware": firmware,
         # A whole operating system (a disk that boots itself) gets 1 GiB unless told.
-        "memory_mb": c.get(t, p, "memory_mb", int, 1024 if image_disk or boots_itself else 256,
+        "memory_mb": c.get(t, p, "memory_mb", int,
+                           defaults.get("memory_mb", 1024 if image_disk or boots_itself else 256),
                            lambda v: None if 32 <= v <= 65536 else "must be between 32 and 65536"),
         "cpus": c.get(t, p, "cpus", int, 1, lambda v: None if 1 <= v <= 64 else "must be between 1 and 64"),
         "machine": c.choice(t, p, "machine", ("pc", "q35"), "pc"),
-        "vga": c.choice(t, p, "vga", ("std", "virtio"), "std"),
+        "vga": c.choice(t, p, "vga", ("std", "virtio"), defaults.get("vga", "std")),
         "network": network,
         "forward": forwards,
         "overlay": overlay and disk_path is not None,
         "qemu_args": _qemu_args(c, t, p),
-        "agent": c.get(t, p, "agent", bool, False),
+        "agent": c.get(t, p, "agent", bool, defaults.get("agent", False)),
+        "clipboard": c.get(t, p, "clipboard", bool, defaults.get("clipboard", False)),
         "audio": c.get(t, p, "audio", bool, False),
         "clock": c.get(t, p, "clock", str, None, _clock),
     }
@@ -180,3 +184,21 @@ def check_forwards(c: Checker, personas: list[PersonaConfig]) -> None:
                                    f" is forwarded twice: also by persona {other!r} at {where}"))
             else:
                 seen[key] = (persona.name, forward.location)
+
+
+def follows_window(config: Config, persona: PersonaConfig) -> bool:
+    """Whether a resized window asks ``persona``'s guest for its size: ``[display]
+    resize_guest``, or when not set, what the persona's image's recipe says (``desktop``:
+    true); never for a persona without ``vga = "virtio"``."""
+    if persona.vga != "virtio":
+        return False
+    if config.display.resize_guest is not None:
+        return config.display.resize_guest
+    if persona.image is None or persona.kernel is not None:
+        return False
+    from mux.images import load_recipe
+
+    try:
+        return bool(load_recipe(persona.image).persona_defaults.get("resize_guest", False))
+    except ImageError:
+        return False

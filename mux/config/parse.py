@@ -26,6 +26,7 @@ from mux.config.schema import (
     DEFAULT_COLORS,
     NAME_PATTERN,
     AudioSection,
+    ClipboardSection,
     Config,
     DisplaySection,
     InputSection,
@@ -45,7 +46,8 @@ from mux.devices.model import (
     file_conflicts,
 )
 from mux.errors import ConfigError, InputError, Location
-from mux.sourcemap import Path_, SourceMap, load_file
+from mux.input.hotkeys import TARGETS as HOTKEY_TARGETS
+from mux.sourcemap import Path_, SourceMap, load_file, locate_in
 
 
 def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_ = (),
@@ -61,7 +63,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     """
     problems: list[tuple[Location, str]] = []
     c = _Checker(locate, problems)
-    top = c.table(data, prefix, {"mux", "persona", "input", "display", "audio", "mqtt"})
+    top = c.table(data, prefix, {"mux", "persona", "input", "display", "audio", "mqtt", "clipboard"})
 
     p = (*prefix, "mux")
     t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
@@ -96,12 +98,14 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     _check_hotkeys(c, input_, (*p, "hotkeys"), [q.name for q in personas])
 
     p = (*prefix, "display")
-    t = c.table(top.get("display"), p, {"output", "backbuffer_interval_s", "fullscreen", "on_attention"})
+    t = c.table(top.get("display"), p, {"output", "backbuffer_interval_s", "fullscreen", "on_attention",
+                                        "resize_guest"})
     display = DisplaySection(
         output=c.choice(t, p, "output", ("headless", "window", "auto"), "headless"),
         backbuffer_interval_s=float(c.get(t, p, "backbuffer_interval_s", (int, float), 1.0, _positive)),
         fullscreen=c.get(t, p, "fullscreen", bool, False),
         on_attention=c.choice(t, p, "on_attention", ("notify", "switch"), "notify"),
+        resize_guest=c.get(t, p, "resize_guest", bool, None),
     )
     p = (*prefix, "audio")
     t = c.table(top.get("audio"), p, {"background"})
@@ -113,9 +117,34 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
             c.fail((*prefix, "persona", index, "name"),
                    f"persona name '{q.name}' means {HOME_ASSISTANT_WORDS[q.name]} to Home Assistant's"
                    " selects: rename the persona (or leave out [mqtt])")
+    clipboard = _parse_clipboard(c, top.get("clipboard"), (*prefix, "clipboard"), [q.name for q in personas])
     if problems:
         raise ConfigError(problems)
-    return Config(mux, tuple(personas), input_, display, mqtt, source, audio)
+    return Config(mux, tuple(personas), input_, display, mqtt, source, audio, clipboard)
+
+
+#: ``[clipboard] allow``'s rules: "from -> to", each a persona's name or "*".
+ALLOW_PATTERN = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,31}|\*)\s*->\s*([a-z0-9][a-z0-9_-]{0,31}|\*)\s*$")
+
+
+def _parse_clipboard(c: _Checker, data: Any, p: Path_, names: list[str]) -> ClipboardSection:
+    t = c.table(data, p, {"allow"})
+    allow = c.get(t, p, "allow", list, None)
+    if allow is None:
+        return ClipboardSection()
+    rules: list[str] = []
+    for index, rule in enumerate(allow):
+        match = ALLOW_PATTERN.match(rule) if isinstance(rule, str) else None
+        if match is None:
+            c.fail((*p, "allow", index), f"{rule!r}: a rule reads \"from -> to\", each a persona's"
+                   " name or \"*\", such as \"home -> work\"")
+            continue
+        for end in match.groups():
+            if end != "*" and end not in names:
+                c.fail((*p, "allow", index),
+                       f"{rule!r}: unknown persona {end!r} (personas: {', '.join(names)})")
+        rules.append(f"{match[1]} -> {match[2]}")
+    return ClipboardSection(allow=tuple(rules))
 
 
 #: Words Home Assistant's MQTT selects read as something else than an option.
@@ -129,14 +158,15 @@ def _parse_personas(c: _Checker, data: Any, path: Path_, source: Path | str,
         return []
     known = {"name", "image", "kernel", "initrd", "append", "disk", "memory_mb", "color",
              "restart", "autostart", "devices", "keyboard", "attention", "host_access", *MACHINE_KEYS}
+    reserved = HOTKEY_TARGETS
     personas: list[PersonaConfig] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
         p = (*path, index)
         t = c.table(item, p, known)
         name = c.get(t, p, "name", str, "",
-                     lambda v: "is reserved for hotkeys (next, previous, overview)"
-                     if v in ("next", "previous", "overview") else None if NAME_PATTERN.match(v) else
+                     lambda v: f"is reserved for hotkeys ({', '.join(reserved)})"
+                     if v in reserved else None if NAME_PATTERN.match(v) else
                      "must be 1-32 lower-case letters, digits, '-' or '_'")
         if "name" not in t:
             c.fail(p, "a persona needs a name")
@@ -317,6 +347,17 @@ def _parse_mqtt(c: _Checker, data: Any, p: Path_, source: Path | str) -> MqttSec
         screenshot_interval_s=float(c.get(t, p, "screenshot_interval_s", (int, float), 5.0, _positive)),
         discovery=c.choice(t, p, "discovery", ("entities", "device"), "entities"),
     )
+
+
+def demo_config(*, desktop: bool = False, output: str = "auto") -> Config:
+    """The built-in demo (``mux demo``): two personas, "work" and "home", of the ``console``
+    image, or with ``desktop`` of the ``desktop`` image (with the defaults its recipe gives);
+    in a window when a display can be opened (``output``: "auto", "window", "headless")."""
+    image = {"image": "desktop"} if desktop else {}
+    data = {"persona": [{"name": "work", "color": "c03030", "restart": "on-failure", **image},
+                        {"name": "home", "color": "3060c0", "restart": "on-failure", **image}],
+            "display": {"output": output}}
+    return parse_config(data, locate_in({}, "<built-in demo>"), "<built-in demo>")
 
 
 def load_config(path: Path) -> Config:

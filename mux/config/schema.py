@@ -179,6 +179,10 @@ class PersonaConfig:
     #: The guest's keyboard: "ps2" (the PC's i8042) or "virtio" (a ``virtio-keyboard-pci``: a
     #: deeper queue, faster typing).
     keyboard: Keyboard = "ps2"
+    #: QEMU's clipboard agent (``qemu-vdagent``) on a ``com.redhat.spice.0`` port: its clipboard
+    #: moves to and from mux's own only by an explicit copy or paste (default: true for the
+    #: ``desktop`` image, else false).
+    clipboard: bool = False
     location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
 
 
@@ -210,6 +214,10 @@ class DisplaySection:
     #: A background persona asks for attention: a banner ("notify"), or also a switch to it
     #: once no key is held and no input came for 2 s ("switch").
     on_attention: OnAttention = "notify"
+    #: A resized window asks the active persona's guest for the window's size (``vga = "virtio"``
+    #: and ``clipboard``'s agent needed; a background persona is asked when it becomes active).
+    #: Not set: true for the personas of the ``desktop`` image, false for the others.
+    resize_guest: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,15 @@ class AudioSection:
 
     #: The inactive personas' streams: muted, or "duck"ed (20 dB down).
     background: AudioBackground = "mute"
+
+
+@dataclass(frozen=True)
+class ClipboardSection:
+    """``[clipboard]``: where an explicit copy may be pasted (personas with ``clipboard = true``)."""
+
+    #: Allowed directions, "from -> to", each a persona's name or "*" (any persona), such as
+    #: "home -> work" or "* -> scratch"; not set: any explicit copy may be pasted anywhere.
+    allow: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +277,7 @@ class Config:
     mqtt: MqttSection | None = None
     source: Path | str = "<built-in>"
     audio: AudioSection = AudioSection()
+    clipboard: ClipboardSection = ClipboardSection()
 
     def persona(self, name: str) -> PersonaConfig:
         """The persona called ``name``.
@@ -275,14 +293,3 @@ class Config:
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.personas]
-
-
-def demo_config() -> Config:
-    """The built-in demo: two ``console`` personas, "work" and "home", headless."""
-    return Config(
-        mux=MuxSection(),
-        personas=(
-            PersonaConfig("work", color="c03030", restart="on-failure"),
-            PersonaConfig("home", color="3060c0", restart="on-failure"),
-        ),
-    )

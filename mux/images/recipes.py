@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mux.errors import ImageError
@@ -51,6 +52,9 @@ class Recipe:
     files: dict[str, bytes]
     kind: str = "initramfs"  # or "disk": see mux.images.debian
     on_demand: bool = False  # built only when named: not by ``default_image_names()``
+    #: ``[persona]`` in recipe.toml: the defaults of a persona booting this image, for the
+    #: keys in :data:`PERSONA_DEFAULT_KEYS` (e.g. ``desktop``: vga = "virtio", agent = true).
+    persona_defaults: Mapping[str, object] = field(default_factory=dict)
 
     def recipe_hash(self) -> str:
         """Hash of the recipe files alone (without package versions)."""
@@ -59,6 +63,10 @@ class Recipe:
             h.update(f"{rel}\0{len(self.files[rel])}\0".encode())
             h.update(self.files[rel])
         return h.hexdigest()
+
+
+#: The persona keys a recipe's ``[persona]`` table may give defaults for.
+PERSONA_DEFAULT_KEYS = frozenset({"vga", "agent", "clipboard", "memory_mb", "resize_guest"})
 
 
 def image_names() -> list[str]:
@@ -88,10 +96,15 @@ def load_recipe(name: str) -> Recipe:
         append = str(data["append"])
         include = [str(i) for i in data.get("include", [])]
         kind, on_demand = str(data.get("kind", "initramfs")), bool(data.get("on_demand", False))
+        defaults = dict(data.get("persona", {}))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ImageError(f"broken recipe {toml_path}: {exc!r}") from exc
     if kind not in ("initramfs", "disk"):
         raise ImageError(f"recipe {name!r}: kind must be initramfs or disk, not {kind!r}")
+    unknown = sorted(set(defaults) - PERSONA_DEFAULT_KEYS)
+    if unknown:
+        raise ImageError(f"recipe {name!r}: [persona] may set {', '.join(sorted(PERSONA_DEFAULT_KEYS))},"
+                         f" not {', '.join(unknown)}")
     if kind == "initramfs" and not (directory / "init").is_file():
         raise ImageError(f"recipe {name!r} has no init script in {directory}")
     files: dict[str, bytes] = {}
@@ -103,4 +116,4 @@ def load_recipe(name: str) -> Recipe:
                 files[prefix + path.relative_to(source).as_posix()] = path.read_bytes()
             except OSError as exc:
                 raise ImageError(f"recipe {name!r}: cannot read {path}: {exc}") from exc
-    return Recipe(name, kernel, packages, modules, append, files, kind, on_demand)
+    return Recipe(name, kernel, packages, modules, append, files, kind, on_demand, defaults)

@@ -34,7 +34,9 @@ from mux.input.keymap import parse_chord
 NEXT = "next"
 PREVIOUS = "previous"
 OVERVIEW = "overview"  # not a switch: the window shows every back-buffer side by side
-TARGETS = (NEXT, PREVIOUS, OVERVIEW)
+COPY = "copy"  # not a switch: the active persona's clipboard into mux's own (mux.app.clipboard)
+PASTE = "paste"  # not a switch: mux's clipboard to the active persona
+TARGETS = (NEXT, PREVIOUS, OVERVIEW, COPY, PASTE)
 
 # Free of common guest shortcuts: ctrl+alt+Fn switches VTs, ctrl+alt+arrows switches
 # GNOME workspaces, ctrl+arrows moves by word. Scroll Lock does nothing in most guests.

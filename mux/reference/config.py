@@ -46,6 +46,7 @@ TABLES = (
     Table("display", "mux.config.schema", "DisplaySection"),
     Table("audio", "mux.config.schema", "AudioSection"),
     Table("mqtt", "mux.config.schema", "MqttSection"),
+    Table("clipboard", "mux.config.schema", "ClipboardSection"),
 )
 
 #: Descriptions of the keys whose dataclass lives outside mux.config (the device model has

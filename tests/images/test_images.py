@@ -34,7 +34,7 @@ READY_S = 120.0
 
 @pytest.mark.pure
 def test_image_names() -> None:
-    assert images.image_names() == ["console", "debian", "palette"]
+    assert images.image_names() == ["console", "debian", "desktop", "palette"]
     # `mux images build` without a name: debian takes minutes and needs root.
     assert images.default_image_names() == ["console", "palette"]
     assert images.load_recipe("debian").kind == "disk"
@@ -42,7 +42,7 @@ def test_image_names() -> None:
 
 @pytest.mark.pure
 def test_unknown_image_is_an_image_error() -> None:
-    with pytest.raises(ImageError, match=r"unknown guest image 'nope' \(known: console, debian, palette\)"):
+    with pytest.raises(ImageError, match=r"unknown guest image 'nope' \(known: console, debian, desktop, palette\)"):
         images.build("nope", progress=lambda m: None)
     with pytest.raises(ImageError, match="unknown guest image"):
         images.find_built("../console")

@@ -127,6 +127,7 @@ def test_the_reference_has_every_key_the_loader_knows() -> None:
         "display": {"display": {"zz": 1}, "persona": [persona]},
         "audio": {"audio": {"zz": 1}, "persona": [persona]},
         "mqtt": {"mqtt": {"url": "mqtt://broker", "zz": 1}, "persona": [persona]},
+        "clipboard": {"clipboard": {"zz": 1}, "persona": [persona]},
     }
     keys = config_keys()
     assert [t.name for t in TABLES] == list(probes)
