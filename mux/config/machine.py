@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mux.config.checks import Checker, relative_to
-from mux.config.schema import Config, Forward, PersonaConfig
+from mux.config.schema import DisplaySection, Forward, PersonaConfig
 from mux.errors import ImageError, Location
 from mux.sourcemap import Path_
 
@@ -186,14 +186,14 @@ def check_forwards(c: Checker, personas: list[PersonaConfig]) -> None:
                 seen[key] = (persona.name, forward.location)
 
 
-def follows_window(config: Config, persona: PersonaConfig) -> bool:
+def follows_window(display: DisplaySection, persona: PersonaConfig) -> bool:
     """Whether a resized window asks ``persona``'s guest for its size: ``[display]
     resize_guest``, or when not set, what the persona's image's recipe says (``desktop``:
     true); never for a persona without ``vga = "virtio"``."""
     if persona.vga != "virtio":
         return False
-    if config.display.resize_guest is not None:
-        return config.display.resize_guest
+    if display.resize_guest is not None:
+        return display.resize_guest
     if persona.image is None or persona.kernel is not None:
         return False
     from mux.images import load_recipe

@@ -58,6 +58,11 @@ class Output(Protocol):
         the banner shows them over whatever is active (:mod:`mux.app.attention`)."""
         ...
 
+    def notify(self, text: str) -> None:
+        """Show a short notice for a few seconds (a window's banner; headless: logged), such
+        as "copied 42 characters from home". Never clipboard content."""
+        ...
+
     async def run(self) -> None:
         """The output's own loop (window events); returns at once if it has none."""
         ...
@@ -78,6 +83,7 @@ class HeadlessOutput:
         self._current: tuple[str, Frame | None] | None = None
         self.presented = 0
         self.attention: list[tuple[str, str]] = []  # what a window's banner would show
+        self.notices: list[str] = []  # every notice, oldest first
 
     def present(self, name: str, frame: Frame | None) -> None:
         self._current = (name, frame)
@@ -88,6 +94,10 @@ class HeadlessOutput:
 
     def show_attention(self, requests: Sequence[tuple[str, str]]) -> None:
         self.attention = list(requests)
+
+    def notify(self, text: str) -> None:
+        self.notices.append(text)
+        log.info("%s", text)
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._current is None:

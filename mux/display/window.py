@@ -140,6 +140,10 @@ class WindowOutput:
         if self.canvas.is_open:
             self.canvas.show(self._name, self._frame, self._leds, self.overview)
 
+    def notify(self, text: str) -> None:
+        """A notice (logged; the banner shows it: being built, issue 25)."""
+        log.info("%s", text)
+
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._name is None or self._frame is None:
             return None
