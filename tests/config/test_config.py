@@ -67,6 +67,12 @@ hotkeys = { "ctrl+alt+f1" = "work", "ctrl+alt+right" = "next" }
     ('[[persona]]\nname = "none"\n[mqtt]\nurl = "mqtt://localhost"\n', 2, "clear the selection"),
     ('[[persona]]\nname = "a"\n[[persona]]\nname = "detached"\n[mqtt]\nurl = "mqtt://h"\n', 4,
      "Home Assistant"),
+    ('[[persona]]\nname = "copy"\n', 2, "reserved for hotkeys"),
+    ('[[persona]]\nname = "a"\n[clipboard]\nallow = ["a => b"]\n', 4, 'reads "from -> to"'),
+    ('[[persona]]\nname = "a"\n[clipboard]\nallow = ["a -> b"]\n', 4, "unknown persona 'b'"),
+    ('[[persona]]\nname = "a"\n[clipboard]\nallow = "a -> a"\n', 4, "must be list"),
+    ('[[persona]]\nname = "a"\n[clipboard]\nzz = 1\n', 4, "unknown key 'clipboard.zz'"),
+    ('[[persona]]\nname = "a"\n[display]\nresize_guest = "yes"\n', 4, "must be bool"),
 ])
 def test_mistakes_name_file_and_line(tmp_path: Path, text: str, line: int, words: str) -> None:
     path = write(tmp_path, text)
@@ -95,6 +101,56 @@ def test_demo_config_has_two_personas() -> None:
     config = demo_config()
     assert config.names == ["work", "home"]
     assert config.persona("work").color != config.persona("home").color
+    assert config.display.output == "auto" and config.persona("work").image == "console"
+    assert not config.persona("work").clipboard
+
+
+def test_the_desktop_demo_takes_its_defaults_from_the_image_recipe() -> None:
+    """``mux demo --desktop``: the desktop recipe's [persona] table gives vga, agent, clipboard,
+    memory and resize_guest; the same keys in a file win over it."""
+    from mux.config.machine import follows_window
+    from mux.images import load_recipe
+
+    defaults = load_recipe("desktop").persona_defaults
+    work = demo_config(desktop=True).persona("work")
+    assert (work.image, work.vga, work.agent, work.clipboard, work.memory_mb) == (
+        "desktop", defaults["vga"], defaults["agent"], defaults["clipboard"], defaults["memory_mb"])
+    assert follows_window(demo_config(desktop=True).display, work) is bool(defaults["resize_guest"])
+    console = demo_config().persona("work")
+    assert (console.vga, console.agent, console.memory_mb) == ("std", False, 256)
+    assert not follows_window(demo_config().display, console)
+
+
+def test_a_files_own_keys_win_over_the_images_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[[persona]]
+name = "a"
+image = "desktop"
+clipboard = false
+vga = "std"
+memory_mb = 2048
+
+[display]
+resize_guest = true
+"""))
+    from mux.config.machine import follows_window
+
+    a = config.persona("a")
+    assert (a.clipboard, a.vga, a.memory_mb, a.agent) == (False, "std", 2048, True)
+    assert not follows_window(config.display, a)  # resize_guest needs vga = "virtio"
+
+
+def test_clipboard_rules_are_kept_in_one_spelling(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[[persona]]
+name = "home"
+[[persona]]
+name = "work"
+[clipboard]
+allow = ["home->work", " * ->  home "]
+"""))
+    assert config.clipboard.allow == ("home -> work", "* -> home")
+    assert load_config(write(tmp_path, '[[persona]]\nname = "a"\n')).clipboard.allow is None
 
 
 def test_asking_for_a_persona_that_is_not_configured_is_a_mux_error() -> None:

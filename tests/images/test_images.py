@@ -107,6 +107,16 @@ def test_broken_recipe_is_an_image_error(recipes: Path) -> None:
         images.load_recipe("console")
 
 
+@pytest.mark.pure
+def test_a_recipes_persona_defaults_are_only_persona_keys(recipes: Path) -> None:
+    toml = recipes / "console" / "recipe.toml"
+    toml.write_text(toml.read_text() + '\n[persona]\nvga = "virtio"\n')
+    assert images.load_recipe("console").persona_defaults == {"vga": "virtio"}
+    toml.write_text(toml.read_text() + 'name = "x"\n')
+    with pytest.raises(ImageError, match="may set agent, clipboard, memory_mb, resize_guest, vga, not name"):
+        images.load_recipe("console")
+
+
 def _read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
     """name -> (mode, data, rdev) for a newc archive; asserts the 4-byte alignment."""
     entries: dict[str, tuple[int, bytes, tuple[int, int]]] = {}
