@@ -115,6 +115,15 @@ def add_ctl_parser(sub: Any) -> None:
     s.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for the guest agent (default 60)")
     s.set_defaults(func=cmd_ctl_clock)
+    s = add_command(csub, "clipboard",
+                    "copy the active persona's clipboard into mux's, or paste mux's into it",
+                    "What scrolllock+c and scrolllock+v do: copy reads the active persona's clipboard into"
+                    " mux's own; paste gives mux's text to the active persona (then paste in the guest as"
+                    " usual). [clipboard] allow says which directions may be pasted; a refusal exits 1"
+                    " with its reason. Prints what was done (sizes and names, never the text).")
+    s.add_argument("action", choices=("copy", "paste"),
+                   help="copy (from the active persona) or paste (into it)")
+    s.set_defaults(func=cmd_ctl_clipboard)
 
 
 def ask(args: argparse.Namespace, message: dict[str, object], timeout: float = 30.0) -> dict[str, object]:
@@ -225,6 +234,12 @@ def cmd_ctl_clock(args: argparse.Namespace) -> int:
     reply = ask(args, {"cmd": "clock", "persona": args.name, "time": args.time, "timeout": args.timeout},
                 timeout=args.timeout + 30.0)
     print(f"{args.name}: clock set to {reply['time']}")
+    return 0
+
+
+def cmd_ctl_clipboard(args: argparse.Namespace) -> int:
+    reply = ask(args, {"cmd": "clipboard", "action": args.action})
+    print(reply.get("message"))
     return 0
 
 

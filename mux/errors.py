@@ -22,6 +22,7 @@ The whole tree, and whose fault each one is::
      ├── DisplayError         the display: an output that cannot open, a frame that cannot be read
      ├── SnapshotError        a snapshot that could not be saved or restored
      ├── SwitchIncomplete     a switch was made, but a part of applying it failed (names the part)
+     ├── ClipboardRefused     an explicit copy or paste was not made (the message is the banner's)
      └── StepFailed           a scenario step's assertion did not hold
           └── ScreenMismatch  a screen assertion; carries the screen and the best needle match
                               (defined in mux.scenario.screen_steps, next to those types)
@@ -191,3 +192,16 @@ class SwitchIncomplete(MuxError):
         self.failures = list(failures)
         parts = "; ".join(f"{part}: {message}" for part, message in self.failures)
         super().__init__(f"switched to {persona!r}, but part of the switch failed ({parts})")
+
+
+# --- the clipboard (mux.app.clipboard) ------------------------------------------------------
+
+
+class ClipboardRefused(MuxError):
+    """An explicit copy or paste was not made; nothing moved. The message is what the
+    banner shows (``refused: home → work``); it names personas and sizes, never the text."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"refused: {reason}")

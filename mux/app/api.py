@@ -25,6 +25,7 @@ from mux.app.events import (
     AttentionCleared,
     AttentionRequested,
     AudioChanged,
+    ClipboardChanged,
     DevicesChanged,
     Event,
     LedsChanged,
@@ -35,15 +36,16 @@ from mux.app.events import (
     Unsubscribe,
 )
 
-__all__ = ["AttentionCleared", "AttentionRequested", "AudioChanged", "ControlAPI", "DevicesChanged",
+__all__ = ["AttentionCleared", "AttentionRequested", "AudioChanged", "ClipboardChanged", "ControlAPI",
+           "DevicesChanged",
            "Event", "Frontend", "LedsChanged", "ReadyChanged",
            "StateChanged", "Subscriber", "Switched", "Unsubscribe"]
 
 
 class ControlAPI(Protocol):
     """What frontends may do: see who is active and what runs, switch, start and stop
-    personas, run commands in their guests, move devices, take screenshots, and hear of
-    changes."""
+    personas, run commands in their guests, move devices, take screenshots, copy and paste
+    between personas' clipboards, and hear of changes."""
 
     @property
     def names(self) -> Sequence[str]:
@@ -124,6 +126,27 @@ class ControlAPI(Protocol):
 
     async def screenshot(self, persona: str) -> Image.Image:
         """The persona's latest screen. Raises UnknownPersona, StateError, PersonaError."""
+        ...
+
+    async def clipboard_copy(self, source: str) -> dict[str, Any]:
+        """The active persona's clipboard into mux's own (``source``: who asks, such as
+        ``"mqtt"``); returns ``{"action": "copy", "persona": "home", "chars": 42, "from":
+        "home", "message": "copied 42 characters from home"}``: never the text.
+
+        Raises ClipboardRefused (its message is the banner's): no active persona, it has
+        no ``clipboard = true``, its link is down, its clipboard is empty or over the cap.
+        """
+        ...
+
+    async def clipboard_paste(self, source: str) -> dict[str, Any]:
+        """mux's clipboard to the active persona; returns ``{"action": "paste", "persona":
+        "work", "chars": 42, "from": "home", "message": "pasted 42 characters from home into
+        work"}``: never the text.
+
+        Raises ClipboardRefused (its message is the banner's): nothing copied yet, no active
+        persona, it has no ``clipboard = true``, ``[clipboard] allow`` refuses the
+        direction (``refused: home → work``), or its link is down.
+        """
         ...
 
     def subscribe(self, callback: Subscriber) -> Unsubscribe:

@@ -14,9 +14,11 @@ hub, :class:`~mux.app.events.Events` (:meth:`Controller.subscribe`).
 
 Input enters through :meth:`Controller.input` whatever its source (evdev device,
 scenario step, recording): the pure :class:`~mux.input.router.Router` decides which persona
-gets what, and only the :class:`~mux.app.switcher.Switcher` changes who is active; it
-applies a switch to the router, the display and the LEDs as one step (see its module
-docstring for what happens when a part fails).
+gets what (:mod:`mux.app.routing` carries it out), and only the
+:class:`~mux.app.switcher.Switcher` changes who is active; it applies a switch to the
+router, the display and the LEDs as one step (see its module docstring for what happens
+when a part fails). A hotkey is a switch, the overview, or an explicit clipboard copy or
+paste (:mod:`mux.app.clipboard`): never keys for a guest.
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from PIL import Image
 
 from mux.app.api import Frontend, Subscriber, Unsubscribe
 from mux.app.attention import Attention
 from mux.app.boots import resolve_boots
+from mux.app.clipboard import Clipboard, ClipboardLink
 from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
 from mux.app.guestcalls import GuestCalls
 from mux.app.keep import Keeper
+from mux.app.routing import InputRouting, router_options
 from mux.app.runtime import check_socket_paths, private_runtime_dir
 from mux.app.sound import Sound
 from mux.app.statedir import remember_switches, remembered_active
@@ -47,15 +51,15 @@ from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
 from mux.display.leds import Leds, LedSink, leds_dict
 from mux.display.output import Output, open_output
-from mux.errors import MuxError, PersonaError, UnknownPersona
+from mux.errors import ClipboardRefused, MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
 from mux.guest.cmdline import LaunchOptions
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.input.events import InputEvent
-from mux.input.hotkeys import OVERVIEW
-from mux.input.router import Router, Send, SwitchRequest, Unmapped
-from mux.input.sources import EvdevSource, InputSource, discover
+from mux.input.hotkeys import COPY, OVERVIEW, PASTE
+from mux.input.router import Router
+from mux.input.sources import EvdevSource, discover
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +82,8 @@ class Controller(GuestCalls):
         self.events = Events()
         self.taglog = TaggedLog(logs_dir, {pc.name: pc.color for pc in config.personas})  # mux.app.taglog
         self.personas: dict[str, Persona] = {}
-        self.router = Router(config.names, **_router_options(config))
+        self.router = Router(config.names, **router_options(config))
         self.runtime_dir = Path()
-        self._route_lock = asyncio.Lock()
         self.input_sources: list[EvdevSource] = []
         # Devices: follow = "active" ones move before the input does (mux.devices.hotplug).
         self.hotplug = Hotplug.from_config(config, self.personas)
@@ -89,17 +92,21 @@ class Controller(GuestCalls):
         self.display.leds.listeners.append(self._leds_reported)
         self.sound = Sound(config, self.events)  # audio follows the active persona (mux.app.sound)
         self.attention = Attention(config, self.events, self.router, lambda: self.output)  # mux.app.attention
+        self.routing = InputRouting(self.router, self.personas, hotkey=self._hotkey,
+                                    input_came=self.attention.input_came)  # mux.app.routing
+        self.clipboard = Clipboard([p.name for p in config.personas if p.clipboard], config.clipboard.allow,
+                                   self._clipboard_link, self.events, lambda text: self.output.notify(text))
         # The parts are looked up at each switch (not bound now), in the order they apply.
         self.switcher = Switcher(
             config.names, self.events,
             prepare=lambda old, new: self.hotplug.follow_active(old, new),
-            parts=[("input", self._route_to), ("display", lambda old, new: self.display.switch(old, new))],
+            parts=[("input", lambda old, new: self.routing.route_to(old, new)),
+                   ("display", lambda old, new: self.display.switch(old, new))],
             ready=lambda new: start_to_switch(self.persona(new), config.mux.start_on_switch),
             background=config.mux.background, personas=self.personas)  # [mux] background
         self._remembered = remembered_active(config.source) if remember_active else None
         if remember_active:
             remember_switches(self.events, config.source)
-        self._unmapped_reported: set[int] = set()
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -169,7 +176,7 @@ class Controller(GuestCalls):
             source = EvdevSource(spec)
             self.input_sources.append(source)
             self.add_led_sink(source)
-            self._loops.append(group.create_task(self._pump(source), name=f"input:{spec}"))
+            self._loops.append(group.create_task(self.routing.pump(source), name=f"input:{spec}"))
 
     def _open_display(self) -> None:
         """The output (a window routes its keys only when no [input] devices are set)."""
@@ -182,13 +189,6 @@ class Controller(GuestCalls):
             for persona in self.personas.values():
                 persona.options = LaunchOptions(tablet=True)  # the window's mouse is an absolute pointer
         self.display.attach(self.personas, self.runtime_dir, output)
-
-    async def _pump(self, source: InputSource) -> None:
-        """Feed one input source's frames to the router until cancelled."""
-        batches = cast(AsyncGenerator[list[InputEvent], None], source.batches())
-        async with contextlib.aclosing(batches) as frames:
-            async for frame in frames:
-                await self.input(frame)
 
     # --- events: the parts' own callbacks, published on the one hub -------------------
 
@@ -271,43 +271,41 @@ class Controller(GuestCalls):
         except MuxError as exc:
             log.error("overview: %s", exc)
 
-    async def _route_to(self, old: str | None, new: str) -> None:
-        """The input part of a switch: release what ``old`` holds, route new input to ``new``."""
-        async with self._route_lock:
-            actions = self.router.switch(new)
-            await self._dispatch(actions)
-
     async def input(self, events: Iterable[InputEvent]) -> None:
-        """Route events from any input source; a completed hotkey switches at once."""
-        for event in events:
-            async with self._route_lock:
-                actions = self.router.feed(event)
-                self.attention.input_came()
-                await self._dispatch(actions)
-            for action in actions:
-                if isinstance(action, SwitchRequest) and action.target == OVERVIEW:
-                    self.output.toggle_overview()
-                elif isinstance(action, SwitchRequest):
-                    try:
-                        await self.switch(action.target, "hotkey")
-                    except MuxError as exc:  # e.g. a device kept the switch back
-                        log.error("hotkey: %s", exc)
+        """Route events from any input source (:mod:`mux.app.routing`); a completed hotkey
+        is carried out at once."""
+        await self.routing.input(events)
 
-    async def _dispatch(self, actions: list[Any]) -> None:
-        for action in actions:
-            if isinstance(action, Send):
-                persona = self.personas[action.persona]
-                if persona.state != RunState.RUNNING:
-                    log.debug("%s is %s; dropped %d input events", persona.name, persona.state,
-                              len(action.events))
-                    continue
-                try:
-                    await persona.send_input(action.events)
-                except PersonaError as exc:
-                    log.warning("%s", exc)
-            elif isinstance(action, Unmapped) and action.code not in self._unmapped_reported:
-                self._unmapped_reported.add(action.code)
-                log.warning("key code %d has no QEMU key code; it is not sent", action.code)
+    async def _hotkey(self, target: str) -> None:
+        """A completed hotkey: the overview, a clipboard copy or paste, or a switch. A refusal
+        is logged (a clipboard one is on the banner too), never raised into the input."""
+        try:
+            if target == OVERVIEW:
+                self.output.toggle_overview()
+            elif target in (COPY, PASTE):
+                await (self.clipboard_copy if target == COPY else self.clipboard_paste)("hotkey")
+            else:
+                await self.switch(target, "hotkey")
+        except ClipboardRefused:
+            pass  # the clipboard logged it and put it on the banner
+        except MuxError as exc:  # e.g. a device kept the switch back
+            log.error("hotkey: %s", exc)
+
+    # --- the clipboard (mux.app.clipboard) --------------------------------------------
+
+    async def clipboard_copy(self, source: str) -> dict[str, Any]:
+        """The active persona's clipboard into mux's own, for ``source`` (who asked): see
+        :meth:`mux.app.clipboard.Clipboard.copy`. Raises ClipboardRefused (the banner's text)."""
+        return await self.clipboard.copy(self.active, source)
+
+    async def clipboard_paste(self, source: str) -> dict[str, Any]:
+        """mux's clipboard to the active persona, for ``source``: see
+        :meth:`mux.app.clipboard.Clipboard.paste`. Raises ClipboardRefused (the banner's text)."""
+        return await self.clipboard.paste(self.active, source)
+
+    def _clipboard_link(self, name: str) -> ClipboardLink | None:
+        link = self.display.links.get(name)
+        return link.rfb if link is not None and link.connected else None
 
     # --- output ---------------------------------------------------------------------
 
@@ -354,6 +352,7 @@ class Controller(GuestCalls):
             "physical_leds": leds_dict(self.physical_leds),
             "output": self.output.kind,
             "attention": self.attention.status(),
+            "clipboard": self.clipboard.status(),  # {"chars", "from"}: never the text
         }
 
     # --- devices (mux.devices.hotplug) --------------------------------------------------------
@@ -389,11 +388,4 @@ class Controller(GuestCalls):
         if persona is None:
             raise UnknownPersona(name, self.config.names)
         return persona
-
-
-def _router_options(config: Config) -> dict[str, Any]:
-    options: dict[str, Any] = {"autorepeat": config.input.autorepeat}
-    if config.input.hotkeys is not None:
-        options["hotkeys"] = config.input.hotkeys
-    return options
 

@@ -1,9 +1,10 @@
 """What happened in mux, as typed events on one hub: the only way to hear of changes.
 
 Frontends (the MQTT bridge, tests) learn of switches, persona run states and readiness,
-LED reports and device moves by subscribing to :class:`Events` (``unsubscribe = events.subscribe(cb)``);
-there are no per-part listener lists to find. The events carry plain data (names,
-strings, booleans), so a subscriber imports nothing from the parts that made them.
+LED reports, device moves and clipboard copies and pastes by subscribing to
+:class:`Events` (``unsubscribe = events.subscribe(cb)``); there are no per-part listener
+lists to find. The events carry plain data (names, strings, booleans), so a subscriber
+imports nothing from the parts that made them.
 
 Delivery is synchronous and in order, on the event loop, right after the change: a
 subscriber must not block (set a flag, put on a queue). A subscriber that raises is
@@ -95,8 +96,26 @@ class AttentionCleared:
     persona: str
 
 
+@dataclass(frozen=True)
+class ClipboardChanged:
+    """An explicit ``"copy"`` or ``"paste"`` (:mod:`mux.app.clipboard`) was made, or refused
+    (``refused``: the banner's text, ``refused: home → work``). Never the clipboard's text.
+
+    ``persona``: copied from or pasted into (None: none was active); ``origin``: where the
+    text came from (None: nothing was copied yet); ``chars``: how many characters moved (0
+    when refused); ``source``: who asked (``"hotkey"``, ``"control socket"``, ``"mqtt"``...).
+    """
+
+    action: str
+    persona: str | None
+    origin: str | None
+    chars: int
+    source: str
+    refused: str | None = None
+
+
 Event: TypeAlias = (Switched | StateChanged | ReadyChanged | LedsChanged | DevicesChanged
-                    | AudioChanged | AttentionRequested | AttentionCleared)
+                    | AudioChanged | AttentionRequested | AttentionCleared | ClipboardChanged)
 Subscriber: TypeAlias = Callable[[Event], None]
 Unsubscribe: TypeAlias = Callable[[], None]
 

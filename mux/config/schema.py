@@ -193,8 +193,9 @@ class InputSection:
     #: evdev devices to grab exclusively: "auto" (every keyboard and mouse) or paths such as
     #: ``/dev/input/by-id/...-event-kbd``; empty (the default): grab nothing.
     devices: tuple[str, ...] = ()
-    #: Chord = target: a persona's name, "next", "previous" or "overview" (default: scrolllock+right
-    #: next, scrolllock+left previous, scrolllock+down overview; setting it replaces them all).
+    #: Chord = target: a persona's name, "next", "previous", "overview", "copy" or "paste" (default:
+    #: scrolllock+right next, scrolllock+left previous, scrolllock+down overview, scrolllock+c copy
+    #: (the active persona's clipboard into mux's), scrolllock+v paste; setting it replaces them all).
     hotkeys: dict[str, str] | None = None
     #: A held key's repeats: "pass" (each is sent as another key-down) or "drop".
     autorepeat: Literal["pass", "drop"] = "pass"

@@ -17,10 +17,15 @@ One request per line, one reply per line::
                                      "stdout": "<base64>", "stderr": "<base64>"}
     {"cmd": "clock", "persona": "work", "time": "2031-05-01T09:00:00", "timeout": 60}
                                  -> {"ok": true, "time": "2031-05-01T09:00:00Z"}
+    {"cmd": "clipboard", "action": "copy"}    (or "paste": the active persona's clipboard)
+                                 -> {"ok": true, "action": "copy", "persona": "home", "chars": 42,
+                                     "from": "home", "message": "copied 42 characters from home"}
     anything wrong                                     -> {"ok": false, "error": "..."}
 
-``clock``'s time is read by :func:`mux.guest.clock.parse_guest_time` (ISO 8601, UTC
-unless it has an offset; ``host``/``now`` the host's time when the request arrives).
+A refused ``clipboard`` request's error is the banner's text (``refused: home → work``);
+no reply ever carries clipboard text. ``clock``'s time is read by
+:func:`mux.guest.clock.parse_guest_time` (ISO 8601, UTC unless it has an offset;
+``host``/``now`` the host's time when the request arrives).
 
 One request streams many lines (and the connection closes after it)::
 
@@ -195,8 +200,15 @@ async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
         return await _exec(controller, request)
     if cmd == "clock":
         return await _clock(controller, request)
+    if cmd == "clipboard":
+        action = request.get("action")
+        if action not in ("copy", "paste"):
+            raise _BadRequest(f"clipboard: action is \"copy\" or \"paste\", not {action!r}")
+        done = await (controller.clipboard_copy if action == "copy" else controller.clipboard_paste)(
+            "control socket")
+        return {"ok": True, **done}
     raise _BadRequest(f"unknown command {cmd!r} (status, switch, screenshot, attach, detach, text, exec,"
-                      " clock, logs)")
+                      " clock, clipboard, logs)")
 
 
 async def _clock(controller: ControlAPI, request: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,8 @@ Theory. :func:`hardware_argv` is the part of :func:`mux.guest.cmdline.qemu_argv`
 comes from the persona's machine keys (:mod:`mux.config.machine`): firmware, the boot
 disk, the user's disk and cdrom, the network card with its port forwards (on passt,
 :mod:`mux.guest.passt`, or with ``host_access`` on QEMU's slirp), the guest
-agent's port, the real-time clock's start, the sound card (``audio``) and the name the
-built-in ``debian`` image reads. It is pure: every file
+agent's port, the clipboard agent's port (``clipboard``), the real-time clock's start, the
+sound card (``audio``) and the name the built-in ``debian`` image reads. It is pure: every file
 it names has a fixed place, so ``--dry-run`` prints what the launch runs.
 
 Disks. A built-in disk image (``debian``) is always used under a qcow2 overlay, so the
@@ -13,6 +13,11 @@ cache is never written; the user's disk is too with ``overlay = true``. Overlays
 in the persona's private directory and are made afresh at each boot (a launch that
 resumes a saved machine keeps the one it finds). The disk or cdrom the firmware boots
 from carries ``bootindex``; with a kernel (``-kernel``) nothing does.
+
+Clipboard. ``clipboard = true`` gives QEMU's ``qemu-vdagent`` chardev (``clipboard=on``,
+``mouse=off``) on a ``com.redhat.spice.0`` port of the same virtio-serial bus as the guest
+agent's: a guest's ``spice-vdagent`` relays its clipboard to QEMU's, which mux reaches over
+the VNC link it already has (:mod:`mux.guest.rfb_requests`).
 
 UEFI. OVMF's code is read from Debian's ``ovmf`` package; its variable store is copied
 once per persona and disk into the state directory (``$XDG_STATE_HOME/mux/uefi/``) and
@@ -49,6 +54,12 @@ from mux.images.disk import find_ovmf
 AGENT_PORT = "org.qemu.guest_agent.0"
 #: The network card of ``network = "user"`` (Linux guests drive it; others: qemu_args).
 NIC = "virtio-net-pci"
+#: The virtio-serial port name the guest's ``spice-vdagent`` opens.
+VDAGENT_PORT = "com.redhat.spice.0"
+#: ``clipboard = true``: QEMU's own clipboard agent on the guest's vdagent port (its mouse
+#: off: mux's pointer goes through QMP's input-send-event, never the vdagent).
+CLIPBOARD_AGENT = ("-chardev", "qemu-vdagent,id=mux-vdagent,name=vdagent,clipboard=on,mouse=off",
+                   "-device", f"virtserialport,bus=mux-vserial.0,chardev=mux-vdagent,name={VDAGENT_PORT}")
 
 
 class ImageBoot(NamedTuple):
@@ -116,7 +127,7 @@ def audio_argv(name: str, sound: bool, server: str = "") -> list[str]:
 def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
                   ovmf: tuple[Path, Path] | None = None, *, sound: bool = True,
                   sound_server: str = "") -> list[str]:
-    """Firmware, drives, network, agent and sound options of a persona (pure).
+    """Firmware, drives, network, agent, clipboard and sound options of a persona (pure).
 
     ``ovmf`` is (code, template) for ``firmware = "uefi"``; None looks it up. ``sound``:
     a sound server (at ``sound_server``, if not "") and QEMU's ``pa`` backend are there.
@@ -157,11 +168,14 @@ def hardware_argv(config: PersonaConfig, runtime_dir: Path, boot: ImageBoot,
                  "-device", f"{NIC},netdev=mux-net,id=mux-nic"]
     if config.clock is not None:
         argv += ["-rtc", f"base={'localtime' if config.clock == 'host' else config.clock}"]
+    if config.agent or config.clipboard:
+        argv += ["-device", "virtio-serial-pci,id=mux-vserial"]
     if config.agent:
         argv += ["-chardev", f"socket,id=mux-agent,path={_file(agent_path(runtime_dir, config.name))},"
                              "server=on,wait=off",
-                 "-device", "virtio-serial-pci,id=mux-vserial",
                  "-device", f"virtserialport,bus=mux-vserial.0,chardev=mux-agent,name={AGENT_PORT}"]
+    if config.clipboard:
+        argv += list(CLIPBOARD_AGENT)
     if config.audio:
         argv += audio_argv(config.name, sound, sound_server)
     return argv

@@ -26,8 +26,11 @@ and the controller keeps one :class:`RfbClient` on it for two things QMP cannot 
   :meth:`RfbClient.frame`; from then on the framebuffer is :attr:`RfbClient.complete`.
 - **Changes only, when asked.** Without ``live``, :meth:`RfbClient.request` asks once
   (incrementally: QEMU answers only when something changed, so an unchanged screen
-  costs nothing); the owner decides how often. DesktopSize (-223; also ExtendedDesktopSize
-  -308, though it is not asked for) replaces the image with one of the new size.
+  costs nothing); the owner decides how often. DesktopSize (-223) or ExtendedDesktopSize
+  (-308; QEMU sends it instead, and also with the same size for each full update request)
+  of a new size replaces the image with one of that size.
+- **Clipboard and screen size** (:mod:`mux.guest.rfb_requests`): the extended clipboard's
+  messages (:mod:`mux.guest.rfb_clipboard`) and SetDesktopSize.
 
 One reader task parses server messages in order. A dropped connection or a protocol
 error ends it quietly (logged, and kept in :attr:`RfbClient.error`): :meth:`RfbClient.closed`
@@ -37,7 +40,9 @@ then returns, so the owner can reconnect; nothing raises into the callbacks' cal
 is allocated or read: a framebuffer (at the handshake or a resize) over
 :data:`MAX_SIDE` pixels a side or :data:`MAX_FRAMEBUFFER_BYTES`, a rectangle outside the
 framebuffer, a string (the desktop name, a refusal) over :data:`MAX_STRING_BYTES` or a
-ServerCutText over :data:`MAX_CUT_TEXT_BYTES` ends the link with an :class:`RfbError`.
+ServerCutText over :data:`MAX_CUT_TEXT_BYTES` (or a malformed clipboard message) ends the
+link with an :class:`RfbError`; clipboard text over
+:data:`~mux.guest.rfb_clipboard.MAX_CLIPBOARD_BYTES` is refused, and the link goes on.
 LED reports reach ``on_leds`` at most :data:`LED_RATE` a second and size changes reach
 ``on_frame`` at most :data:`RESIZE_RATE` a second (:mod:`mux.guest.paced`: the latest
 wins; while a resize waits its turn frames are held, and the newest is delivered whole
@@ -60,7 +65,9 @@ from mux.display.backbuffer import Box, Frame, Pixels
 from mux.display.leds import Leds
 from mux.errors import DisplayError, RfbError
 from mux.guest.paced import Paced
+from mux.guest.rfb_clipboard import ENCODING_EXTENDED_CLIPBOARD, ClipboardMalformed
 from mux.guest.rfb_reader import RfbReader
+from mux.guest.rfb_requests import RfbRequests, SizeReply
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +81,12 @@ _RECT = struct.Struct(">HHHHi")
 MAX_SIDE = 8192  #: a framebuffer's width or height, at most
 MAX_FRAMEBUFFER_BYTES = 64 * 1024 * 1024  #: 4 bytes a pixel: 4096x4096, 5120x2880 (5K) fit
 MAX_STRING_BYTES = 64 * 1024  #: the desktop name, a refusal's reason
-MAX_CUT_TEXT_BYTES = 1024 * 1024  #: ServerCutText (never asked for; skipped unread)
+MAX_CUT_TEXT_BYTES = 1024 * 1024  #: ServerCutText: plain (skipped unread), or extended (its body)
 LED_RATE = 10.0  #: LED reports passed on, per second at most (the last one wins)
 RESIZE_RATE = 2.0  #: size changes passed on, per second at most (the last one wins)
 
 
-class RfbClient:
+class RfbClient(RfbRequests):
     """``async with RfbClient(path) as rfb: ...``: reusable, not re-entrant.
 
     ``on_leds(leds)`` is called for every LED state QEMU sends (including the first, sent
@@ -112,6 +119,7 @@ class RfbClient:
         self._leds = Paced(LED_RATE, self._tell_leds, f"VNC {path.name}: LED changes")
         self._resizes = Paced(RESIZE_RATE, self._resize_due, f"VNC {path.name}: size changes")
         self._held: Frame | None = None  # the newest frame while a size change waits
+        self._reset_requests()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -221,7 +229,9 @@ class RfbClient:
         await reader.readexactly(16)  # the server's pixel format: we set our own below
         self.name = (await _read_string(reader, self.path))
         self._pixels, self.complete = Pixels(width, height), False
-        encodings = (ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_LED_STATE)
+        self._reset_requests()
+        encodings = (ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_EXTENDED_DESKTOP_SIZE, ENCODING_LED_STATE,
+                     ENCODING_EXTENDED_CLIPBOARD)
         self._send(b"\x00\x00\x00\x00" + PIXEL_FORMAT
                    + struct.pack(f">BxH{len(encodings)}i", 2, len(encodings), *encodings))
 
@@ -248,16 +258,22 @@ class RfbClient:
                     await reader.skip(6 * count)
                 elif kind == 2:  # Bell
                     pass
-                elif kind == 3:  # ServerCutText
-                    (length,) = struct.unpack(">3xI", await reader.readexactly(7))
-                    if length > MAX_CUT_TEXT_BYTES:
-                        raise RfbError(self.path, f"ServerCutText of {length} bytes (the limit"
-                                                  f" is {MAX_CUT_TEXT_BYTES})")
-                    await reader.skip(length)
+                elif kind == 3:  # ServerCutText: a negative length is the extended clipboard's
+                    (length,) = struct.unpack(">3xi", await reader.readexactly(7))
+                    if abs(length) > MAX_CUT_TEXT_BYTES + 4 or 0 > length > -4:  # -1..-3: no flags
+                        raise RfbError(self.path, f"ServerCutText of {length & 0xFFFFFFFF} bytes (the"
+                                                  f" limit is {MAX_CUT_TEXT_BYTES})")
+                    if length >= 0:
+                        await reader.skip(length)
+                    else:
+                        self._on_cut_text(await reader.readexactly(-length))
                 else:
                     raise RfbError(self.path, f"unknown server message type {kind}")
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             log.debug("VNC %s: connection closed (%s)", self.path, exc)
+        except ClipboardMalformed as exc:
+            self.error = RfbError(self.path, str(exc))
+            log.warning("%s; the link ends", self.error)
         except RfbError as exc:
             self.error = exc
             log.warning("%s; the link ends", exc)
@@ -270,6 +286,7 @@ class RfbClient:
             for waiter in self._waiters:
                 if not waiter.done():
                     waiter.set_exception(RfbError(self.path, "connection closed"))
+            self._fail_clipboard_waiters("connection closed")
             self._held = None
             self._closed.set()
 
@@ -297,10 +314,10 @@ class RfbClient:
                 self._leds(self.leds)
             elif encoding == ENCODING_DESKTOP_SIZE:
                 self._resize(width, height)
-            elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:
-                screens = (await reader.readexactly(4))[0]
-                await reader.skip(16 * screens)
-                if y == 0:  # status 0: the size did change
+            elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:  # x: reason, y: status
+                screens = await reader.readexactly(16 * (await reader.readexactly(4))[0])
+                self._on_extended_size(x, y, (width, height), screens)
+                if y == 0 and (width, height) != self.size:  # status 0, a new size: a resize
                     self._resize(width, height)
             else:
                 raise RfbError(self.path, f"unexpected encoding {encoding} in a framebuffer update")

@@ -2,7 +2,10 @@
 
 A hotkey is written ``"scrolllock+right" = "next"``: key names joined by ``+`` (Linux
 names without ``KEY_``, see :mod:`mux.input.keymap`), and a target that is a persona name,
-``"next"`` or ``"previous"``. Every key but the last is a *prefix* key, the last is the
+``"next"`` or ``"previous"`` (switches), or one of the hotkeys that are no switch:
+``"overview"`` (every screen side by side), ``"copy"`` and ``"paste"`` (the active
+persona's clipboard into mux's own and back: :mod:`mux.app.clipboard`). Whatever the
+target, a hotkey's keys never reach a guest. Every key but the last is a *prefix* key, the last is the
 *final* key. ``ctrl``, ``alt``, ``shift`` and ``meta`` match either side; ``leftctrl``
 matches only the left one.
 
@@ -41,7 +44,8 @@ TARGETS = (NEXT, PREVIOUS, OVERVIEW, COPY, PASTE)
 # Free of common guest shortcuts: ctrl+alt+Fn switches VTs, ctrl+alt+arrows switches
 # GNOME workspaces, ctrl+arrows moves by word. Scroll Lock does nothing in most guests.
 DEFAULT_HOTKEYS: Mapping[str, str] = MappingProxyType(
-    {"scrolllock+right": NEXT, "scrolllock+left": PREVIOUS, "scrolllock+down": OVERVIEW}
+    {"scrolllock+right": NEXT, "scrolllock+left": PREVIOUS, "scrolllock+down": OVERVIEW,
+     "scrolllock+c": COPY, "scrolllock+v": PASTE}
 )
 
 
@@ -123,7 +127,8 @@ def parse_hotkeys(
 ) -> tuple[Hotkey, ...]:
     """Parse a config's ``{chord: target}`` table.
 
-    With ``personas``, a target must be one of them, ``next``, ``previous`` or ``overview``.
+    With ``personas``, a target must be one of them or of :data:`TARGETS` (``next``,
+    ``previous``, ``overview``, ``copy``, ``paste``).
 
     Raises:
         InputError: listing every problem: unknown key names (with suggestions), empty
@@ -140,7 +145,7 @@ def parse_hotkeys(
         if personas is not None and target not in {*personas, *TARGETS}:
             problems.append(
                 f"hotkey {spec!r}: unknown target {target!r} (expected a persona name "
-                f"({', '.join(sorted(personas))}), {NEXT!r}, {PREVIOUS!r} or {OVERVIEW!r})"
+                f"({', '.join(sorted(personas))}) or one of {', '.join(map(repr, TARGETS))})"
             )
         problems.extend(msg for other in parsed if (msg := _conflict(other, hotkey)) is not None)
         parsed.append(hotkey)

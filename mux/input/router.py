@@ -2,11 +2,12 @@
 
 Sans-I/O (like h11): the caller feeds :class:`InputEvent` s and gets back a list of
 actions: :class:`Send` (events for one persona's ``input-send-event``),
-:class:`SwitchRequest` (a hotkey asked for a switch) and :class:`Unmapped` (a key QEMU
-cannot express, reported once per code). The router never changes the active persona on
-its own; the switcher does that by calling :meth:`Router.switch`, which returns the
-releases owed to the persona being left. Where ``next`` and ``previous`` land is
-:func:`switch_target`, the one implementation the switcher and these tests share.
+:class:`SwitchRequest` (a hotkey completed: a switch, or the overview, copy or paste,
+which the controller carries out) and :class:`Unmapped` (a key QEMU cannot express,
+reported once per code). The router never changes the active persona on its own; the
+switcher does that by calling :meth:`Router.switch`, which returns the releases owed to
+the persona being left. Where ``next`` and ``previous`` land is :func:`switch_target`,
+the one implementation the switcher and these tests share.
 
 The rules, and why:
 
@@ -91,7 +92,8 @@ class Send:
 
 @dataclass(frozen=True)
 class SwitchRequest:
-    """A hotkey asked to switch to a persona name, ``"next"`` or ``"previous"``."""
+    """A hotkey completed: a switch to a persona name, ``"next"`` or ``"previous"``, or one
+    of the targets that are no switch (``"overview"``, ``"copy"``, ``"paste"``)."""
 
     target: str
 
@@ -150,9 +152,10 @@ class Router:
         """``abs_ranges`` maps ABS_X/ABS_Y to the device's (min, max), for scaling.
 
         Raises:
-            InputError: no personas, an empty, duplicate or reserved (``next``,
-                ``overview``, ``previous``) persona name, an unknown ``autorepeat``, an
-                empty abs range, or bad hotkeys (see :class:`mux.input.hotkeys.HotkeyMatcher`).
+            InputError: no personas, an empty, duplicate or reserved (a hotkey target:
+                ``next``, ``previous``, ``overview``, ``copy``, ``paste``) persona name, an
+                unknown ``autorepeat``, an empty abs range, or bad hotkeys (see
+                :class:`mux.input.hotkeys.HotkeyMatcher`).
             UnknownPersona: ``active`` is not one of ``personas``.
         """
         if not personas:

@@ -19,7 +19,7 @@ from PIL import Image
 from mux.app.api import ControlAPI, Event, Subscriber, Switched, Unsubscribe
 from mux.app.events import Events
 from mux.config import MqttSection
-from mux.errors import PersonaError, UnknownPersona
+from mux.errors import ClipboardRefused, PersonaError, UnknownPersona
 from mux.frontends import control
 from mux.frontends.mqtt import MqttBridge
 from mux.frontends.mqtt_topics import Command
@@ -79,6 +79,12 @@ class StandIn:
     async def detach(self, device: str, persona: str | None = None,
                      timeout: float | None = None) -> dict[str, Any]:
         return {}
+
+    async def clipboard_copy(self, source: str) -> dict[str, Any]:
+        raise ClipboardRefused("copy", "copy: no persona is active")
+
+    async def clipboard_paste(self, source: str) -> dict[str, Any]:
+        raise ClipboardRefused("paste", "paste: nothing copied yet")
 
     async def screenshot(self, persona: str) -> Image.Image:
         return Image.new("RGB", (4, 4))

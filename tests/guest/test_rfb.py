@@ -22,6 +22,7 @@ from mux.display.backbuffer import Frame
 from mux.display.leds import Leds
 from mux.guest.rfb import (
     ENCODING_DESKTOP_SIZE,
+    ENCODING_EXTENDED_CLIPBOARD,
     ENCODING_EXTENDED_DESKTOP_SIZE,
     ENCODING_LED_STATE,
     ENCODING_RAW,
@@ -263,7 +264,8 @@ async def test_parses_leds_resizes_and_other_messages_then_ends_on_garbage() -> 
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         encodings = await serve_handshake(reader, writer)
-        assert set(encodings) == {ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_LED_STATE}
+        assert set(encodings) == {ENCODING_RAW, ENCODING_DESKTOP_SIZE, ENCODING_EXTENDED_DESKTOP_SIZE,
+                                  ENCODING_LED_STATE, ENCODING_EXTENDED_CLIPBOARD}
         writer.write(update(rect(0, 0, 1, 1, ENCODING_LED_STATE, b"\x05")))
         writer.write(b"\x02")  # Bell
         writer.write(struct.pack(">B3xI", 3, 5) + b"hello")  # ServerCutText

@@ -30,7 +30,9 @@ def test_defaults_avoid_common_guest_shortcuts() -> None:
         for final in (F1, RIGHT, LEFT):
             assert matcher.completes(prefix, final) is None
     assert matcher.completes([SCROLL], key_code("down")) == "overview"
-    assert set(DEFAULT_HOTKEYS.values()) == {"next", "previous", "overview"}
+    assert matcher.completes([SCROLL], key_code("c")) == "copy"
+    assert matcher.completes([SCROLL], key_code("v")) == "paste"
+    assert set(DEFAULT_HOTKEYS.values()) == {"next", "previous", "overview", "copy", "paste"}
 
 
 def test_generic_modifiers_match_either_side() -> None:
