@@ -4,7 +4,8 @@ The bridge is a :class:`~mux.app.api.Frontend`: it talks to mux only through
 :class:`~mux.app.api.ControlAPI` and hears of changes through its one event
 subscription. ``async with bridge.serve(api)`` owns a TaskGroup holding the
 connection loop (task ``mqtt``) and every command being carried out (tasks
-``mqtt:<kind>:<persona>``); leaving it cancels them all and waits for them.
+``mqtt:<kind>:<persona>``, ``mqtt:clipboard:<action>``); leaving it cancels them all and
+waits for them. What a command or an event becomes is :mod:`mux.frontends.mqtt_commands`.
 
 One long-lived loop, :meth:`MqttBridge.run`, keeps a connection to the broker: an
 ``async with aiomqtt.Client`` inside a reconnect loop with capped exponential back-off
@@ -35,7 +36,8 @@ Each connection then runs four tasks in one TaskGroup:
   back-buffered frame as JPEG, published only when it changed in a way a person would
   notice (:func:`mux.display.change.noticeable`: a blinking cursor or a clock's seconds
   are not a change);
-- events: switches, crashes, refused commands and requests for attention as JSON on
+- events: switches, crashes, refused commands, requests for attention and clipboard
+  copies and pastes (names and a count, never the text) as JSON on
   ``<base>/event``, and each request for attention on ``<base>/persona/<name>/attention``
   too (none retained; an event while disconnected is dropped), for automations.
 
@@ -57,7 +59,7 @@ from typing import Any
 import aiomqtt
 from PIL import Image
 
-from mux.app.api import AttentionRequested, ControlAPI, Event, StateChanged, Switched
+from mux.app.api import ControlAPI
 from mux.config import MqttSection
 from mux.display.change import noticeable
 from mux.errors import ControlError, MuxError
@@ -70,6 +72,7 @@ from mux.frontends.mqtt_client import (
     client_options,
     raise_if_cancelled,
 )
+from mux.frontends.mqtt_commands import CommandHandling
 from mux.frontends.mqtt_discovery import (
     MIGRATE,
     discovery_messages,
@@ -80,9 +83,7 @@ from mux.frontends.mqtt_discovery import (
     topic_base,
 )
 from mux.frontends.mqtt_topics import (
-    Command,
     CommandError,
-    attention_message,
     event_message,
     jpeg,
     parse_command,
@@ -97,8 +98,9 @@ SYNC_TIMEOUT_S = 5.0  # waiting for the broker's retained discovery configs on c
 FIRST_VERDICT_S = 15.0  # serve() waits this long at most for the first connection's claim check
 
 
-class MqttBridge:
-    """Publishes mux's state and takes commands; see the module docstring."""
+class MqttBridge(CommandHandling):
+    """Publishes mux's state and takes commands; see the module docstring (what it does with
+    a command or an event: :mod:`mux.frontends.mqtt_commands`)."""
 
     api: ControlAPI  # set by serve()
 
@@ -149,16 +151,6 @@ class MqttBridge:
         task = self._group.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _on_event(self, event: Event) -> None:
-        self.notify()
-        if isinstance(event, Switched):
-            self._event("switched", event.new, event.source, f"switched from {event.old} to {event.new}")
-        elif isinstance(event, StateChanged) and event.state == "crashed":
-            self._event("crashed", event.persona, "guest", f"persona {event.persona!r} crashed")
-        elif isinstance(event, AttentionRequested):
-            self._event("attention", event.persona, "guest", event.text,
-                        (f"persona/{event.persona}/attention", attention_message(event.text, event.time)))
 
     def _event(self, event_type: str, persona: str | None, source: str | None, text: str,
                *also: tuple[str, str]) -> None:
@@ -295,28 +287,8 @@ class MqttBridge:
         if isinstance(command, CommandError):
             await self._refuse(command)
             return
-        self._spawn(self._carry_out(command, topic, payload), f"mqtt:{command.kind}:{command.persona}")
-
-    async def _carry_out(self, command: Command, topic: str, payload: bytes) -> None:
-        """One command, in its own task; what goes wrong is reported here, never raised."""
-        text = payload.decode(errors="replace")
-        try:
-            if command.kind == "switch":
-                await self.api.switch(command.persona, "mqtt")
-            elif command.kind == "persona":
-                action = {"start": self.api.start, "stop": self.api.stop, "restart": self.api.restart}
-                await action[command.action](command.persona)
-            elif command.action == "attach":
-                await self.api.attach(command.device, command.persona)
-            else:
-                await self.api.detach(command.device, command.persona or None)
-        except MuxError as exc:
-            await self._refuse(CommandError(topic, text, str(exc), command.persona or None))
-        except Exception as exc:  # a bug in mux: logged with its traceback, the panel told
-            log.exception("MQTT %s: carrying out %r failed", topic, text[:60])
-            await self._refuse(CommandError(topic, text, f"internal error in mux (see its log): {exc!r}",
-                                            command.persona or None))
-        self.notify()
+        self._spawn(self._carry_out(command, topic, payload),
+                    f"mqtt:{command.kind}:{command.persona or command.action}")
 
     async def _refuse(self, error: CommandError) -> None:
         log.warning("MQTT %s: refused %r: %s", error.topic, error.payload[:60], error.error)

@@ -1,7 +1,9 @@
 """Home Assistant MQTT discovery configs for mux (pure: no asyncio, no broker).
 
 One Home Assistant device per mux node (``node_id``), holding: a select for the active
-persona, an event entity (``switched``, ``refused``, ``crashed``, ``attention``), per persona a
+persona, an event entity (``switched``, ``refused``, ``crashed``, ``attention``, ``clipboard``),
+two buttons for mux's clipboard ("Clipboard copy": the active persona's clipboard into mux's
+own; "Clipboard paste": mux's into the active persona's; no text crosses MQTT), per persona a
 picture of its screen, its run state, a switch (on = running), whether its guest is ready
 (a binary sensor on ``persona/<name>/ready``), a restart button, its three lock LEDs, an
 event entity for its requests for attention (``attention``, on ``persona/<name>/attention``:
@@ -48,7 +50,8 @@ DISCOVERY_MODES = ("entities", "device")
 STATES = ("stopped", "starting", "running", "stopping", "crashed")
 AUDIO_STATES = ("live", "muted", "ducked", "off", "unavailable")  # mux.audio.policy
 LED_NAMES = ("caps", "num", "scroll")
-EVENT_TYPES = ("switched", "refused", "crashed", "attention")
+EVENT_TYPES = ("switched", "refused", "crashed", "attention", "clipboard")
+CLIPBOARD_PRESS = "PRESS"  # what the clipboard buttons send (any payload does)
 DETACHED = "detached"  # the device select's option for "no persona holds it"
 #: Also accepted on ``device/<id>/set`` for "detach": the option's name before (Home Assistant
 #: reads a select state ``none`` as "no option", so it is no longer published).
@@ -128,6 +131,10 @@ def entities(node_id: str, base: str, personas: Sequence[str],
                state_topic=f"{base}/active", options=list(personas), icon="mdi:account-switch"),
         entity("event", "events", "Events", state_topic=f"{base}/event",
                event_types=list(EVENT_TYPES), icon="mdi:bell-ring"),
+        entity("button", "clipboard_copy", "Clipboard copy", command_topic=f"{base}/clipboard/copy/set",
+               payload_press=CLIPBOARD_PRESS, icon="mdi:content-copy"),
+        entity("button", "clipboard_paste", "Clipboard paste", command_topic=f"{base}/clipboard/paste/set",
+               payload_press=CLIPBOARD_PRESS, icon="mdi:content-paste"),
     ]
     for name in personas:
         topics = f"{base}/persona/{name}"

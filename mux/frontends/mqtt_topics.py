@@ -8,6 +8,10 @@ panel can never do more than earn an ``error`` message. Outgoing state is descri
 changed, and everything again after a reconnect. :func:`event_message` is one message
 on the ``event`` topic (not retained), for automations. Home Assistant discovery is in
 :mod:`mux.frontends.mqtt_discovery`.
+
+The clipboard's two buttons (``clipboard/copy/set``, ``clipboard/paste/set``) take any
+payload (Home Assistant's button sends ``PRESS``): no text ever travels over MQTT, in
+either direction; :func:`clipboard_event_text` says what happened in names and a count.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ from mux.frontends.mqtt_discovery import DETACHED, DETACHED_ALIASES, LED_NAMES
 
 MAX_PAYLOAD = 1024  # bytes; every command payload is a short word or name
 PERSONA_ACTIONS = ("start", "stop", "restart")
+CLIPBOARD_ACTIONS = ("copy", "paste")  # clipboard/<action>/set: mux's own clipboard (mux.app.clipboard)
 
 
 @dataclass(frozen=True)
 class Command:
-    """What a panel asked for: ``switch`` to a persona, a persona ``action``, or a device move."""
+    """What a panel asked for: ``switch`` to a persona, a persona ``action``, a device move,
+    or a ``clipboard`` action (copy/paste: the active persona's, ``persona`` empty)."""
 
-    kind: str  # "switch" | "persona" | "device"
+    kind: str  # "switch" | "persona" | "device" | "clipboard"
     persona: str
-    action: str = ""  # start/stop/restart; attach/detach
+    action: str = ""  # start/stop/restart; attach/detach; copy/paste
     device: str = ""
 
 
@@ -64,7 +70,9 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
     (``start``, ``stop``, ``restart``), ``<base>/persona/<name>/devices/set``
     (``attach <device>`` or ``detach <device>``; a bare device id means attach),
     ``<base>/device/<id>/set`` (a persona name to move the device there, or ``detached``
-    to detach it, also ``none`` as before; the device select's command).
+    to detach it, also ``none`` as before; the device select's command),
+    ``<base>/clipboard/copy/set`` and ``<base>/clipboard/paste/set`` (any payload up to
+    the size limit, even none: the buttons' ``PRESS``; the payload is never used).
     """
 
     def error(message: str) -> CommandError:
@@ -72,13 +80,15 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
 
     if len(payload) > MAX_PAYLOAD:
         return error(f"payload too large ({len(payload)} bytes; at most {MAX_PAYLOAD})")
+    parts = topic[len(base) + 1:].split("/") if topic.startswith(base + "/") else []
+    if len(parts) == 3 and parts[0] == "clipboard" and parts[1] in CLIPBOARD_ACTIONS and parts[2] == "set":
+        return Command("clipboard", "", parts[1])
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         return error("payload is not valid UTF-8")
     if not text:
         return error("empty payload")
-    parts = topic[len(base) + 1:].split("/") if topic.startswith(base + "/") else []
     known = ", ".join(personas)
     if parts == ["active", "set"]:
         if text not in personas:
@@ -108,8 +118,9 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
         if text not in personas:
             return error(f"unknown persona {text!r} (personas: {known}, or {DETACHED} to detach)")
         return Command("device", text, "attach", device)
+    clipboard = ", ".join(f"clipboard/{action}/set" for action in CLIPBOARD_ACTIONS)
     return error("no such command topic (commands: active/set, persona/<name>/set, "
-                 "persona/<name>/devices/set, device/<id>/set)")
+                 f"persona/<name>/devices/set, device/<id>/set, {clipboard})")
 
 
 def state_messages(base: str, active: str | None, states: Mapping[str, str],
@@ -162,6 +173,20 @@ def stopped_messages(base: str, personas: Sequence[str], kept: bool = False) -> 
 def event_message(event_type: str, persona: str | None, source: str | None, text: str) -> str:
     """One message on ``<base>/event``: JSON ``{"event_type", "persona", "source", "text"}``."""
     return json.dumps({"event_type": event_type, "persona": persona, "source": source, "text": text})
+
+
+def clipboard_event_text(action: str, persona: str | None, origin: str | None, chars: int,
+                         refused: str | None) -> str:
+    """The ``text`` of a ``clipboard`` event: persona names and a count, never the clipboard's
+    text. ``persona``: copied from or pasted into; ``origin``: where a pasted text came from;
+    ``refused``: the refusal as the banner shows it (``refused: home → work``), free of text
+    too (:class:`~mux.errors.ClipboardRefused`)."""
+    if refused is not None:
+        return refused
+    plural = "" if chars == 1 else "s"
+    if action == "copy":
+        return f"copied {chars} character{plural} from {persona}"
+    return f"pasted {chars} character{plural}" + (f" from {origin}" if origin else "") + f" into {persona}"
 
 
 def attention_message(text: str, when: float) -> str:

@@ -67,7 +67,7 @@ from mux.errors import DisplayError, RfbError
 from mux.guest.paced import Paced
 from mux.guest.rfb_clipboard import ENCODING_EXTENDED_CLIPBOARD, ClipboardMalformed
 from mux.guest.rfb_reader import RfbReader
-from mux.guest.rfb_requests import RfbRequests, SizeReply
+from mux.guest.rfb_requests import RfbRequests
 
 log = logging.getLogger(__name__)
 

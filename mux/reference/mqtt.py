@@ -32,7 +32,14 @@ TOPICS: dict[str, tuple[str, str]] = {
     "event": ("out", "JSON `{\"event_type\", \"persona\", \"source\", \"text\"}`: {events}. `switched` has"
               " `source` `hotkey`, `mqtt`, `control socket`, `scenario`, `overview`, `startup` or"
               " `snapshot`; `refused` is a refused MQTT command, beside its `error`; `crashed` has `source`"
-              " `guest`; `attention` has `source` `guest` and the request's `text`"),
+              " `guest`; `attention` has `source` `guest` and the request's `text`; `clipboard` has `source`"
+              " who asked (`hotkey`, `mqtt`, `control socket`...) and a `text` such as `copied 42 characters"
+              " from home` or the refusal, never the clipboard's text"),
+    "clipboard/copy/set": ("in", "any payload (the button sends `PRESS`): the active persona's clipboard into"
+                           " mux's own, as `scrolllock+c` does; what happened comes as a `clipboard` event, a"
+                           " refusal also on `error`. No clipboard text ever travels over MQTT"),
+    "clipboard/paste/set": ("in", "any payload (the button sends `PRESS`): mux's clipboard into the active"
+                            " persona's, as `scrolllock+v` does; reported like `clipboard/copy/set`"),
     "persona/<name>/state": ("out, retained", "{states}"),
     "persona/<name>/availability": ("out, retained", "`online` while the persona runs, else `offline`"),
     "persona/<name>/ready": ("out, retained", "`true` / `false`: the guest is ready for work"),
@@ -56,6 +63,9 @@ TOPICS: dict[str, tuple[str, str]] = {
 }
 #: object id (with ``<persona>`` and ``<device>``) -> what the entity is for.
 ENTITIES: dict[str, str] = {
+    "clipboard_copy": "copies the active persona's clipboard into mux's own (`scrolllock+c`)",
+    "clipboard_paste": "pastes mux's clipboard into the active persona's (`scrolllock+v`); refused when"
+                       " `[clipboard] allow` has no rule for it",
     "active": "shows and switches the active persona (a stopped one is started first)",
     "events": "the events of the `event` topic, for automations",
     "<persona>_screen": "the persona's screen",

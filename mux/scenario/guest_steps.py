@@ -18,10 +18,21 @@ attention whose text ``match`` finds (``re.search``; default: any), or one arriv
 ``set_clock`` sets the guest's clock through its agent (``guest-set-time``) to ``time``:
 ISO 8601, UTC unless it has an offset, or ``host`` for the host's time when the step
 runs (:mod:`mux.guest.clock`).
+
+``clipboard_set`` and ``assert_clipboard`` reach the CLIPBOARD of the guest's session
+through its agent and the image's ``mux-clipboard`` (:mod:`mux.scenario.guest_clipboard`),
+so a scenario can test copy and paste between personas (``press: scrolllock+c``...).
+``assert_clipboard`` reads it until it is ``text`` (exactly) or ``match`` finds it, within
+``timeout``. A choice made on purpose: the text read from the guest is never written
+out. Its message, passed or failed, says whether it held and how many characters the
+clipboard has ("differs (N characters)"), never what they are, so no clipboard text
+reaches ``results.json``, JUnit or the progress beyond what the scenario's author wrote
+in the step itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -31,8 +42,10 @@ from mux.app.controller import Controller
 from mux.errors import StepFailed
 from mux.guest.clock import parse_guest_time, utc_text
 from mux.guest.text import visible_lines
+from mux.scenario import guest_clipboard
 
 OUTPUT_CHARS = 4000  # of each stream, in messages (the rest is cut, the end kept)
+CLIPBOARD_POLL_S = 0.25  # between reads of a guest's clipboard in assert_clipboard
 
 
 class GuestSteps:
@@ -83,6 +96,31 @@ class GuestSteps:
         self.message = f"{name}: clock set to {utc_text(seconds)}"
         self.say(f"    {self.message}")
 
+    async def step_clipboard_set(self, a: dict[str, Any]) -> None:
+        name = self._persona(a)
+        await guest_clipboard.set_clipboard(self.ctl, name, a["text"], self.timeout(a["timeout"]))
+        self.message = f"{name}: clipboard set ({len(a['text'])} characters)"
+
+    async def step_assert_clipboard(self, a: dict[str, Any]) -> None:
+        """Poll the guest's clipboard; see the module docstring for what a message may say."""
+        name, timeout = self._persona(a), self.timeout(a["timeout"])
+        expected, match = a["text"], a["match"]
+        if (expected is None) == (match is None):  # the file's check says so first
+            raise StepFailed("assert_clipboard: give text or match")
+        wanted = f"the expected text ({len(expected)} characters)" if expected is not None \
+            else f"a text matching {match!r}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            text = await guest_clipboard.read_clipboard(self.ctl, name, max(deadline - loop.time(), 1.0))
+            held = text == expected if expected is not None else bool(re.search(match, text, re.MULTILINE))
+            if held:
+                self.message = f"{name}: the clipboard is {wanted}"
+                return
+            if loop.time() >= deadline:
+                raise StepFailed(f"the clipboard of {name} differs from {wanted} after {timeout:.0f}s:"
+                                 f" it has {len(text)} characters (not shown: clipboard text is not kept)")
+            await asyncio.sleep(min(CLIPBOARD_POLL_S, max(deadline - loop.time(), 0.0)))
 
     async def step_assert_attention(self, a: dict[str, Any]) -> None:
         name, timeout = self.ctl.persona(a["persona"]).name, self.timeout(a["timeout"])

@@ -53,6 +53,16 @@ class StepSpec:
     args: dict[str, Arg]
     main: str | None = None  # the argument a bare value stands for
     doc: str = ""  # what the step does (the generated reference, docs/reference/scenario-steps.md)
+    one_of: tuple[str, ...] = ()  # exactly one of these arguments must be given (see one_of_problem)
+
+
+def one_of_problem(kind: str, spec: StepSpec, args: dict[str, Any]) -> str | None:
+    """What is wrong when ``spec.one_of`` is not given exactly once in ``args``, or None."""
+    given = [key for key in spec.one_of if args.get(key) is not None]
+    if not spec.one_of or len(given) == 1:
+        return None
+    names = " or ".join(spec.one_of)
+    return f"{kind}: give {names}, not both" if given else f"{kind}: give {names}"
 
 
 def _persona(required: bool = True, default: Any = None) -> Arg:
@@ -170,6 +180,23 @@ STEPS: dict[str, StepSpec] = {
                            "time": Arg(str, required=True,
                                        doc="ISO 8601, UTC unless it has an offset, or `host`"),
                            "timeout": Arg(Number, 60)}, doc="sets the guest's clock through its guest agent"),
+    # The guest session's clipboard through its agent and the image's mux-clipboard helper
+    # (mux.scenario.guest_clipboard): the text read from a guest is never written anywhere.
+    "clipboard_set": StepSpec({"text": Arg(str, required=True), "persona": _persona(False),
+                               "timeout": Arg(Number, 60)}, "text",
+                              "makes `text` the CLIPBOARD of the persona's guest session, through its guest"
+                              " agent and the image's `/usr/lib/mux/mux-clipboard set` (the built-in"
+                              " `desktop` image has it)"),
+    "assert_clipboard": StepSpec({"text": Arg(str, doc="the whole clipboard, exactly"),
+                                  "match": Arg(str, regex=True, doc=f"{_LINES}, searched in the clipboard"),
+                                  "persona": _persona(False), "timeout": Arg(Number, 10)},
+                                 doc="waits until the CLIPBOARD of the persona's guest session (read"
+                                     " through its agent: `/usr/lib/mux/mux-clipboard get`) is `text` or"
+                                     " `match` finds it; give one of them. The text read is never written"
+                                     " out: a failure says only that it differs and how many characters it"
+                                     " has, so no clipboard text reaches `results.json`, JUnit or the"
+                                     " progress",
+                                 one_of=("text", "match")),
     # A request for attention from persona whose text matches (mux.app.attention).
     "assert_attention": StepSpec({"persona": _persona(),
                                   "match": Arg(str, "", regex=True,

@@ -28,6 +28,7 @@ from mux.scenario.model import (
     STEPS,
     Repeat,
     Step,
+    one_of_problem,
     read_yaml,
     scenario_chord,
 )
@@ -188,6 +189,8 @@ def _parse_step(item: dict[str, Any], path: Path_, ctx: Context,
             args["_needles"] = _needles(kind, value, (*where, key), ctx)
         args[key] = value
     _check_args(kind, args, where, ctx)
+    if (problem := one_of_problem(kind, spec, args)) is not None:
+        fail(where, problem)
     return Step(kind, args, ctx.locate(key_path or path))
 
 

@@ -85,7 +85,7 @@ def check_entity(component: str, config: dict[str, Any], where: str) -> None:
 @pytest.mark.pure
 def test_every_per_entity_config_has_only_documented_keys() -> None:
     configs = discovery_messages(*ARGS, support_url="https://example.org/mux")
-    assert len(configs) == 2 + 10 * len(PERSONAS) + len(DEVICES)  # per persona 10 (ready, attention, audio)
+    assert len(configs) == 4 + 10 * len(PERSONAS) + len(DEVICES)  # active, events, 2 buttons; 10 a persona
     for topic, config in configs.items():
         check_entity(topic.split("/")[1], config, topic)
         assert config["origin"] == {"name": "mux", "sw_version": config["device"]["sw_version"],
@@ -115,7 +115,7 @@ def test_the_device_config_holds_the_same_entities_with_the_same_ids() -> None:
 def test_names_categories_and_availability_follow_the_panel_conventions() -> None:
     configs = {t.split("/")[3]: c for t, c in discovery_messages(*ARGS).items()}
     assert configs["active"]["name"] == "Active persona"
-    assert configs["events"]["event_types"] == ["switched", "refused", "crashed", "attention"]
+    assert configs["events"]["event_types"] == ["switched", "refused", "crashed", "attention", "clipboard"]
     assert configs["events"]["state_topic"] == "mux/event"
     for name in PERSONAS:
         assert configs[f"{name}_screen"]["name"] == f"{name} screen"

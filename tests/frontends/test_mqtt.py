@@ -128,7 +128,7 @@ async def test_discovery_follows_home_assistant_schema(tmp_path: Path, broker: B
             audio = configs[f"{HA}/sensor/{NODE}/{name}_audio/config"]
             assert audio["state_topic"] == f"{BASE}/persona/{name}/audio" and "muted" in audio["options"]
             await panel.wait_for(f"{BASE}/persona/{name}/audio", lambda p: p == b"off")  # no audio = true
-        assert len(configs) == 2 + 2 * 10  # active, events; per persona 10 (attention, audio: issue 16)
+        assert len(configs) == 4 + 2 * 10  # active, events, 2 clipboard buttons; per persona 10
         async with Panel(broker).connected(f"{HA}/#") as late:  # a panel that comes later
             await late.wait_for(f"{HA}/select/{NODE}/active/config")
             await asyncio.sleep(0.3)

@@ -17,7 +17,7 @@ from mux.errors import RfbError
 from mux.guest import rfb_clipboard as codec
 from mux.guest.accel import AccelChoice
 from mux.guest.persona import Persona
-from mux.guest.rfb import ENCODING_EXTENDED_DESKTOP_SIZE, ENCODING_LED_STATE, RfbClient, SizeReply
+from mux.guest.rfb import ENCODING_EXTENDED_DESKTOP_SIZE, ENCODING_LED_STATE, RfbClient
 from mux.guest.rfb_clipboard import (
     MAX_CLIPBOARD_BYTES,
     NOTIFY,
@@ -31,6 +31,7 @@ from mux.guest.rfb_clipboard import (
     Provided,
     Refused,
 )
+from mux.guest.rfb_requests import SizeReply
 from tests.conftest import READY_S, wait_until
 from tests.guest.test_rfb import rect, scripted_server, serve_handshake, update
 
