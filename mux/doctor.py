@@ -47,7 +47,7 @@ Status = Literal["ok", "missing", "optional"]
 PROBE_S = 3.0  # how long a probe (QEMU's --version, a TCP connect) may take
 KVM_GET_API_VERSION = 0xAE00
 #: Free space a build of the built-in images wants in the cache (downloads and the result).
-BUILD_SPACE = {"debian": 3 << 30}
+BUILD_SPACE = {"debian": 3 << 30, "desktop": 4 << 30}
 BUILD_SPACE_DEFAULT = 1 << 30
 
 
@@ -271,7 +271,7 @@ def check_input(config: Config) -> Finding:
 
 def check_images(config: Config) -> list[Finding]:
     """Room in the image cache for the images the config uses that are not built yet, and
-    what building them takes (gpgv; the debian image: root and its tools)."""
+    what building them takes (gpgv; the disk images, debian and desktop: root and its tools)."""
     root = images.cache_root()
     used = sorted({p.image for p in config.personas if p.image is not None})
     unbuilt: list[str] = []
@@ -297,17 +297,22 @@ def check_images(config: Config) -> list[Finding]:
     findings.append(Finding("gpgv", gpgv is not None, gpgv or "gpgv is not on PATH", users,
                             "building images (Debian's signatures are checked with it)",
                             install("gpgv", "gpgv (GnuPG)")))
-    if "debian" in unbuilt:
+    for name in unbuilt:  # the disk images (debian, desktop): root, mmdebstrap, the disk tools
+        try:
+            if images.load_recipe(name).kind != "disk":
+                continue
+        except ImageError:
+            continue
         from mux.images import debian
 
         try:
-            debian.check_host()
-            findings.append(Finding("debian image tools", True, "root, mmdebstrap and the disk tools"))
+            debian.check_host(name)
+            findings.append(Finding(f"{name} image tools", True, "root, mmdebstrap and the disk tools"))
         except ImageError as exc:
             what, _, fix = str(exc).rpartition(": ")
-            findings.append(Finding("debian image tools", False, what or fix,
-                                    _names([p.name for p in config.personas if p.image == "debian"],
-                                           'image = "debian"'), "building the debian image", fix))
+            findings.append(Finding(f"{name} image tools", False, what or fix,
+                                    _names([p.name for p in config.personas if p.image == name],
+                                           f'image = "{name}"'), f"building the {name} image", fix))
     return findings
 
 

@@ -106,6 +106,23 @@ def debian_image() -> images.BuiltImage:
     return image
 
 
+@pytest.fixture(scope="session")
+def desktop_image() -> images.BuiltImage:
+    """The built `desktop` image (built once, minutes; skipped where it cannot be built here)."""
+    from mux.errors import ImageError
+    from mux.images import debian
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is missing")
+    try:
+        debian.check_host("desktop")
+    except ImageError as exc:
+        pytest.skip(f"cannot build the desktop image here: {exc}")
+    image = images.build("desktop", progress=lambda m: None)
+    assert image.disk is not None
+    return image
+
+
 @pytest.fixture
 def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An Xvfb server of the test's own, with SDL's x11 driver on it (real windows)."""

@@ -4,7 +4,7 @@
   process or connects an inet socket fails, naming what it tried.
 - ``services``: mosquitto, Xvfb, PulseAudio, tesseract, mux's own command line; no guest.
 - ``guests``: the built-in console and palette images under TCG.
-- ``heavy``: the ``debian`` image, fresh machines, floods, many boots; root or network.
+- ``heavy``: the ``debian`` and ``desktop`` images, fresh machines, floods, many boots; root or network.
 
 A test without exactly one tier is a collection error (a module's ``pytestmark`` or
 the test's own mark, not both).
@@ -30,7 +30,8 @@ TIERS = ("pure", "services", "guests", "heavy")
 TIMEOUT_S = {"pure": 300, "services": 600, "guests": 600, "heavy": 1800}
 
 #: Fixtures that need a built image, and the image they need.
-IMAGE_FIXTURES = {"console_image": "console", "controller": "console", "debian_image": "debian"}
+IMAGE_FIXTURES = {"console_image": "console", "controller": "console", "debian_image": "debian",
+                  "desktop_image": "desktop"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,12 +80,12 @@ def build_image(name: str) -> str:
     """Build ``name`` into the cache (the session fixtures then find it built)."""
     from mux import images
 
-    if name == "debian":
+    if images.load_recipe(name).kind == "disk":  # debian, desktop: root and mmdebstrap
         from mux.errors import ImageError
         from mux.images import debian
 
         try:
-            debian.check_host()
+            debian.check_host(name)
         except ImageError:
             return ""
     image = images.build(name, progress=lambda m: None)

@@ -26,6 +26,11 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
   (``snapshot_restore_s``); target >= 5.
 - ``debian_boot_s``: the built-in ``debian`` image, BIOS, TCG, until its guest agent
   answers (:mod:`mux.bench.debian`; ``null`` when the image is not built).
+- ``desktop_boot_s``: the built-in ``desktop`` image, BIOS, TCG, virtio GPU, until its X
+  session prints ``MUX-READY`` (:mod:`mux.bench.desktop`; ``null`` when not built).
+- ``clipboard_copy_ms`` {p50, p99}: text set in one ``desktop`` persona's session, then
+  ``scrolllock+c``, a switch and ``scrolllock+v``, until the other's session has it
+  (:mod:`mux.bench.clipboard`; ``null`` when not built).
 - ``debian_restore_s``: a ``debian`` persona started from a snapshot until its agent
   answers, and ``agent_exec_ms`` {p50, p99}: ``exec true`` through the agent
   (:mod:`mux.bench.agent`; ``null`` with ``debian_agent_skipped`` when not built).
@@ -203,6 +208,8 @@ PARTS: dict[str, tuple[str, ...]] = {
     "idle_8": ("idle_cpu_percent_8",),
     "rss": ("controller_rss_mb",),
     "debian": ("debian_boot_s",),
+    "desktop": ("desktop_boot_s",),
+    "clipboard": ("clipboard_copy_ms",),
     "agent": ("debian_restore_s", "agent_exec_ms"),
     "audio": ("audio_switch_ms",),
     "replay_jobs": ("replay_jobs_speedup",),
@@ -283,6 +290,16 @@ async def run_bench(json_path: Path | None, events: int = 2000,
     if "debian" in parts:
         print("bench: debian boot (BIOS, TCG) until its guest agent answers")
         results.update(await bench_debian())
+    if "desktop" in parts:
+        from mux.bench.desktop import bench_desktop
+
+        print("bench: desktop boot (BIOS, TCG, virtio GPU) until its X session says MUX-READY")
+        results.update(await bench_desktop())
+    if "clipboard" in parts:
+        from mux.bench.clipboard import bench_clipboard
+
+        print("bench: clipboard_copy_ms: scrolllock+c, switch, scrolllock+v between two desktops")
+        results.update(await bench_clipboard())
     from mux.bench.agent import bench_agent
 
     if "agent" in parts:

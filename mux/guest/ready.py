@@ -7,9 +7,10 @@ by a task (:meth:`Readiness.watch`):
 - a persona with ``agent = true`` is ready when its QEMU guest agent answers
   ``guest-sync-delimited`` (:mod:`mux.guest.agent`); the session then stays open for
   :meth:`Readiness.exec` and :meth:`Readiness.shutdown`;
-- one without, booting a built-in image, is ready at ``MUX-READY`` on its serial port
-  (printed after the launch began: the images print it once the shell's prompt is on
-  the screen, so typed keys follow the prompt);
+- one booting a built-in image (with or without an agent) is ready at ``MUX-READY`` on its
+  serial port (printed after the launch began: the images print it once the shell's prompt
+  is on the screen, so typed keys follow the prompt; ``desktop`` once its X session is up,
+  which comes after its agent answers);
 - any other, and a machine resumed from a saved state or adopted from an earlier
   controller without an agent (they printed their ``MUX-READY`` long ago), at once.
 
@@ -96,7 +97,7 @@ class Readiness:
                 await agent.close()
                 raise
             self._agent = agent
-        elif self.marker and booted:
+        if self.marker and booted:
             await self.serial.wait_for(MARKER, FOREVER_S, start=since, move_cursor=False)
         self._set(True)
 

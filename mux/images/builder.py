@@ -156,7 +156,7 @@ def build(name: str, progress: Progress = print, force: bool = False) -> BuiltIm
     """
     recipe = load_recipe(name)
     if recipe.kind == "disk":
-        debian.check_host()  # before any download: say first what this host lacks
+        debian.check_host(name)  # before any download: say first what this host lacks
     src = archive.source()
     packages = resolve_packages(recipe, progress=lambda m: progress(f"{name}: {m}"))
     key = _key(recipe, packages)

@@ -1,15 +1,19 @@
-"""The ``debian`` image: a real Debian system on a bootable disk.
+"""The disk images (``kind = "disk"``: ``debian``, ``desktop``): a real Debian system on a
+bootable disk.
 
 Theory: ``mmdebstrap`` (as root: it installs packages in a chroot of its own) builds a
 minbase tree of the images' suite (:mod:`mux.images.archive`: ``MUX_IMAGE_SUITE``, default
 trixie, whatever the host runs) from the same mirror, checked against the same archive
-keys as the other images, with the Debian kernel (its initramfs made by initramfs-tools in the chroot),
-systemd, udev, qemu-guest-agent and busybox. Python then writes the recipe's files into
-the tree (``[install]`` in ``guest_images/debian/recipe.toml``: getty drop-ins for root
-autologin on tty1 and ttyS0, the ``mux-report`` service with the ``console`` image's
-reporters, networkd DHCP, MUX-READY from the tty1 login shell), fstab and hostname, and
-enables units by writing their ``.wants`` symlinks. :mod:`mux.images.disk` turns the tree
-into a GPT disk that boots by itself with BIOS (SYSLINUX) and UEFI (systemd-boot).
+keys as the other images, with the Debian kernel (its initramfs made by initramfs-tools in
+the chroot) and the recipe's packages, without recommends; a recipe's ``dpkg_exclude`` /
+``dpkg_include`` globs keep files out (``desktop``: documentation, translations). Python
+then writes the recipe's files into the tree (``[install]``: for ``debian`` getty drop-ins
+for root autologin on tty1 and ttyS0, the ``mux-report`` service with the ``console``
+image's reporters, networkd DHCP, MUX-READY from the tty1 login shell; ``desktop``
+includes those files as ``debian/...`` and adds its X session), fstab and the hostname (the
+recipe's name), enables :data:`BASE_UNITS` and the recipe's ``[enable]`` units by writing
+their ``.wants`` symlinks and masks its ``mask`` ones. :mod:`mux.images.disk` turns the
+tree into a GPT disk that boots by itself with BIOS (SYSLINUX) and UEFI (systemd-boot).
 
 The persona's name reaches the guest through QEMU's firmware configuration device,
 ``-fw_cfg name=opt/mux/persona,string=NAME`` (and optionally ``opt/mux/color``): the
@@ -29,6 +33,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mux.errors import ImageError
@@ -38,16 +43,16 @@ from mux.images.tools import run
 Progress = Callable[[str], None]
 
 
-def check_host() -> None:
-    """Raises ImageError naming what this host lacks to build the disk."""
+def check_host(name: str = "debian") -> None:
+    """Raises ImageError naming what this host lacks to build the disk image ``name``."""
     if os.geteuid() != 0:
         raise ImageError(
-            "building the debian image needs root (mmdebstrap installs packages in a chroot):"
-            " run `sudo MUX_CACHE_DIR=$HOME/.cache/mux/images mux images build debian`")
+            f"building the {name} image needs root (mmdebstrap installs packages in a chroot):"
+            f" run `sudo MUX_CACHE_DIR=$HOME/.cache/mux/images mux images build {name}`")
     missing = ([] if shutil.which("mmdebstrap") else ["mmdebstrap (mmdebstrap)"]) + disk.missing_tools()
     if missing:
         packages = sorted({m.rsplit("(", 1)[1].rstrip(")") for m in missing})
-        raise ImageError(f"building the debian image needs {', '.join(missing)}:"
+        raise ImageError(f"building the {name} image needs {', '.join(missing)}:"
                          f" apt-get install {' '.join(packages)} (the same names on Fedora)")
 
 
@@ -89,14 +94,19 @@ def build_disk(name: str, files: dict[str, bytes], key: str, src: archive.Source
     ``out`` (``disk.qcow2``, ``vmlinuz``, ``initrd.img``); the image.json fields it adds.
     Raises ImageError (with the failing tool's stderr)."""
     started = time.monotonic()
-    check_host()
+    check_host(name)
     try:
         settings = tomllib.loads(files["recipe.toml"].decode())
         packages = [str(settings["kernel"]), *(str(p) for p in settings.get("packages", []))]
         install = {str(k): str(v) for k, v in settings.get("install", {}).items()}
+        units = Units({str(k): str(v) for k, v in settings.get("enable", {}).items()},
+                      tuple(str(u) for u in settings.get("mask", [])))
         esp_mb = int(settings.get("esp_mb", 300))
         append = str(settings["append"])
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, UnicodeError) as exc:
+        dpkg_paths = ([f"--dpkgopt=path-exclude={p}" for p in settings.get("dpkg_exclude", [])]
+                      + [f"--dpkgopt=path-include={p}" for p in settings.get("dpkg_include", [])])
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, UnicodeError,
+            AttributeError) as exc:
         raise ImageError(f"{name}: broken recipe.toml: {exc!r}") from exc
     ids = disk.DiskIds.derive(key)
     root = work / "root"
@@ -104,9 +114,9 @@ def build_disk(name: str, files: dict[str, bytes], key: str, src: archive.Source
     source = f"deb {src.mirror} {src.suite} main"
     with _phase(progress, name, f"mmdebstrap {src.suite} from {src.mirror} ({src.mirror_from})"):
         run(["mmdebstrap", "--mode=root", "--variant=minbase", f"--include={','.join(packages)}",
-             f"--keyring={archive.keyring()}", src.suite, str(root), source], "mmdebstrap")
+             *dpkg_paths, f"--keyring={archive.keyring()}", src.suite, str(root), source], "mmdebstrap")
     with _phase(progress, name, "configuring"):
-        release = configure(root, files, install, ids)
+        release = configure(root, files, install, ids, name, units)
     cmdline = f"root=UUID={ids.root_fs} {append}"
     kernel, initrd = root / "boot" / f"vmlinuz-{release}", root / "boot" / f"initrd.img-{release}"
     with _phase(progress, name, f"EFI system partition ({esp_mb} MiB, SYSLINUX and systemd-boot)"):
@@ -115,7 +125,7 @@ def build_disk(name: str, files: dict[str, bytes], key: str, src: archive.Source
     size_mb = disk.tree_size_mb(root) * 13 // 10 + 512
     with _phase(progress, name, f"root file system (ext4, {size_mb} MiB)"):
         root_img = work / "root.img"
-        disk.make_ext4(root_img, root, size_mb, ids.root_fs, "debian")
+        disk.make_ext4(root_img, root, size_mb, ids.root_fs, name)
     with _phase(progress, name, "disk (GPT) and qcow2"):
         raw = work / "disk.raw"
         disk.assemble(raw, esp, root_img, ids)
@@ -135,9 +145,27 @@ def build_disk(name: str, files: dict[str, bytes], key: str, src: archive.Source
             "disk_bytes": size, "build_s": build_s}
 
 
-def configure(root: Path, files: dict[str, bytes], install: dict[str, str], ids: disk.DiskIds) -> str:
-    """Write mux's files into the tree and enable its units; the kernel release.
-    Raises ImageError when the tree lacks what mmdebstrap should have installed."""
+@dataclass(frozen=True)
+class Units:
+    """A recipe's own systemd units: ``enable`` (``[enable]``: unit -> the target that
+    wants it, besides :data:`BASE_UNITS`) and ``mask`` (linked to /dev/null)."""
+
+    enable: dict[str, str] = field(default_factory=dict)
+    mask: tuple[str, ...] = ()
+
+
+#: The units every disk image enables: unit -> (the .wants directory, where the unit is).
+BASE_UNITS = {"mux-report.service": ("multi-user.target.wants", "/etc/systemd/system"),
+              "systemd-networkd.service": ("multi-user.target.wants", "/usr/lib/systemd/system"),
+              "systemd-networkd.socket": ("sockets.target.wants", "/usr/lib/systemd/system")}
+
+
+def configure(root: Path, files: dict[str, bytes], install: dict[str, str], ids: disk.DiskIds,
+              name: str = "debian", units: Units | None = None) -> str:
+    """Write mux's files into the tree of recipe ``name`` (the hostname until the persona's
+    name comes), enable :data:`BASE_UNITS` and the recipe's ``units``, mask the
+    recipe's masked ones; the kernel release. Raises ImageError when the tree lacks what
+    mmdebstrap should have installed, or a unit to enable."""
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     if not kernels:
         raise ImageError(f"mmdebstrap left no /boot/vmlinuz-* in {root}")
@@ -153,21 +181,32 @@ def configure(root: Path, files: dict[str, bytes], install: dict[str, str], ids:
         executable = files[source].startswith(b"#!")
         path.chmod(0o755 if executable else 0o644)
     (root / "etc" / "fstab").write_text(f"UUID={ids.root_fs} / ext4 rw,errors=remount-ro 0 0\n")
-    (root / "etc" / "hostname").write_text("debian\n")
-    (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n"
+    (root / "etc" / "hostname").write_text(f"{name}\n")
+    (root / "etc" / "hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n"
                                         "::1\tlocalhost ip6-localhost ip6-loopback\n")
-    units = root / "etc" / "systemd" / "system"
-    enable = {"mux-report.service": ("multi-user.target.wants", "/etc/systemd/system"),
-              "systemd-networkd.service": ("multi-user.target.wants", "/usr/lib/systemd/system"),
-              "systemd-networkd.socket": ("sockets.target.wants", "/usr/lib/systemd/system")}
+    units = units or Units()
+    system = root / "etc" / "systemd" / "system"
+    enable = dict(BASE_UNITS)
+    for unit, target in units.enable.items():
+        where = [d for d in ("/etc/systemd/system", "/usr/lib/systemd/system")
+                 if (root / d.lstrip("/") / unit).is_file()]
+        if not where:
+            raise ImageError(f"recipe [enable] names {unit!r}: the tree has no such unit"
+                             " in /etc/systemd/system or /usr/lib/systemd/system")
+        enable[unit] = (f"{target}.wants", where[0])
     for unit, (wants, directory) in enable.items():
         if not (root / directory.lstrip("/") / unit).is_file():
             raise ImageError(f"the tree has no {directory}/{unit} to enable")
-        link = units / wants / unit
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"{directory}/{unit}")
+        _relink(system / wants / unit, f"{directory}/{unit}")
+    for unit in units.mask:
+        _relink(system / unit, "/dev/null")
     return release
+
+
+def _relink(link: Path, target: str) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
 
 
 def esp_files(kernel: Path, initrd: Path, cmdline: str) -> dict[str, bytes | Path]:

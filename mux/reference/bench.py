@@ -82,6 +82,12 @@ FIGURES: dict[str, str | tuple[str, str]] = {
     "controller_rss_all_ready": ("rss", "whether all of them were ready"),
     "debian_boot_s": "the built-in `debian` image, BIOS, TCG, until its guest agent answers (`null` when"
                      " the image is not built)",
+    "desktop_boot_s": "the built-in `desktop` image, BIOS, TCG, `vga = \"virtio\"`, until its X session"
+                      " prints `MUX-READY` (`null` when the image is not built)",
+    "clipboard_copy_ms": "`{p50, p99, n}` in ms: text set in one `desktop` persona's session, then"
+                         " `scrolllock+c`, a switch and `scrolllock+v`, until the other's session has it"
+                         " (`null` when the `desktop` image is not built)",
+    "clipboard_copy_skipped": ("clipboard", "why `clipboard_copy_ms` is `null`"),
     "debian_restore_s": "a `debian` persona started from a snapshot until its agent answers (`null` when"
                         " the image is not built)",
     "agent_exec_ms": "`{p50, p99}` in ms: `exec true` through the guest agent",
@@ -127,6 +133,7 @@ FIGURES: dict[str, str | tuple[str, str]] = {
 }
 #: Where the bench's figures are written (searched for the keys not in PARTS).
 SOURCES = ("mux.bench.runner", "mux.bench.display", "mux.bench.keys", "mux.bench.needles", "mux.bench.debian",
+           "mux.bench.desktop", "mux.bench.clipboard",
            "mux.bench.agent", "mux.bench.audio", "mux.scenario.snapshot", "mux.bench.replay_jobs",
            "mux.bench.nodes", "mux.bench.scale")
 

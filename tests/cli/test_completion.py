@@ -57,7 +57,8 @@ def test_bash_completes_commands_options_and_values(tmp_path: Path) -> None:
     (tmp_path / "scenario.yaml").write_text("")
     assert bash_complete(path, "mux", "re") == ["replay"]
     assert bash_complete(path, "mux", "images", "b") == ["build"]
-    assert bash_complete(path, "mux", "-v", "images", "build", "") == ["console", "debian", "palette"]
+    images = ["console", "debian", "desktop", "palette"]
+    assert bash_complete(path, "mux", "-v", "images", "build", "") == images
     assert bash_complete(path, "mux", "completion", "") == ["bash", "zsh", "fish"]
     assert bash_complete(path, "mux", "run", "--d") == ["--dry-run"]
     assert bash_complete(path, "mux", "init", "--") == ["--help", "--desktop", "--ci", "--panel"]
@@ -101,7 +102,7 @@ words=(mux replay --artifacts ""); CURRENT=4; _mux
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("describe: run:run the personas of a config") and "replay:replay" in lines[0]
-    assert lines[1:] == ["compadd: console debian palette",
+    assert lines[1:] == ["compadd: console debian desktop palette",
                          "compadd: -h --help --dry-run --for --restart-changed", "files"]
 
 

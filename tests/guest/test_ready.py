@@ -47,11 +47,18 @@ async def test_ready_when_the_agent_answers_then_exec_and_shutdown(
         tmp_path: Path, fake_agent: tuple[FakeAgent, Path]) -> None:
     agent, path = fake_agent
     log = SerialLog(tmp_path / "serial.log")
-    readiness = Readiness("work", log, path, marker=True)  # an agent wins over the marker
+    readiness = Readiness("work", log, path, marker=True)  # a built-in image: the agent AND the marker
     heard: list[tuple[str, bool]] = []
     readiness.listeners.append(lambda name, ready: heard.append((name, ready)))
     assert not readiness.ready and not await readiness.shutdown()  # not ready: not asked
     readiness.begin(log.end, booted=True)
+    for _ in range(300):  # the agent answers first (the desktop image: its X session comes later)
+        if any(m.get("execute") == "guest-sync-delimited" for m in agent.received):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
+    assert agent.received and not readiness.ready and heard == []
+    await log.append("MUX-READY work\n")
     await readiness.wait(30)
     assert readiness.ready and heard == [("work", True)]
     result = await readiness.exec(["uname", "-r"], timeout=10)
