@@ -99,10 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
                         " left running)")
     p.set_defaults(func=cmd_run)
 
-    p = add_command(sub, "demo", "run the built-in demo: two console personas, work and home, headless",
-                    "The same as mux run on the built-in config that mux init writes by default.")
+    p = add_command(sub, "demo", "run the built-in demo: two personas, work and home, in a window if it can",
+                    "The same as mux run on the built-in config that mux init writes by default. It shows"
+                    " itself in a window when a display is reachable ($WAYLAND_DISPLAY or $DISPLAY that"
+                    " SDL can open), else runs headless; one line says which.")
     p.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
                    help="stop after this many seconds")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--window", dest="output", action="store_const", const="window", default="auto",
+                       help="show a window; fail if none can be opened")
+    shown.add_argument("--headless", dest="output", action="store_const", const="headless",
+                       help="open no window, even if a display is reachable")
+    p.add_argument("--desktop", action="store_true",
+                   help="desktop personas (the desktop image, built on demand: minutes, needs root)"
+                        " that follow the window's size")
     p.set_defaults(func=cmd_demo)
 
     p = add_command(sub, "down", "stop a config's kept guests (and its controller), or every config's",
@@ -156,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(demo_config(), args.duration))
+    return asyncio.run(_run(demo_config(desktop=args.desktop, output=args.output), args.duration))
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -183,7 +183,7 @@ class Controller(GuestCalls):
         colors = {pc.name: pc.color for pc in self.config.personas}
         output = open_output(self.config.display, colors, self.display.backbuffer,
                              on_input=None if self.config.input.devices else self.input,
-                             on_switch=self._overview_switch)
+                             on_switch=self._overview_switch, progress=self.progress)
         self._stack.callback(output.close)
         if output.kind == "window" and not self.config.input.devices:
             for persona in self.personas.values():

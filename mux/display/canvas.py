@@ -7,7 +7,8 @@ Theory. The window is split into two regions that never overlap:
   the newest pending request for attention (:mod:`mux.app.attention`): the asking
   persona's name and text in a box of *its* colour, framed in the banner's ink, with
   ``(+N)`` for the others pending; it stays, whatever is active, until that persona is
-  visited;
+  visited; after it, a short notice while one is shown (``Output.notify``: "copied 42
+  characters from home"), in the banner's ink;
 - the **guest area**, everything below it, where the persona's frame is drawn scaled
   to fit (aspect kept, letterboxed in black), or the overview's tiles.
 
@@ -74,6 +75,7 @@ class WindowCanvas:
         self._banner: tuple[tuple[object, ...], object] | None = None  # (what it shows, its picture)
         self._overview: object | None = None
         self.attention: list[tuple[str, str]] = []  # pending (persona, text), oldest first
+        self.notice: str | None = None  # a short notice the banner shows (the window times it)
         self.overview_drawn = 0.0  # time.monotonic() of the last overview drawn
         self._drawn: tuple[object, ...] | None = None  # what the last whole draw showed
         self.partial_draws = 0
@@ -165,7 +167,7 @@ class WindowCanvas:
     def _draw_banner(self, name: str | None, leds: Leds | None, overview: bool) -> None:
         painter = self._require()
         width = self.size()[0]
-        key = (name, leds, overview, width, tuple(self.attention))
+        key = (name, leds, overview, width, tuple(self.attention), self.notice)
         if self._banner is None or self._banner[0] != key:
             self._banner = (key, painter.picture(self._banner_surface(name, leds, overview, width)))
         painter.draw(self._banner[1], Rect(0, 0, width, BANNER_H))
@@ -197,28 +199,36 @@ class WindowCanvas:
                 pygame.draw.rect(surface, ink, box, 1)
             surface.blit(glyph, glyph.get_rect(center=box.center))
             x = box.x - 6
-        self._draw_attention(surface, font, 30 + text.get_width(), x - 14, ink)
+        left = self._draw_attention(surface, font, 30 + text.get_width(), x - 14, ink)
+        if self.notice:
+            self._draw_notice(surface, font, self.notice, left, x - 14, ink)
         return surface
 
-    def _draw_attention(self, surface: pygame.Surface, font: pygame.font.Font, left: int, right: int,
-                        frame: tuple[int, int, int]) -> None:
-        """The newest pending request in a box of its persona's colour (see the module docstring)."""
-        if not self.attention or right - left < 80:
+    @staticmethod
+    def _draw_notice(surface: pygame.Surface, font: pygame.font.Font, notice: str, left: int, right: int,
+                     ink: tuple[int, int, int]) -> None:
+        """The notice in the banner's ink between ``left`` and ``right`` (cut to fit)."""
+        if right - left < 40:
             return
+        glyph = font.render(_cut(font, notice, right - left), True, ink)
+        surface.blit(glyph, (left, (BANNER_H - 2 - glyph.get_height()) // 2))
+
+    def _draw_attention(self, surface: pygame.Surface, font: pygame.font.Font, left: int, right: int,
+                        frame: tuple[int, int, int]) -> int:
+        """The newest pending request in a box of its persona's colour (see the module
+        docstring); returns where the room after it begins."""
+        if not self.attention or right - left < 80:
+            return left
         persona, text = self.attention[-1]
         color = self.colors.get(persona, NO_PERSONA_COLOR)
         label = f"{persona}: {text}" if text else f"{persona} asks for attention"
         more = f"  (+{len(self.attention) - 1})" if len(self.attention) > 1 else ""
-        room = right - left - 16
-        if font.size(label + more)[0] > room:
-            while len(label) > 1 and font.size(label + "..." + more)[0] > room:
-                label = label[:-1]
-            label += "..."
-        glyph = font.render(label + more, True, text_color(color))
+        glyph = font.render(_cut(font, label, right - left - 16, more) + more, True, text_color(color))
         box = Rect(left, 3, glyph.get_width() + 16, BANNER_H - 8)
         surface.fill(color, box)
         pygame.draw.rect(surface, frame, box, 2)
         surface.blit(glyph, glyph.get_rect(center=box.center))
+        return box.right + 14
 
     def _compose_overview(self, active: str | None) -> None:
         """Every persona's back-buffered frame in its tile, labelled; ``active`` outlined."""
@@ -274,7 +284,7 @@ class WindowCanvas:
 
     def _whole_key(self, name: str | None, frame: Frame | None, leds: Leds | None, overview: bool,
                    picture: Rect | None) -> tuple[object, ...]:
-        return (name, leds, overview, tuple(self.attention), self.size(), picture,
+        return (name, leds, overview, tuple(self.attention), self.notice, self.size(), picture,
                 frame.picture if frame is not None else None)
 
     def _draw_changes_only(self, painter: Painter, name: str | None, frame: Frame | None, leds: Leds | None,
@@ -320,6 +330,15 @@ def _window_size() -> tuple[int, int]:
     if scale <= 0:
         return DEFAULT_SIZE
     return round(DEFAULT_SIZE[0] * scale), round(DEFAULT_SIZE[1] * scale)
+
+
+def _cut(font: pygame.font.Font, text: str, room: int, after: str = "") -> str:
+    """``text``, cut and ended with "..." if it and ``after`` are wider than ``room``."""
+    if font.size(text + after)[0] <= room:
+        return text
+    while len(text) > 1 and font.size(text + "..." + after)[0] > room:
+        text = text[:-1]
+    return text + "..."
 
 
 def _to_surface(image: Image.Image) -> pygame.Surface:

@@ -34,7 +34,9 @@ or the persona restarts, with a short back-off. The link carries:
 - :meth:`Display.switch` (the display's part of a switch, applied by
   :mod:`mux.app.switcher`) writes the new persona's LEDs, presents its back-buffered
   frame at once (the window draws once, frame and LEDs together), then turns its link
-  live.
+  live; a persona that follows the window (``vga = "virtio"``, ``resize_guest``) is then
+  asked for the window's size, as the active one is whenever the window is resized
+  (:mod:`mux.display.resize`).
 
 Nothing here raises into the controller's loops: a link or a screendump that fails is
 logged and retried.
@@ -52,9 +54,11 @@ from pathlib import Path
 from PIL import Image
 
 from mux.config import DisplaySection
+from mux.config.machine import follows_window
 from mux.display.backbuffer import BackBuffer, Frame, Pixels, bgrx_image, decode_image, fingerprint
 from mux.display.leds import LedRouter, Leds
 from mux.display.output import HeadlessOutput, Output
+from mux.display.resize import GuestSizer, SizedLink
 from mux.errors import DisplayError, PersonaError, RfbError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
@@ -122,6 +126,7 @@ class DisplayLink:
                     self.connections += 1
                     backoff, failures = RECONNECT_MIN_S, 0
                     log.debug("%s: VNC link up (connection %d)", self.name, self.connections)
+                    self._display.link_up(self.name)
                     if self.rfb.live:
                         self._resync()
                     await _first((self.rfb.closed(), self._not_running.wait(), self._poll()))
@@ -249,6 +254,7 @@ class Display:
         self.links: dict[str, DisplayLink] = {}
         self.active: str | None = None
         self.screendumps = 0
+        self.sizer = GuestSizer(self._sized_link, lambda: self.active, lambda: self.output.guest_area_size())
         self._personas: Mapping[str, Persona] = {}
         self._runtime_dir = Path()
         self._dump_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in names}
@@ -261,6 +267,9 @@ class Display:
         self._runtime_dir = runtime_dir
         self.output = output
         self.links = {name: DisplayLink(persona, self) for name, persona in personas.items()}
+        self.sizer.follow = frozenset(name for name, persona in personas.items()
+                                      if follows_window(self.config, persona.config))
+        output.on_resize = self.sizer.resized
 
     async def run(self) -> None:
         """The links, the back-buffer refresher and the output's loop; until cancelled."""
@@ -269,6 +278,7 @@ class Display:
                 group.create_task(link.run(), name=f"display-link:{name}")
             group.create_task(self._refresh_loop(), name="backbuffer-refresh")
             group.create_task(self.output.run(), name=f"output:{self.output.kind}")
+            group.create_task(self.sizer.run(), name="guest-sizer")
 
     async def switch(self, old: str | None, new: str) -> None:
         """The display's part of a switch: the new persona's last picture and LEDs, now; then live.
@@ -284,10 +294,20 @@ class Display:
             self.links[old].set_live(False)
         if new in self.links:
             self.links[new].set_live(True)
+        self.sizer.activated(new)
+
+    def link_up(self, name: str) -> None:
+        """``name``'s VNC link came up: the active persona is asked for the window's size again."""
+        if name == self.active:
+            self.sizer.activated(name)
 
     def live_frame(self, name: str, frame: Frame) -> None:
         """A frame from ``name``'s live link (presented if kept and ``name`` is active)."""
         self.backbuffer.put(name, frame)
+
+    def _sized_link(self, name: str) -> SizedLink | None:
+        link = self.links.get(name)
+        return link.rfb if link is not None and link.connected else None
 
     def _kept(self, name: str, frame: Frame) -> None:
         if name == self.active:

@@ -9,8 +9,13 @@ only shows what it is given, and it is the only place that knows how:
   screen (SDL's KMS/DRM driver on a kiosk), under a banner no guest can draw on.
 
 ``output = "auto"`` picks the window when a display looks available (``DISPLAY``,
-``WAYLAND_DISPLAY`` or ``SDL_VIDEODRIVER`` set) and SDL opens one, else headless.
-pygame is imported only when a window is wanted.
+``WAYLAND_DISPLAY`` or ``SDL_VIDEODRIVER`` set) and SDL opens one, else headless; one
+progress line says which and why ("output: window on DISPLAY=:99", "output: headless (no
+DISPLAY or WAYLAND_DISPLAY)"). pygame is imported only when a window is wanted.
+
+An output with a window tells ``on_resize`` the size of its guest area (the window below
+the banner) whenever the window's size changes; the display asks a guest that follows the
+window for that size (:mod:`mux.display.resize`). Headless has no size: it never asks.
 """
 
 from __future__ import annotations
@@ -32,12 +37,21 @@ log = logging.getLogger(__name__)
 
 InputHandler = Callable[[list[InputEvent]], Awaitable[None]]
 SwitchHandler = Callable[[str], Awaitable[object]]
+ResizeHandler = Callable[[tuple[int, int]], None]
+Progress = Callable[[str], None]
 
 
 class Output(Protocol):
     """What the display draws on."""
 
     kind: str
+    #: Told the guest area's new size when the window's size changes (set by the display).
+    on_resize: ResizeHandler | None
+
+    def guest_area_size(self) -> tuple[int, int] | None:
+        """The size a guest that follows the window should have (the window below the
+        banner); None when there is no window (headless)."""
+        ...
 
     def present(self, name: str, frame: Frame | None) -> None:
         """Show ``name``'s frame now (None: it has none yet; show no other persona's)."""
@@ -80,6 +94,7 @@ class HeadlessOutput:
     kind = "headless"
 
     def __init__(self) -> None:
+        self.on_resize: ResizeHandler | None = None  # never called: no window, no size
         self._current: tuple[str, Frame | None] | None = None
         self.presented = 0
         self.attention: list[tuple[str, str]] = []  # what a window's banner would show
@@ -91,6 +106,9 @@ class HeadlessOutput:
 
     def show_leds(self, name: str, leds: Leds | None) -> None:
         pass
+
+    def guest_area_size(self) -> tuple[int, int] | None:
+        return None
 
     def show_attention(self, requests: Sequence[tuple[str, str]]) -> None:
         self.attention = list(requests)
@@ -120,9 +138,19 @@ def display_available(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
 
 
+def display_named(environ: Mapping[str, str] = os.environ) -> str:
+    """Where a window would open, as the environment names it ("DISPLAY=:99"); "" if nowhere."""
+    for name in ("WAYLAND_DISPLAY", "DISPLAY", "SDL_VIDEODRIVER"):
+        if value := environ.get(name):
+            return f"{name}={value}"
+    return ""
+
+
 def open_output(config: DisplaySection, colors: Mapping[str, str], backbuffer: BackBuffer, *,
-                on_input: InputHandler | None, on_switch: SwitchHandler) -> Output:
-    """The output the config asks for, opened.
+                on_input: InputHandler | None, on_switch: SwitchHandler,
+                progress: Progress | None = None) -> Output:
+    """The output the config asks for, opened; ``progress`` (default: the log) gets one
+    line saying which output and why.
 
     ``on_input`` gets keys typed into the window (None: the window routes no keys, as
     when physical keyboards are configured); ``on_switch`` is called with a persona name
@@ -130,19 +158,26 @@ def open_output(config: DisplaySection, colors: Mapping[str, str], backbuffer: B
 
     Raises:
         DisplayError: ``output = "window"`` and SDL cannot open a window. (With
-            ``"auto"`` that falls back to headless, with a warning.)
+            ``"auto"`` that falls back to headless, saying why.)
     """
-    if config.output == "headless" or (config.output == "auto" and not display_available()):
+    tell = progress or (lambda line: log.info("%s", line))
+    if config.output == "headless":
+        tell("output: headless (output = \"headless\")")
+        return HeadlessOutput()
+    if config.output == "auto" and not display_available():
+        tell("output: headless (no DISPLAY or WAYLAND_DISPLAY)")
         return HeadlessOutput()
     from mux.display.window import WindowOutput
 
     window = WindowOutput(colors, backbuffer, fullscreen=config.fullscreen,
                           on_input=on_input, on_switch=on_switch)
+    where = display_named()
     try:
         window.open()
     except DisplayError as exc:
         if config.output == "window":
             raise
-        log.warning("output auto: %s; running headless", exc)
+        tell(f"output: headless (SDL could not open {where.partition('=')[2] or 'a window'}: {exc})")
         return HeadlessOutput()
+    tell(f"output: window on {where}" if where else "output: window")
     return window

@@ -20,8 +20,11 @@ when the X server's connection has data (SDL's x11 driver: the connection comes 
 two seconds after an event, every 40 ms when idle, which keeps an idle window cheap
 (every 0.5 s under SDL's windowless ``dummy`` and ``offscreen`` drivers, where events
 come only from the program itself).
-Drawing happens when a frame is presented, not on a timer. Closing the window asks mux
-to stop as Ctrl-C does. The window title names the active persona too.
+Drawing happens when a frame is presented, not on a timer (a notice, shown in the banner
+for :data:`NOTICE_S`, is taken down by the loop). Closing the window asks mux to stop as
+Ctrl-C does. The window title names the active persona too. When the window's size
+changes (resized, or made full screen) ``on_resize`` is told its guest area's new size:
+the display asks a guest that follows the window for it (:mod:`mux.display.resize`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 InputHandler = Callable[[list[InputEvent]], Awaitable[None]]
 SwitchHandler = Callable[[str], Awaitable[object]]
+ResizeHandler = Callable[[tuple[int, int]], None]
 
 EVENT_POLL_S = 0.01  # while keys or clicks are coming
 IDLE_POLL_S = 0.04  # otherwise (a bare asyncio wake-up at 100 Hz costs ~1.5% of a core here)
@@ -62,6 +66,7 @@ HEADLESS_DRIVERS = ("dummy", "offscreen")
 BUSY_S = 2.0  # how long after an event polling stays fast
 OVERVIEW_REFRESH_S = 1.0
 OVERVIEW_KEY = pygame.K_PAUSE
+NOTICE_S = 3.0  #: how long the banner shows a notice
 _SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
 _BUTTONS = {1: 0x110, 2: 0x112, 3: 0x111}  # SDL's left, middle, right -> BTN_LEFT, _MIDDLE, _RIGHT
 
@@ -90,6 +95,8 @@ class WindowOutput:
         self.on_input = on_input
         self.on_switch = on_switch
         self.on_close = on_close
+        self.on_resize: ResizeHandler | None = None
+        self.notice_until = 0.0  # time.monotonic() when the banner's notice goes
         self.overview = False
         self.presented = 0
         self._name: str | None = None
@@ -141,8 +148,23 @@ class WindowOutput:
             self.canvas.show(self._name, self._frame, self._leds, self.overview)
 
     def notify(self, text: str) -> None:
-        """A notice (logged; the banner shows it: being built, issue 25)."""
+        """Show a notice in the banner for :data:`NOTICE_S` (and log it)."""
         log.info("%s", text)
+        self.canvas.notice = " ".join(text.split())[:200]  # one line, bounded
+        self.notice_until = time.monotonic() + NOTICE_S
+        if self.canvas.is_open:
+            self.canvas.show(self._name, self._frame, self._leds, self.overview)
+
+    def expire_notice(self, now: float) -> None:
+        """Take the banner's notice down if its time is over at ``now``."""
+        if self.canvas.notice is not None and now >= self.notice_until:
+            self.canvas.notice = None
+            if self.canvas.is_open:
+                self.canvas.show(self._name, self._frame, self._leds, self.overview)
+
+    def guest_area_size(self) -> tuple[int, int] | None:
+        """The window below the banner; None while it is not open."""
+        return self.canvas.guest_area().size if self.canvas.is_open else None
 
     def current_frame(self) -> tuple[str, Image.Image, float] | None:
         if self._name is None or self._frame is None:
@@ -185,6 +207,7 @@ class WindowOutput:
                         log.exception("window: handling %s failed", pygame.event.event_name(event.type))
                 if self.overview and time.monotonic() - self.canvas.overview_drawn > OVERVIEW_REFRESH_S:
                     self._redraw()
+                self.expire_notice(time.monotonic())
                 fast = fd is None and time.monotonic() < busy_until
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(EVENT_POLL_S if fast else idle_poll):
@@ -198,7 +221,12 @@ class WindowOutput:
         if event.type == pygame.QUIT:
             log.info("window closed: stopping mux")
             self.on_close()
-        elif event.type in (pygame.WINDOWSIZECHANGED, pygame.WINDOWEXPOSED):
+        elif event.type == pygame.WINDOWSIZECHANGED:
+            self._redraw()
+            area = self.guest_area_size()
+            if self.on_resize is not None and area is not None:
+                self.on_resize(area)
+        elif event.type == pygame.WINDOWEXPOSED:
             self._redraw()
         elif event.type == pygame.WINDOWFOCUSLOST:
             await self._release_held()

@@ -178,7 +178,7 @@ def test_the_readme_is_short_starts_with_the_two_commands_and_its_links_hold() -
     assert len(text.splitlines()) <= 250
     first_block = text.split("```sh\n", 1)[1].split("```", 1)[0]
     assert first_block.splitlines() == [
-        './bootstrap demo          # the built-in demo: personas "work" and "home", headless',
+        './bootstrap demo          # the built-in demo: personas "work" and "home", in a window on a desktop',
         "./bootstrap test          # the whole test suite",
     ]
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
