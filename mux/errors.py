@@ -8,6 +8,8 @@ The whole tree, and whose fault each one is::
      ├── InputError           a key name, chord, hotkey table or text the input side cannot use
      │    └── UnknownKeyError a name that is no Linux key name (suggests close ones)
      ├── UnknownPersona       a request names a persona (or switch target) that is not configured
+     ├── SeatError            seats set up wrongly, or a switch a seat may not make (the persona
+     │                        is active on another seat, or not one this seat may show)
      ├── ImageError           building or finding a guest image
      ├── PersonaError         a QEMU guest
      │    ├── LaunchError     QEMU did not start (exit code, command line, stderr)
@@ -108,6 +110,12 @@ class UnknownPersona(MuxError):
         self.name = name
         self.personas = tuple(personas)
         super().__init__(f"unknown {what} {name!r} (personas: {', '.join(self.personas)})")
+
+
+class SeatError(MuxError):
+    """Seats set up wrongly (an empty or duplicate seat name, a seat that may show no or an
+    unknown persona, a persona active on two seats), or a switch a seat refuses: the persona
+    is active on another seat (and ``[mux] steal`` is false), or the seat may not show it."""
 
 
 class ImageError(MuxError):

@@ -219,15 +219,16 @@ class Router:
                 self._abs(ev.code, ev.value, out)
         return out.actions()
 
-    def switch(self, persona: str) -> list[Action]:
+    def switch(self, persona: str | None) -> list[Action]:
         """Make ``persona`` active; return the releases owed to the persona left.
 
-        Switching to the active persona does nothing.
+        Switching to the active persona does nothing. ``None`` leaves the router with no
+        active persona (a seat whose persona was taken by another: :mod:`mux.input.seats`).
 
         Raises:
             UnknownPersona: ``persona`` is not one of the router's.
         """
-        if persona not in self._personas:
+        if persona is not None and persona not in self._personas:
             raise UnknownPersona(persona, self._personas)
         out = _Out()
         if persona != self._active:
