@@ -18,6 +18,7 @@ import pytest
 
 from mux import images
 from mux.app.controller import Controller
+from mux.app.events import ClipboardChanged
 from mux.config import PersonaConfig
 from mux.errors import PersonaError, ScenarioError, StepFailed
 from mux.scenario.guest_clipboard import HELPER
@@ -150,6 +151,12 @@ FLOW = """\
   - press: scrolllock+v
   - assert_clipboard: {text: "from home 42", timeout: 60}
   - assert_clipboard: {match: "^from home \\\\d+$"}
+  - clipboard_set: {text: "from work 7", persona: work}
+  - press: scrolllock+c
+  - switch: home
+  - press: scrolllock+v
+  - assert_clipboard: {text: "from home 42", persona: home}
+  - switch: work
   - exec: "printf 'sec%s' ret-0451 | /usr/lib/mux/mux-clipboard set"
   - assert_clipboard: {text: "from home 42", timeout: 3}
 """
@@ -160,7 +167,10 @@ GENERATED = "secret-0451"  # what the exec step makes: written nowhere in the sc
 async def test_text_moves_between_desktops_and_a_failure_never_shows_the_text(
         tmp_path: Path, desktop_image: images.BuiltImage) -> None:
     path = tmp_path / "clip.yaml"
-    path.write_text(HEAD.replace("image: console, agent: true", "image: desktop") + FLOW)
+    # Only home -> work is allowed: the paste of work's text into home is refused, while home's
+    # into work, earlier in the same run, is the control that a paste does arrive.
+    head = HEAD.replace("image: console, agent: true", "image: desktop")
+    path.write_text(head.replace("steps:", '  clipboard: {allow: ["home -> work"]}\nsteps:') + FLOW)
     scenario = load_scenario(path)
     assert GENERATED not in path.read_text()
     artifacts = tmp_path / "artifacts"
@@ -173,8 +183,17 @@ async def test_text_moves_between_desktops_and_a_failure_never_shows_the_text(
             await runner.run_step(step, str(number))
         link = ctl.display.links["home"].rfb  # QEMU has heard of the guest's new text
         await wait_until(lambda: link.clipboard_available, 120, "home's clipboard announced to mux")
+        heard: list[ClipboardChanged] = []
+        ctl.subscribe(lambda event: heard.append(event) if isinstance(event, ClipboardChanged) else None)
+        work = ctl.display.links["work"].rfb
         for number, step in enumerate(steps[5:-1], 6):
+            announced = work.clipboard_changes
             await runner.run_step(step, str(number))
+            if step.kind == "clipboard_set":  # the copy must read work's new text, not find none
+                await wait_until(lambda n=announced: work.clipboard_changes > n, 120, "work's text announced")
+        assert [(e.action, e.persona, e.origin, e.chars, e.refused) for e in heard] == [
+            ("copy", "home", "home", 12, None), ("paste", "work", "home", 12, None),
+            ("copy", "work", "work", 11, None), ("paste", "home", "work", 0, "refused: work → home")]
         with pytest.raises(StepFailed) as caught:
             await runner.run_step(steps[-1], str(len(steps)))
     message = str(caught.value)
@@ -183,7 +202,8 @@ async def test_text_moves_between_desktops_and_a_failure_never_shows_the_text(
     passed = [s for s in result.steps if s.step.kind == "assert_clipboard" and s.status == "passed"]
     assert [s.message for s in passed] == ["home: the clipboard is the expected text (12 characters)",
                                            "work: the clipboard is the expected text (12 characters)",
-                                           "work: the clipboard is a text matching '^from home \\\\d+$'"]
+                                           "work: the clipboard is a text matching '^from home \\\\d+$'",
+                                           "home: the clipboard is the expected text (12 characters)"]
     result.error = f"step {len(steps)} failed: {message}"
     written = [write_results([result], artifacts, 1), write_junit([result], artifacts / "junit.xml")]
     assert json.loads(written[0].read_text())["scenarios"][0]["steps"][-1]["message"] == message
