@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mux.errors import RfbError
+from mux.guest.rfb import MAX_SIDE  # a guest is never asked for more than the VNC link accepts
 
 log = logging.getLogger(__name__)
 
 RESIZE_INTERVAL_S = 0.5  #: at most one request this often (the last size wins)
 MIN_SIDE = 64  #: a guest is never asked for less (a window shrunk to nothing)
-MAX_SIDE = 8192  #: nor for more (what the VNC link accepts: mux.guest.rfb.MAX_SIDE)
 
 
 class SizedLink(Protocol):
