@@ -477,8 +477,12 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
         assert ctl.active == "alpha" and ctl.router.pressed()  # held: no switch
         await ctl.input([InputEvent(EV_KEY, 42, 0), SYN])
         released = time.monotonic()
-        await wait_until(lambda: ctl.active == "beta", 30, "the attention switch after the release")
+        # Switched is published once the switch is whole (after the background's CPU share is
+        # settled), so it is waited for, not ctl.active, which changes a moment before
+        await wait_until(lambda: any(isinstance(e, Switched) and e.new == "beta" for e in heard), 30,
+                         "the attention switch after the release")
         assert time.monotonic() - released >= idle_s - 0.05
+        assert ctl.active == "beta"
         assert [(e.new, e.source) for e in heard if isinstance(e, Switched)][-1] == ("beta", "attention")
         assert ctl.status()["attention"] == []  # visited: cleared
 
@@ -488,10 +492,12 @@ async def test_on_attention_switch_waits_for_held_keys_and_never_for_the_active_
         assert ctl.output.attention == [("beta", "my own")]  # type: ignore[attr-defined]
         # ...while another persona's does (the positive control), and beta's own stays pending
         await run_in(alpha, "mux-attention back here", "MUX-ATTENTION back here")
-        await wait_until(lambda: ctl.active == "alpha", 30, "the switch to alpha")
+        await wait_until(lambda: [e.new for e in heard if isinstance(e, Switched)][-1] == "alpha", 30,
+                         "the switch to alpha")
         assert [r["text"] for r in ctl.status()["attention"]] == ["my own"]
         await asyncio.sleep(idle_s + 1.5)
         assert ctl.active == "alpha"  # beta's own request did not pull mux back...
         await run_in(beta, "mux-attention now from the background", "MUX-ATTENTION now from the background")
-        await wait_until(lambda: ctl.active == "beta", 30, "the switch to beta")  # ...a new one does
+        await wait_until(lambda: [e.new for e in heard if isinstance(e, Switched)][-1] == "beta", 30,
+                         "the switch to beta")  # ...a new one does
         assert ctl.status()["attention"] == []
