@@ -69,6 +69,11 @@ async def test_needle_capture_from_a_live_persona(tmp_path: Path, controller: An
     async with controller(work, home) as ctl:
         await asyncio.gather(*(ctl.persona(n).serial.wait_for(re.compile(f"MUX-READY {n}"), READY_S)
                                for n in ("work", "home")))
+        # MUX-READY may come before the back-buffer's newest frame shows the painted screen
+        for _ in range(120):
+            if _near((await ctl.screenshot("work")).convert("RGB").getpixel((1000, 740)), (0xC0, 0x30, 0x30)):
+                break
+            await asyncio.sleep(0.5)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mux", "needle", "capture", "--socket", str(tmp_path / "control.sock"),
             "work", str(tmp_path / "needles" / "work-now"), stdout=asyncio.subprocess.PIPE,
@@ -85,8 +90,13 @@ async def test_needle_capture_from_a_live_persona(tmp_path: Path, controller: An
     with Image.open(tmp_path / "needles" / "work-now.png") as png:
         assert png.size == (1024, 768)
         corner = png.convert("RGB").getpixel((1000, 740))
-    assert all(abs(got - want) < 8 for got, want in zip(corner, (0xC0, 0x30, 0x30), strict=True)), corner
+    assert _near(corner, (0xC0, 0x30, 0x30)), corner
     # ... so it matches work's screen, and not home's: another colour (one grey images
     # tell apart, unlike c03030 and 3060c0) and another name in the prompt
     assert match_needle(work_screen, needle).ok
     assert not match_needle(home_screen, needle).ok
+
+
+def _near(pixel: Any, want: tuple[int, int, int]) -> bool:
+    """Whether an RGB pixel is ``want`` as a 16-bit framebuffer shows it."""
+    return all(abs(got - w) < 8 for got, w in zip(pixel, want, strict=True))
