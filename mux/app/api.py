@@ -63,19 +63,38 @@ class ControlAPI(Protocol):
         ...
 
     def status(self) -> dict[str, Any]:
-        """Everything ``mux ctl status`` prints: active, personas (state, LEDs...), devices."""
+        """Everything ``mux ctl status`` prints: active, personas (state, LEDs...), devices,
+        and ``seats``: ``[{"name", "active", "personas", "output"}]`` in config order."""
         ...
 
     def devices(self, persona: str) -> list[dict[str, Any]]:
         """The devices ``persona`` holds now. Raises UnknownPersona."""
         ...
 
-    async def switch(self, target: str, source: str) -> str:
-        """Switch to a persona, ``next`` or ``previous``; returns the new active persona.
+    async def switch(self, target: str, source: str, seat: str | None = None) -> str:
+        """Switch ``seat`` (None: the first seat) to a persona, ``next`` or ``previous``;
+        returns the seat's new active persona.
 
-        Raises UnknownPersona; DeviceError (a device kept the switch back: nothing
-        changed); SwitchIncomplete (switched, but a part failed; see mux.app.switcher).
+        Raises UnknownPersona; SeatError (no such seat, the seat may not show the persona, or
+        it is active on another seat and ``[mux] steal`` is false: nothing changed);
+        DeviceError (a device kept the switch back: nothing changed); SwitchIncomplete
+        (switched, but a part failed; see mux.app.switcher).
         """
+        ...
+
+    @property
+    def seats(self) -> Sequence[str]:
+        """The seat names, in config order (``("default",)`` without ``[[seat]]`` tables)."""
+        ...
+
+    @property
+    def explicit_seats(self) -> bool:
+        """Whether the config has ``[[seat]]`` tables (else its one seat is implicit: the
+        frontends then speak of ``active`` only, as before seats)."""
+        ...
+
+    def active_on(self, seat: str) -> str | None:
+        """The persona ``seat`` shows (None: none). Raises SeatError: no such seat."""
         ...
 
     async def start(self, persona: str) -> None:

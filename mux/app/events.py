@@ -24,11 +24,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Switched:
-    """The active persona changed from ``old`` (None: none was) to ``new``; ``source`` asked."""
+    """``seat``'s active persona changed from ``old`` (None: none was) to ``new``; ``source``
+    asked. ``new`` is None only for a seat another seat took its persona from (``[mux] steal``)
+    with nothing free to go back to. A config without ``[[seat]]`` has the one seat
+    ``"default"``; with seats, ``Switched`` of the first seat is what ``active`` follows."""
 
     old: str | None
-    new: str
+    new: str | None
     source: str
+    seat: str = "default"
 
 
 @dataclass(frozen=True)

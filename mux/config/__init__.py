@@ -17,6 +17,7 @@ from mux.config.schema import (
     MuxSection,
     PersonaConfig,
     RestartPolicy,
+    SeatSection,
     default_control_socket,
     runtime_base,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "MuxSection",
     "PersonaConfig",
     "RestartPolicy",
+    "SeatSection",
     "default_control_socket",
     "demo_config",
     "load_config",

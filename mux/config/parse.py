@@ -36,6 +36,7 @@ from mux.config.schema import (
     default_control_socket,
     runtime_base,
 )
+from mux.config.seats import parse_seats
 from mux.devices.model import (
     DEVICE_TYPES,
     ID_PATTERN,
@@ -63,11 +64,13 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
     """
     problems: list[tuple[Location, str]] = []
     c = _Checker(locate, problems)
-    top = c.table(data, prefix, {"mux", "persona", "input", "display", "audio", "mqtt", "clipboard"})
+    top = c.table(data, prefix, {"mux", "persona", "input", "display", "audio", "mqtt", "clipboard",
+                                          "seat"})
 
     p = (*prefix, "mux")
     t = c.table(top.get("mux"), p, {"accel", "runtime_dir", "control_socket", "active",
-                                    "start_on_switch", "keep_guests", "background", "quick_boot"})
+                                    "start_on_switch", "keep_guests", "background", "quick_boot",
+                                    "steal"})
     mux = MuxSection(
         accel=c.choice(t, p, "accel", ("auto", "kvm", "tcg"), "auto"),
         runtime_dir=_relative_to(source, c.get(t, p, "runtime_dir", str, None)) or runtime_base(),
@@ -78,6 +81,7 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
         keep_guests=c.choice(t, p, "keep_guests", ("on-crash", "always", "never"), "on-crash"),
         background=c.choice(t, p, "background", ("run", "low", "pause"), "low"),
         quick_boot=c.get(t, p, "quick_boot", bool, True),
+        steal=c.get(t, p, "steal", bool, False),
     )
 
     personas = _parse_personas(c, top.get("persona"), (*prefix, "persona"), source,
@@ -118,9 +122,10 @@ def parse_config(data: Any, locate: SourceMap, source: Path | str, prefix: Path_
                    f"persona name '{q.name}' means {HOME_ASSISTANT_WORDS[q.name]} to Home Assistant's"
                    " selects: rename the persona (or leave out [mqtt])")
     clipboard = _parse_clipboard(c, top.get("clipboard"), (*prefix, "clipboard"), [q.name for q in personas])
+    seats = parse_seats(c, top.get("seat"), (*prefix, "seat"), [q.name for q in personas], top, prefix)
     if problems:
         raise ConfigError(problems)
-    return Config(mux, tuple(personas), input_, display, mqtt, source, audio, clipboard)
+    return Config(mux, tuple(personas), input_, display, mqtt, source, audio, clipboard, seats)
 
 
 #: ``[clipboard] allow``'s rules: "from -> to", each a persona's name or "*".

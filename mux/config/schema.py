@@ -87,6 +87,9 @@ class MuxSection:
     #: same as the active one) or "pause" (stopped until switched to: for laptops on battery;
     #: they no longer keep running, their picture is the last one).
     background: Background = "low"
+    #: A seat's switch to a persona active on another seat moves it there (that seat goes back to
+    #: the persona it showed before); false: the switch is refused, naming the other seat.
+    steal: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,37 @@ class ClipboardSection:
     allow: tuple[str, ...] | None = None
 
 
+#: A seat's output: a window (on ``display``), the whole of one monitor, none, or a window
+#: when ``display`` (or the environment's display) can be opened, else none.
+SeatOutput = Literal["window", "fullscreen", "headless", "auto"]
+
+
+@dataclass(frozen=True)
+class SeatSection:
+    """``[[seat]]``: one person's keyboard, mouse, screen, LEDs and sound, with its own active
+    persona. No ``[[seat]]``: one seat, ``default``, from ``[input]``, ``[display]``, ``[audio]``."""
+
+    #: 1-32 lower-case letters, digits, "-" and "_"; the seat's MQTT topics and banner use it.
+    name: str
+    #: evdev devices this seat grabs, as ``[input] devices`` ("auto" or paths); empty: the seat
+    #: types through its window only.
+    input: tuple[str, ...] = ()
+    #: "window", "fullscreen" (the whole of ``monitor``), "headless" or "auto" (a window when
+    #: one can be opened, else headless).
+    output: SeatOutput = "headless"
+    #: The X display (":1") the seat's window opens on (not set: the environment's ``DISPLAY``).
+    display: str | None = None
+    #: With ``output = "fullscreen"``: which monitor, counted from 0 as SDL numbers them.
+    monitor: int = 0
+    #: Chord = target, as ``[input] hotkeys`` (not set: ``[input] hotkeys``, else the defaults).
+    hotkeys: dict[str, str] | None = None
+    #: A PulseAudio sink name: the seat's active persona plays there (not set: the default sink).
+    audio_sink: str | None = None
+    #: The personas this seat may show, in any order (not set: every persona).
+    personas: tuple[str, ...] | None = None
+    location: Location = Location("<built-in>")  # noqa: RUF009 - frozen, shared safely
+
+
 @dataclass(frozen=True)
 class MqttSection:
     """``[mqtt]``: the MQTT bridge and Home Assistant discovery (no table: no MQTT)."""
@@ -279,6 +313,8 @@ class Config:
     source: Path | str = "<built-in>"
     audio: AudioSection = AudioSection()
     clipboard: ClipboardSection = ClipboardSection()
+    #: The ``[[seat]]`` tables; empty: one implicit seat (see :func:`mux.config.seats.seats_of`).
+    seats: tuple[SeatSection, ...] = ()
 
     def persona(self, name: str) -> PersonaConfig:
         """The persona called ``name``.
