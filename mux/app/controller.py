@@ -36,21 +36,24 @@ from mux.app.api import Frontend, Subscriber, Unsubscribe
 from mux.app.attention import Attention
 from mux.app.boots import resolve_boots
 from mux.app.clipboard import Clipboard, ClipboardLink
+from mux.app.devicecalls import DeviceCalls
 from mux.app.events import DevicesChanged, Events, LedsChanged, ReadyChanged, StateChanged
 from mux.app.guestcalls import GuestCalls
 from mux.app.keep import Keeper
-from mux.app.routing import InputRouting, router_options
+from mux.app.routing import InputRouting, seats_for
 from mux.app.runtime import check_socket_paths, private_runtime_dir
+from mux.app.seatcalls import SeatCalls, open_outputs
 from mux.app.sound import Sound
 from mux.app.statedir import remember_switches, remembered_active
 from mux.app.switcher import Switcher, first_active, start_to_switch
 from mux.app.taglog import TaggedLog
 from mux.config import Config
 from mux.config.schema import KeepGuests
+from mux.config.seats import seats_of
 from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
 from mux.display.leds import Leds, LedSink, leds_dict
-from mux.display.output import Output, open_output
+from mux.display.output import Output
 from mux.errors import ClipboardRefused, MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
 from mux.guest.cmdline import LaunchOptions
@@ -66,7 +69,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-class Controller(GuestCalls):
+class Controller(GuestCalls, DeviceCalls, SeatCalls):
     """Runs a config's personas and routes input, switches and screenshots among them."""
 
     def __init__(self, config: Config, *, frontends: Sequence[Frontend] = (),
@@ -82,38 +85,45 @@ class Controller(GuestCalls):
         self.events = Events()
         self.taglog = TaggedLog(logs_dir, {pc.name: pc.color for pc in config.personas})  # mux.app.taglog
         self.personas: dict[str, Persona] = {}
-        self.router = Router(config.names, **router_options(config))
+        self.seating = seats_for(config)  # who is active on which seat (mux.input.seats)
         self.runtime_dir = Path()
         self.input_sources: list[EvdevSource] = []
         # Devices: follow = "active" ones move before the input does (mux.devices.hotplug).
         self.hotplug = Hotplug.from_config(config, self.personas)
         self.hotplug.listeners.append(self._device_moved)
-        self.display = Display(config.names, config.display)
+        self.display = Display(config.names, config.display, self.seating.seats)
         self.display.leds.listeners.append(self._leds_reported)
         self.sound = Sound(config, self.events)  # audio follows the active persona (mux.app.sound)
-        self.attention = Attention(config, self.events, self.router, lambda: self.output)  # mux.app.attention
-        self.routing = InputRouting(self.router, self.personas, hotkey=self._hotkey,
+        self.attention = Attention(config, self.events, self.seating,  # mux.app.attention
+                                   lambda: {seat: s.output for seat, s in self.display.screens.items()})
+        self.routing = InputRouting(self.seating, self.personas, hotkey=self._hotkey,
                                     input_came=self.attention.input_came)  # mux.app.routing
         self.clipboard = Clipboard([p.name for p in config.personas if p.clipboard], config.clipboard.allow,
                                    self._clipboard_link, self.events, lambda text: self.output.notify(text))
         # The parts are looked up at each switch (not bound now), in the order they apply.
         self.switcher = Switcher(
-            config.names, self.events,
+            self.seating, self.events,
             prepare=lambda old, new: self.hotplug.follow_active(old, new),
-            parts=[("input", lambda old, new: self.routing.route_to(old, new)),
-                   ("display", lambda old, new: self.display.switch(old, new))],
+            apply_input=lambda plan: self.routing.apply(plan),
+            parts=[("display", lambda old, new, seat: self.display.switch(old, new, seat))],
             ready=lambda new: start_to_switch(self.persona(new), config.mux.start_on_switch),
             background=config.mux.background, personas=self.personas)  # [mux] background
         self._remembered = remembered_active(config.source) if remember_active else None
         if remember_active:
-            remember_switches(self.events, config.source)
+            remember_switches(self.events, config.source, self.seating.seats[0])
         self._stack = contextlib.AsyncExitStack()
         self._loops: list[asyncio.Task[None]] = []
 
     @property
     def active(self) -> str | None:
-        """The active persona, as the switcher (its one owner) has it."""
+        """The first seat's active persona (the only seat without ``[[seat]]``), as the
+        switcher (its one owner) has it."""
         return self.switcher.active
+
+    @property
+    def router(self) -> Router:
+        """The first seat's router (read only: switches go through the switcher)."""
+        return self.routing.router
 
     @property
     def names(self) -> tuple[str, ...]:  # the configured persona names, in config order
@@ -172,23 +182,24 @@ class Controller(GuestCalls):
         taken = await self.keeper.adopt(self.personas)  # kept guests that run on: not started
         await self.start_personas([p.name for p in self.config.personas
                                    if p.autostart and p.name not in taken])
-        for spec in discover(list(self.config.input.devices)):
-            source = EvdevSource(spec)
-            self.input_sources.append(source)
-            self.add_led_sink(source)
-            self._loops.append(group.create_task(self.routing.pump(source), name=f"input:{spec}"))
+        for seat in seats_of(self.config):
+            for spec in discover(list(seat.input)):
+                source = EvdevSource(spec)
+                self.input_sources.append(source)
+                self.add_led_sink(source, seat.name)
+                self._loops.append(group.create_task(self.routing.pump(source, seat.name),
+                                                     name=f"input:{spec}"))
 
     def _open_display(self) -> None:
-        """The output (a window routes its keys only when no [input] devices are set)."""
-        colors = {pc.name: pc.color for pc in self.config.personas}
-        output = open_output(self.config.display, colors, self.display.backbuffer,
-                             on_input=None if self.config.input.devices else self.input,
-                             on_switch=self._overview_switch, progress=self.progress)
-        self._stack.callback(output.close)
-        if output.kind == "window" and not self.config.input.devices:
-            for persona in self.personas.values():
-                persona.options = LaunchOptions(tablet=True)  # the window's mouse is an absolute pointer
-        self.display.attach(self.personas, self.runtime_dir, output)
+        """Each seat's output (a window routes its keys only when its seat grabs no device)."""
+        outputs = open_outputs(self.config, self.display.backbuffer, self.input, self._overview_switch,
+                               self.progress, self._stack)
+        for seat in seats_of(self.config):
+            if outputs[seat.name].kind == "window" and not seat.input:
+                for name in self.seating.personas(seat.name):  # the window's mouse is an absolute pointer
+                    self.personas[name].options = LaunchOptions(tablet=True)
+        first, *others = outputs.items()
+        self.display.attach(self.personas, self.runtime_dir, first[1], dict(others))
 
     # --- events: the parts' own callbacks, published on the one hub -------------------
 
@@ -254,38 +265,42 @@ class Controller(GuestCalls):
 
     # --- switching and input --------------------------------------------------------
 
-    async def switch(self, target: str, source: str) -> str:
-        """Queue a switch through the switcher and wait for it; returns the new active name.
+    async def switch(self, target: str, source: str, seat: str | None = None,
+                     steal: bool | None = None) -> str:
+        """Queue a switch of ``seat`` (None: the first) through the switcher and wait for it;
+        returns the seat's new active persona. ``steal`` overrides ``[mux] steal``.
 
         Raises:
-            UnknownPersona: no such persona.  DeviceError: a device that follows the active
-            persona could not move: the switch was not made.  SwitchIncomplete: the switch
-            was made but a part of it failed (see :mod:`mux.app.switcher`).
+            UnknownPersona: no such persona.  SeatError: no such seat, or the seat refuses
+            (it may not show the persona, or the persona is active on another seat).
+            DeviceError: a device that follows the active persona could not move: the switch
+            was not made.  SwitchIncomplete: the switch was made but a part of it failed (see
+            :mod:`mux.app.switcher`).
         """
-        return await self.switcher.request(target, source)
+        return await self.switcher.request(target, source, seat, steal)
 
-    async def _overview_switch(self, name: str) -> None:
-        """A click on a tile of the window's overview: like a hotkey, a refusal is logged."""
+    async def _overview_switch(self, name: str, seat: str | None = None) -> None:
+        """A click on a tile of a window's overview: like a hotkey, a refusal is logged."""
         try:
-            await self.switch(name, "overview")
+            await self.switch(name, "overview", seat)
         except MuxError as exc:
             log.error("overview: %s", exc)
 
-    async def input(self, events: Iterable[InputEvent]) -> None:
-        """Route events from any input source (:mod:`mux.app.routing`); a completed hotkey
-        is carried out at once."""
-        await self.routing.input(events)
+    async def input(self, events: Iterable[InputEvent], seat: str | None = None) -> None:
+        """Route events from any input source of ``seat`` (None: the first;
+        :mod:`mux.app.routing`); a completed hotkey is carried out at once."""
+        await self.routing.input(events, seat)
 
-    async def _hotkey(self, target: str) -> None:
+    async def _hotkey(self, target: str, seat: str | None = None) -> None:
         """A completed hotkey: the overview, a clipboard copy or paste, or a switch. A refusal
         is logged (a clipboard one is on the banner too), never raised into the input."""
         try:
             if target == OVERVIEW:
-                self.output.toggle_overview()
+                self.output_of(seat).toggle_overview()
             elif target in (COPY, PASTE):
-                await (self.clipboard_copy if target == COPY else self.clipboard_paste)("hotkey")
+                await (self.clipboard_copy if target == COPY else self.clipboard_paste)("hotkey", seat)
             else:
-                await self.switch(target, "hotkey")
+                await self.switch(target, "hotkey", seat)
         except ClipboardRefused:
             pass  # the clipboard logged it and put it on the banner
         except MuxError as exc:  # e.g. a device kept the switch back
@@ -293,15 +308,17 @@ class Controller(GuestCalls):
 
     # --- the clipboard (mux.app.clipboard) --------------------------------------------
 
-    async def clipboard_copy(self, source: str) -> dict[str, Any]:
-        """The active persona's clipboard into mux's own, for ``source`` (who asked): see
-        :meth:`mux.app.clipboard.Clipboard.copy`. Raises ClipboardRefused (the banner's text)."""
-        return await self.clipboard.copy(self.active, source)
+    async def clipboard_copy(self, source: str, seat: str | None = None) -> dict[str, Any]:
+        """``seat``'s (None: the first's) active persona's clipboard into mux's own, for
+        ``source`` (who asked): see :meth:`mux.app.clipboard.Clipboard.copy`. Raises
+        ClipboardRefused (the banner's text), SeatError (no such seat)."""
+        return await self.clipboard.copy(self.active_on(seat or self.seating.seats[0]), source)
 
-    async def clipboard_paste(self, source: str) -> dict[str, Any]:
-        """mux's clipboard to the active persona, for ``source``: see
-        :meth:`mux.app.clipboard.Clipboard.paste`. Raises ClipboardRefused (the banner's text)."""
-        return await self.clipboard.paste(self.active, source)
+    async def clipboard_paste(self, source: str, seat: str | None = None) -> dict[str, Any]:
+        """mux's clipboard to ``seat``'s (None: the first's) active persona, for ``source``:
+        see :meth:`mux.app.clipboard.Clipboard.paste`. Raises ClipboardRefused (the banner's
+        text), SeatError (no such seat)."""
+        return await self.clipboard.paste(self.active_on(seat or self.seating.seats[0]), source)
 
     def _clipboard_link(self, name: str) -> ClipboardLink | None:
         link = self.display.links.get(name)
@@ -321,7 +338,7 @@ class Controller(GuestCalls):
 
     @property
     def output(self) -> Output:
-        """The current output (``HeadlessOutput`` or ``WindowOutput``)."""
+        """The first seat's output (``HeadlessOutput`` or a window)."""
         return self.display.output
 
     def leds(self, name: str) -> Leds | None:
@@ -331,12 +348,14 @@ class Controller(GuestCalls):
 
     @property
     def physical_leds(self) -> Leds | None:
-        """What mux last wrote to the physical keyboards (LED sinks); None before any write."""
+        """What mux last wrote to the first seat's physical keyboards (LED sinks); None before
+        any write."""
         return self.display.leds.physical
 
-    def add_led_sink(self, sink: LedSink) -> None:
-        """Show the active persona's LEDs on ``sink`` too (``set_leds(caps, num, scroll)``)."""
-        self.display.leds.add_sink(sink)
+    def add_led_sink(self, sink: LedSink, seat: str | None = None) -> None:
+        """Show ``seat``'s (None: the first's) active persona's LEDs on ``sink`` too
+        (``set_leds(caps, num, scroll)``). Raises SeatError: no such seat."""
+        self.screen_of(seat).leds.add_sink(sink)
 
     def status(self) -> dict[str, Any]:
         """What ``mux ctl status`` prints (JSON-ready)."""
@@ -353,33 +372,8 @@ class Controller(GuestCalls):
             "output": self.output.kind,
             "attention": self.attention.status(),
             "clipboard": self.clipboard.status(),  # {"chars", "from"}: never the text
+            "seats": self.seat_status(),
         }
-
-    # --- devices (mux.devices.hotplug) --------------------------------------------------------
-
-    async def attach(self, device: str, persona: str, timeout: float | None = None) -> dict[str, Any]:
-        """Move ``device`` to ``persona`` (QMP hotplug if it runs); returns the device's status.
-
-        Raises:
-            DeviceError: unknown device or persona, or the move failed; the message says where
-                the device is now (where it was, unless even putting it back failed).
-            DeviceTimeout: the guest holding it did not release it; it stays there.
-        """
-        return await self.hotplug.attach(device, persona, timeout)
-
-    async def detach(self, device: str, persona: str | None = None,
-                     timeout: float | None = None) -> dict[str, Any]:
-        """Unplug ``device`` from its persona (which must be ``persona`` if given).
-
-        Raises:
-            DeviceError: unknown device, attached elsewhere, or QEMU refused the unplug.
-            DeviceTimeout: the guest did not release it; it stays attached.
-        """
-        return await self.hotplug.detach(device, persona, timeout)
-
-    def devices(self, persona: str) -> list[dict[str, Any]]:
-        """The devices ``persona`` holds now, as JSON-ready dicts. Raises UnknownPersona."""
-        return self.hotplug.devices(self.persona(persona).name)
 
     def persona(self, name: str) -> Persona:
         """The persona called ``name``. Raises UnknownPersona: not configured (the message

@@ -20,59 +20,65 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import cast
 
 from mux.config import Config
+from mux.config.seats import seat_hotkeys, seats_of
 from mux.errors import PersonaError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
 from mux.input.events import InputEvent
 from mux.input.router import Action, Router, Send, SwitchRequest, Unmapped
+from mux.input.seats import Seat, Seats, SwitchPlan
 from mux.input.sources import InputSource
 
 log = logging.getLogger(__name__)
 
 
 class InputRouting:
-    """Feeds input events to ``router`` and carries out what it decides."""
+    """Feeds each seat's input events to its router and carries out what it decides."""
 
-    def __init__(self, router: Router, personas: Mapping[str, Persona], *,
-                 hotkey: Callable[[str], Awaitable[None]], input_came: Callable[[], None]) -> None:
-        """``hotkey(target)`` carries a completed hotkey out (it must not raise MuxError);
+    def __init__(self, seats: Seats, personas: Mapping[str, Persona], *,
+                 hotkey: Callable[[str, str], Awaitable[None]], input_came: Callable[[], None]) -> None:
+        """``hotkey(target, seat)`` carries a completed hotkey out (it must not raise MuxError);
         ``input_came()`` is told of every event (mux's attention switch waits for quiet)."""
-        self.router = router
+        self.seats = seats
         self.personas = personas
         self.hotkey = hotkey
         self.input_came = input_came
         self._lock = asyncio.Lock()
         self._unmapped_reported: set[int] = set()
 
-    async def input(self, events: Iterable[InputEvent]) -> None:
-        """Route events from any input source; a completed hotkey is carried out at once."""
+    @property
+    def router(self) -> Router:
+        """The first seat's router (the only one without ``[[seat]]``)."""
+        return self.seats.router(self.seats.seats[0])
+
+    async def input(self, events: Iterable[InputEvent], seat: str | None = None) -> None:
+        """Route events from any input source of ``seat`` (None: the first); a completed
+        hotkey is carried out at once. Raises SeatError: no such seat."""
+        seat = seat or self.seats.seats[0]
         for event in events:
             async with self._lock:
-                actions = self.router.feed(event)
+                actions = self.seats.feed(seat, event)
                 self.input_came()
                 await self._dispatch(actions)
             for action in actions:
                 if isinstance(action, SwitchRequest):
-                    await self.hotkey(action.target)
+                    await self.hotkey(action.target, seat)
 
-    async def route_to(self, old: str | None, new: str) -> None:
-        """The input part of a switch: release what ``old`` holds, route new input to ``new``.
-
-        Raises:
-            UnknownPersona: ``new`` is not one of the router's personas.
-        """
+    async def apply(self, plan: SwitchPlan) -> None:
+        """The input part of a switch: every moved seat's releases to the persona it leaves,
+        then its input goes to its new persona (the switcher's ``apply_input``)."""
         async with self._lock:
-            await self._dispatch(self.router.switch(new))
+            await self._dispatch(self.seats.apply(plan))
 
-    async def pump(self, source: InputSource) -> None:
-        """Feed one input source's frames until cancelled (or the source ends)."""
+    async def pump(self, source: InputSource, seat: str | None = None) -> None:
+        """Feed one input source's frames to ``seat`` until cancelled (or the source ends)."""
         batches = cast(AsyncGenerator[list[InputEvent], None], source.batches())
         async with contextlib.aclosing(batches) as frames:
             async for frame in frames:
-                await self.input(frame)
+                await self.input(frame, seat)
 
     async def _dispatch(self, actions: list[Action]) -> None:
         for action in actions:
@@ -91,9 +97,12 @@ class InputRouting:
                 log.warning("key code %d has no QEMU key code; it is not sent", action.code)
 
 
-def router_options(config: Config) -> dict[str, Any]:
-    """The :class:`~mux.input.router.Router` keywords a config's ``[input]`` sets."""
-    options: dict[str, Any] = {"autorepeat": config.input.autorepeat}
-    if config.input.hotkeys is not None:
-        options["hotkeys"] = config.input.hotkeys
-    return options
+def seats_for(config: Config) -> Seats:
+    """The config's seats (its ``[[seat]]`` tables, or the one implicit seat), none active yet.
+
+    Raises:
+        SeatError, InputError, UnknownPersona: as :class:`~mux.input.seats.Seats` (a config
+            that parsed has none of these).
+    """
+    return Seats(config.names, [Seat(s.name, s.personas, seat_hotkeys(config, s)) for s in seats_of(config)],
+                 steal=config.mux.steal, autorepeat=config.input.autorepeat)

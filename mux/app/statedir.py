@@ -59,11 +59,12 @@ def remember_active(source: Path | str, persona: str) -> None:
     tmp.replace(path)
 
 
-def remember_switches(events: Events, source: Path | str) -> Unsubscribe:
-    """Remember every switch's new active persona for ``source`` (failures are logged)."""
+def remember_switches(events: Events, source: Path | str, first_seat: str = "default") -> Unsubscribe:
+    """Remember every switch's new active persona of the first seat for ``source`` (failures
+    are logged)."""
 
     def on_event(event: Event) -> None:
-        if isinstance(event, Switched):
+        if isinstance(event, Switched) and event.new is not None and event.seat == first_seat:
             try:
                 remember_active(source, event.new)
             except OSError as exc:

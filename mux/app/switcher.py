@@ -52,18 +52,31 @@ from mux.errors import MuxError, StateError, SwitchIncomplete, UnknownPersona
 from mux.guest.persona import Persona
 from mux.guest.priority import Background, Mode
 from mux.guest.state import RunState
-from mux.input.router import switch_target
+from mux.input.hotkeys import NEXT, PREVIOUS
+from mux.input.seats import Seats, SwitchPlan
 
 log = logging.getLogger(__name__)
 
-SwitchPart = Callable[[str | None, str], Awaitable[None]]
-"""``part(old, new)``: one piece of applying a switch."""
+SwitchPart = Callable[[str | None, str | None, str], Awaitable[None]]
+"""``part(old, new, seat)``: one piece of applying a switch, for one seat that changes (``new``
+is None only for a seat another seat took its persona from, with none free to go back to)."""
+
+Prepare = Callable[[str | None, str], Awaitable[None]]
+"""``prepare(old, new)``: the refusable half, for the first seat's change (devices follow it)."""
 
 Ready = Callable[[str], Awaitable[None]]
 """``ready(new)``: make the target persona run, or raise a MuxError to refuse the switch."""
 
+ApplyInput = Callable[[SwitchPlan], Awaitable[None]]
+"""``apply_input(plan)``: :meth:`Seats.apply <mux.input.seats.Seats.apply>` the plan and send
+each router's releases (the input routing does it under its lock)."""
+
 
 async def _always_ready(_: str) -> None:
+    return None
+
+
+async def _nothing(_: str | None, __: str) -> None:
     return None
 
 
@@ -71,27 +84,34 @@ async def _always_ready(_: str) -> None:
 class _Request:
     target: str
     source: str
+    seat: str
+    steal: bool | None = None
     done: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Switcher:
     """Orders switch requests and applies each: ``prepare`` (may refuse), then every part.
 
-    ``background`` (``[mux] background``) with ``personas`` (looked up at each use) gives
-    the active persona the CPU first (see the module docstring); with ``"run"`` or without
-    ``personas`` nobody's share is touched.
+    ``seats`` is who is active where (:class:`~mux.input.seats.Seats`: this switcher is the
+    only one that applies switches to it); a list of names is one implicit seat with every
+    persona (``active`` first). ``background`` (``[mux] background``) with ``personas``
+    (looked up at each use) gives the personas active on a seat the CPU first (see the module
+    docstring); with ``"run"`` or without ``personas`` nobody's share is touched.
     """
 
-    def __init__(self, names: Sequence[str], events: Events, *, prepare: SwitchPart,
+    def __init__(self, seats: Seats | Sequence[str], events: Events, *, prepare: Prepare = _nothing,
                  parts: Sequence[tuple[str, SwitchPart]], active: str | None = None,
                  ready: Ready = _always_ready, background: Mode = "run",
-                 personas: Mapping[str, Persona] | None = None) -> None:
-        self.names = tuple(names)
+                 personas: Mapping[str, Persona] | None = None,
+                 apply_input: ApplyInput | None = None) -> None:
+        self.seats = seats if isinstance(seats, Seats) else Seats.single(seats, active=active)
+        self.names = self.seats.names
+        self.first = self.seats.seats[0]
         self._ready = ready
-        self._active = active
         self._events = events
         self._prepare = prepare
         self._parts = list(parts)
+        self._apply_input = apply_input
         self._queue: asyncio.Queue[_Request | str] = asyncio.Queue()  # a name: settle its share
         self._background = Background(background) if personas is not None and background != "run" else None
         self._personas: Mapping[str, Persona] = personas if personas is not None else {}
@@ -101,31 +121,35 @@ class Switcher:
 
     @property
     def active(self) -> str | None:
-        """The active persona: changed only by a switch this switcher applied."""
-        return self._active
+        """The first seat's active persona: changed only by a switch this switcher applied."""
+        return self.seats.active(self.first)
 
-    def resolve(self, target: str) -> str:
-        """Persona name for ``target`` (a name, ``next`` or ``previous``) now.
+    def resolve(self, target: str, seat: str | None = None) -> str:
+        """Persona name for ``target`` (a name, ``next`` or ``previous``) on ``seat`` now.
 
         Raises:
-            UnknownPersona: no such persona.
+            UnknownPersona: no such persona.  SeatError: no such seat, or the seat refuses it.
         """
-        persona = switch_target(self.names, self._active, target)
-        if persona is None:
-            raise UnknownPersona(target, self.names)
-        return persona
+        return self.seats.plan_switch(seat or self.first, target).persona
 
-    async def request(self, target: str, source: str) -> str:
-        """Queue a switch and wait until it is applied; returns the new active persona.
+    async def request(self, target: str, source: str, seat: str | None = None,
+                      steal: bool | None = None) -> str:
+        """Queue a switch of ``seat`` (None: the first) and wait until it is applied; returns
+        the seat's new active persona. ``steal``: overrides ``[mux] steal`` for this request.
 
         Raises:
             UnknownPersona: unknown persona (checked before queueing).
+            SeatError: unknown seat (checked before queueing); the seat may not show the
+                persona, or it is active on another seat and steal is off: nothing changed.
             MuxError: ``ready`` (e.g. StateError: the persona is stopped and may not be
                 started) or ``prepare`` (e.g. DeviceError) refused the switch; nothing changed.
             SwitchIncomplete: switched, but a part failed (see the module docstring).
         """
-        self.resolve(target)
-        request = _Request(target, source)
+        seat = seat or self.first
+        self.seats.personas(seat)  # an unknown seat: SeatError now
+        if target not in (*self.names, NEXT, PREVIOUS):
+            raise UnknownPersona(target, self.names)
+        request = _Request(target, source, seat, steal)
         await self._queue.put(request)
         return await request.done
 
@@ -134,7 +158,8 @@ class Switcher:
         while True:
             request = await self._queue.get()
             if isinstance(request, str):
-                await self._share(request, request == self._active or self._active is None)
+                nobody = all(self.seats.active(s) is None for s in self.seats.seats)
+                await self._share(request, nobody or self.seats.seat_of(request) is not None)
                 continue
             try:
                 new = await self._apply(request)
@@ -148,34 +173,45 @@ class Switcher:
                     request.done.set_exception(exc)
 
     async def _apply(self, request: _Request) -> str:
-        new = self.resolve(request.target)
-        old = self._active
+        old = self.seats.active(request.seat)
+        new = request.target
         try:
+            plan = self.seats.plan_switch(request.seat, request.target, steal=request.steal)
+            new = plan.persona
             await self._ready(new)  # even for the active persona: it may have been stopped
-            if new == old:
+            if not plan.moves:
                 return new
             await self._share(new, True)
-            await self._prepare(old, new)
+            for move in plan.moves:
+                if move.seat == self.first and move.new is not None:
+                    await self._prepare(move.old, move.new)  # devices follow the first seat
         except MuxError as exc:
             log.warning("switch %s -> %s (%s) refused: %s", old, new, request.source, exc)
-            if old is not None and new != old:
+            if old is not None and new != old and new in self.names and self.seats.seat_of(new) is None:
                 await self._share(new, False)
             raise
         failures: list[tuple[str, Exception]] = []
         try:
+            await (self._apply_input or self._apply_plain)(plan)
+        except Exception as exc:  # the others still apply: see the module docstring
+            log.error("switch %s -> %s: the input part failed", old, new, exc_info=exc)
+            failures.append(("input", exc))
+        if self.seats.active(plan.seat) != plan.persona:  # the input part failed before applying
+            self.seats.apply(plan)
+        for move in plan.moves:
             for name, part in self._parts:
                 try:
-                    await part(old, new)
+                    await part(move.old, move.new, move.seat)
                 except Exception as exc:  # the others still apply: see the module docstring
-                    log.error("switch %s -> %s: the %s part failed", old, new, name, exc_info=exc)
+                    log.error("switch %s -> %s: the %s part failed", move.old, move.new, name, exc_info=exc)
                     failures.append((name, exc))
-        finally:  # even if cancelled midway: the parts already applied name ``new``
-            self._active = new
         for name in self.names:
-            if name != new:
+            if self.seats.seat_of(name) is None:
                 await self._share(name, False)
-        log.info("switched %s -> %s (%s)", old, new, request.source)
-        self._events.publish(Switched(old, new, request.source))
+        for move in plan.moves:
+            where = "" if len(self.seats.seats) == 1 else f" on seat {move.seat}"
+            log.info("switched %s -> %s%s (%s)", move.old, move.new, where, request.source)
+            self._events.publish(Switched(move.old, move.new, request.source, move.seat))
         for _, error in failures:
             if not isinstance(error, MuxError):
                 raise error  # a bug in mux: not dressed up as a refused request
@@ -183,6 +219,8 @@ class Switcher:
             raise SwitchIncomplete(new, [(name, str(error)) for name, error in failures]) from failures[0][1]
         return new
 
+    async def _apply_plain(self, plan: SwitchPlan) -> None:
+        self.seats.apply(plan)  # no input routing (tests): the releases have nobody to go to
 
     async def _share(self, name: str, active: bool) -> None:
         """Give ``name`` the active persona's CPU share, or the background's (once it is

@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -59,9 +59,12 @@ from mux.display.leds import LedRouter, Leds
 from mux.display.link import DisplayLink
 from mux.display.output import HeadlessOutput, Output
 from mux.display.resize import GuestSizer, SizedLink
+from mux.display.screen import Screen
 from mux.errors import DisplayError, PersonaError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
+
+DEFAULT_SEAT = "default"  # mux.input.seats.DEFAULT_SEAT (the display does not import input)
 
 log = logging.getLogger(__name__)
 
@@ -71,89 +74,111 @@ def _read_dump(path: Path) -> tuple[bytes, int]:
 
 
 class Display:
-    """Links, back-buffer, output and LEDs of a controller's personas."""
+    """Links, back-buffer, and one :class:`~mux.display.screen.Screen` per seat."""
 
-    def __init__(self, names: list[str], config: DisplaySection) -> None:
+    def __init__(self, names: list[str], config: DisplaySection,
+                 seats: Sequence[str] = (DEFAULT_SEAT,)) -> None:
         self.config = config
         self.interval = config.backbuffer_interval_s
         self.backbuffer = BackBuffer(names)
-        self.leds = LedRouter(names)
-        self.output: Output = HeadlessOutput()
         self.links: dict[str, DisplayLink] = {}
-        self.active: str | None = None
         self.screendumps = 0
-        self.sizer = GuestSizer(self._sized_link, lambda: self.active, lambda: self.output.guest_area_size())
+        first = Screen(seats[0], names, self._sized_link)
+        self.screens = {seats[0]: first, **{seat: Screen(seat, names, self._sized_link, shares=first.leds)
+                                            for seat in seats[1:]}}
         self._personas: Mapping[str, Persona] = {}
         self._runtime_dir = Path()
         self._dump_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in names}
         self.backbuffer.listeners.append(self._kept)
-        self.leds.listeners.append(self._leds_changed)
 
-    def attach(self, personas: Mapping[str, Persona], runtime_dir: Path, output: Output) -> None:
-        """Connect to the personas (links follow their run state) and the output."""
+    # The first seat's screen (the only one without [[seat]]): what a single-seat caller means.
+    @property
+    def primary(self) -> Screen:
+        return next(iter(self.screens.values()))
+
+    @property
+    def output(self) -> Output:
+        return self.primary.output
+
+    @property
+    def active(self) -> str | None:
+        return self.primary.active
+
+    @property
+    def leds(self) -> LedRouter:
+        """The first seat's LEDs (every seat's router reads the same per-persona state)."""
+        return self.primary.leds
+
+    @property
+    def sizer(self) -> GuestSizer:
+        return self.primary.sizer
+
+    def attach(self, personas: Mapping[str, Persona], runtime_dir: Path, output: Output,
+               others: Mapping[str, Output] | None = None) -> None:
+        """Connect to the personas (links follow their run state) and the outputs: ``output``
+        is the first seat's, ``others`` the other seats' by name."""
         self._personas = personas
         self._runtime_dir = runtime_dir
-        self.output = output
         self.links = {name: DisplayLink(persona, self) for name, persona in personas.items()}
-        self.sizer.follow = frozenset(name for name, persona in personas.items()
-                                      if follows_window(self.config, persona.config))
-        output.on_resize = self.sizer.resized
+        follow = frozenset(name for name, persona in personas.items()
+                           if follows_window(self.config, persona.config))
+        for seat, screen in self.screens.items():
+            mine = output if screen is self.primary else (others or {}).get(seat, HeadlessOutput())
+            screen.attach(mine, follow)
 
     async def run(self) -> None:
-        """The links, the back-buffer refresher and the output's loop; until cancelled."""
+        """The links, the back-buffer refresher, each screen's output loop and sizer; until cancelled."""
         async with asyncio.TaskGroup() as group:
             for name, link in self.links.items():
                 group.create_task(link.run(), name=f"display-link:{name}")
             group.create_task(self._refresh_loop(), name="backbuffer-refresh")
-            group.create_task(self.output.run(), name=f"output:{self.output.kind}")
-            group.create_task(self.sizer.run(), name="guest-sizer")
+            for seat, screen in self.screens.items():
+                suffix = "" if screen is self.primary else f":{seat}"
+                group.create_task(screen.output.run(), name=f"output:{screen.output.kind}{suffix}")
+                group.create_task(screen.sizer.run(), name=f"guest-sizer{suffix}")
 
-    async def switch(self, old: str | None, new: str) -> None:
-        """The display's part of a switch: the new persona's last picture and LEDs, now; then live.
+    async def switch(self, old: str | None, new: str | None, seat: str | None = None) -> None:
+        """The display's part of a switch of ``seat`` (None: the first): the new persona's last
+        picture and LEDs, now; then its link live, and ``old``'s link back to the background's
+        pace unless another seat shows it now.
 
-        ``active`` is set first, so even if a later step raises, the display names the
-        persona the switcher made active (see :mod:`mux.app.switcher`).
+        The screen's ``active`` is set first, so even if a later step raises, the display names
+        the persona the switcher made active (see :mod:`mux.app.switcher`).
         """
-        self.active = new
-        self.leds.switch(new)
-        self._leds_changed(new, self.leds.persona(new))  # told first: drawn with the frame
-        self._present(new, self.backbuffer.get(new))
-        if old is not None and old in self.links:
+        screen = self.primary if seat is None else self.screens[seat]
+        screen.show(new, None if new is None else self.backbuffer.get(new))
+        shown = {s.active for s in self.screens.values()}
+        if old is not None and old in self.links and old not in shown:
             self.links[old].set_live(False)
-        if new in self.links:
+        if new is not None and new in self.links:
             self.links[new].set_live(True)
-        self.sizer.activated(new)
 
     def link_up(self, name: str) -> None:
-        """``name``'s VNC link came up: the active persona is asked for the window's size again."""
-        if name == self.active:
-            self.sizer.activated(name)
+        """``name``'s VNC link came up: the seat showing it asks for the window's size again."""
+        for screen in self.screens.values():
+            if screen.active == name:
+                screen.sizer.activated(name)
 
     def live_frame(self, name: str, frame: Frame) -> None:
         """A frame from ``name``'s live link (presented if kept and ``name`` is active)."""
         self.backbuffer.put(name, frame)
+
+    def guest_leds(self, name: str, leds: Leds) -> None:
+        """``name``'s guest set its LEDs: kept, and written to the keyboards of the seat showing it."""
+        for screen in self.screens.values():
+            screen.leds.guest_set(name, leds)
+
+    def shown_on(self, name: str) -> Screen | None:
+        """The screen of the seat ``name`` is active on, if any."""
+        return next((s for s in self.screens.values() if s.active == name), None)
 
     def _sized_link(self, name: str) -> SizedLink | None:
         link = self.links.get(name)
         return link.rfb if link is not None and link.connected else None
 
     def _kept(self, name: str, frame: Frame) -> None:
-        if name == self.active:
-            self._present(name, frame)
-
-    def _present(self, name: str, frame: Frame | None) -> None:
-        try:
-            self.output.present(name, frame)
-        except Exception:  # a broken output must not break switching or the links
-            log.exception("output %s: presenting %s failed", self.output.kind, name)
-
-    def _leds_changed(self, name: str, leds: Leds | None) -> None:
-        if name != self.active:
-            return
-        try:
-            self.output.show_leds(name, leds)
-        except Exception:
-            log.exception("output %s: showing %s's LEDs failed", self.output.kind, name)
+        if (screen := self.shown_on(name)) is not None:
+            screen.present(name, frame)
 
     # --- screendumps ------------------------------------------------------------------
 

@@ -57,8 +57,10 @@ def leds_dict(leds: Leds | None) -> dict[str, bool] | None:
 class LedRouter:
     """Per-persona LED state, and the physical state derived from the active persona."""
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self._state: dict[str, Leds | None] = dict.fromkeys(names)
+    def __init__(self, names: Iterable[str], *, shares: LedRouter | None = None) -> None:
+        """``shares``: another seat's router whose per-persona state this one reads (the guests'
+        LEDs are one state; each seat writes its own keyboards from its own active persona)."""
+        self._state: dict[str, Leds | None] = shares._state if shares is not None else dict.fromkeys(names)
         self._sinks: list[LedSink] = []
         self.active: str | None = None
         self.physical: Leds | None = None

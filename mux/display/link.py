@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from mux.display.backbuffer import Frame
-from mux.display.leds import LedRouter, Leds
+from mux.display.leds import Leds
 from mux.errors import RfbError
 from mux.guest.persona import Persona
 from mux.guest.state import RunState
@@ -33,7 +33,8 @@ class LinkOwner(Protocol):
     """What a link tells its display (:class:`mux.display.display.Display`)."""
 
     interval: float
-    leds: LedRouter
+
+    def guest_leds(self, name: str, leds: Leds) -> None: ...
 
     def live_frame(self, name: str, frame: Frame) -> None: ...
 
@@ -180,7 +181,7 @@ class DisplayLink:
         self._display.live_frame(self.name, replace(aside[-1], rects=None))
 
     def _on_leds(self, leds: Leds) -> None:
-        self._display.leds.guest_set(self.name, leds)
+        self._display.guest_leds(self.name, leds)
 
     def _on_frame(self, frame: Frame) -> None:
         if not self.rfb.live:

@@ -233,6 +233,14 @@ class Seats:
         """
         return self._routers[self._seat(seat)].pressed()
 
+    def router(self, seat: str) -> Router:
+        """``seat``'s own router (read it; switch only through :meth:`apply`).
+
+        Raises:
+            SeatError: no such seat.
+        """
+        return self._routers[self._seat(seat)]
+
     def _seat(self, seat: str) -> str:
         if seat not in self._routers:
             raise SeatError(f"unknown seat {seat!r} (seats: {', '.join(self._routers)})")

@@ -25,7 +25,7 @@ async def test_a_refused_ready_changes_nothing_and_a_started_one_switches() -> N
         running.add(name)  # stands in for starting it
 
     def part(label: str):  # type: ignore[no-untyped-def]
-        async def apply(old: str | None, new: str) -> None:
+        async def apply(old: str | None, new: str | None, *seat: str) -> None:
             applied.append((label, old, new))
         return apply
 

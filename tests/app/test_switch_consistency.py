@@ -37,8 +37,8 @@ class Parts:
         self.applied: dict[str, str] = {}
 
     def part(self, name: str) -> Any:
-        async def apply(old: str | None, new: str) -> None:
-            self.applied[name] = new
+        async def apply(old: str | None, new: str | None, *seat: str) -> None:
+            self.applied[name] = str(new)
             if name == self.fail:
                 assert self.error is not None
                 raise self.error
