@@ -220,8 +220,9 @@ class Controller(GuestCalls, DeviceCalls, SeatCalls):
     async def start_personas(self, names: Iterable[str]) -> None:
         """Start personas concurrently; one that fails is reported, the others go on.
 
-        If none is active, one becomes active: the one active when mux last ran (if
-        remembered), else ``[mux] active``, else the first running (config order).
+        A seat with no active persona gets one: for the first seat, the one active when mux
+        last ran (if remembered), else ``[mux] active``, else the first running (config
+        order); for the others, the first running one it may show that no seat shows.
 
         Raises:
             UnknownPersona: a name is not configured (nothing is started then).
@@ -236,11 +237,16 @@ class Controller(GuestCalls, DeviceCalls, SeatCalls):
                 raise result
             else:
                 self.progress(f"persona {name}: running, serial log {self.personas[name].serial.path}")
-        if self.active is None:
-            running = [n for n in self.config.names if self.personas[n].state == RunState.RUNNING]
-            first = first_active(running, self._remembered, self.config.mux.active)
+        for seat in self.seating.seats:  # each seat without a persona gets a free running one
+            if self.seating.active(seat) is not None:
+                continue
+            running = [n for n in self.seating.personas(seat)
+                       if self.personas[n].state == RunState.RUNNING and self.seating.seat_of(n) is None]
+            first_seat = seat == self.seating.seats[0]
+            first = first_active(running, self._remembered if first_seat else None,
+                                 self.config.mux.active if first_seat else None)
             if first is not None:
-                await self.switch(first, "startup")
+                await self.switch(first, "startup", seat)
 
     async def start(self, persona: str) -> None:
         """Start ``persona`` (it becomes active if none is); nothing if it runs already.
