@@ -22,6 +22,8 @@ The whole tree, and whose fault each one is::
      │    └── DeviceTimeout   the old guest did not release the device (no DEVICE_DELETED) in time
      ├── ControlError         the control socket (no controller, bad request)
      ├── DisplayError         the display: an output that cannot open, a frame that cannot be read
+     │    └── WireError       a seat window process's message is malformed or too large
+     │                        (defined in mux.display.window_pipe, with the wire)
      ├── SnapshotError        a snapshot that could not be saved or restored
      ├── SwitchIncomplete     a switch was made, but a part of applying it failed (names the part)
      ├── ClipboardRefused     an explicit copy or paste was not made (the message is the banner's)

@@ -60,8 +60,9 @@ OVERVIEW_BACKGROUND = (24, 24, 24)
 class WindowCanvas:
     """The window, its renderer and everything drawn on it; see the module docstring."""
 
-    def __init__(self, colors: Mapping[str, str], backbuffer: BackBuffer) -> None:
-        """``colors`` maps each persona, in overview order, to its banner colour.
+    def __init__(self, colors: Mapping[str, str], backbuffer: BackBuffer, *, seat: str | None = None) -> None:
+        """``colors`` maps each persona, in overview order, to its banner colour; ``seat``
+        (a ``[[seat]]``'s name) is shown before the persona's ("two: home"), None: not shown.
 
         Raises:
             DisplayError: a colour is not six hex digits.
@@ -69,6 +70,7 @@ class WindowCanvas:
         self.colors = {name: parse_color(color) for name, color in colors.items()}
         self.names = list(colors)
         self.backbuffer = backbuffer
+        self.seat = seat
         self.window: video.Window | None = None
         self._painter: Painter | None = None
         self._font: pygame.font.Font | None = None
@@ -89,21 +91,27 @@ class WindowCanvas:
         """Guest pixels taken from the framebuffers since the window opened (what frames cost)."""
         return self._painter.uploaded_pixels if self._painter is not None else 0
 
-    def open(self, fullscreen: bool) -> None:
-        """Open the window (or the whole screen).
+    def open(self, fullscreen: bool, monitor: int | None = None) -> None:
+        """Open the window (or the whole screen) on ``monitor`` (SDL's display number; None:
+        where SDL puts it).
 
         Raises:
-            DisplayError: SDL has no usable video driver or display.
+            DisplayError: SDL has no usable video driver or display, or no such monitor.
         """
         try:
             pygame.display.init()
             pygame.font.init()
-            window = video.Window("mux", size=_window_size(), resizable=True, fullscreen_desktop=fullscreen)
+            position = _on_monitor(monitor)
+            window = video.Window("mux", size=_window_size(), position=position, resizable=True,
+                                  fullscreen_desktop=fullscreen)
             try:
                 self._painter = _painter(window)
             except (pygame.error, RuntimeError):
                 window.destroy()
                 raise
+        except DisplayError:
+            pygame.display.quit()
+            raise
         except (pygame.error, RuntimeError) as exc:
             pygame.display.quit()
             driver = os.environ.get("SDL_VIDEODRIVER", "SDL's default driver")
@@ -183,6 +191,8 @@ class WindowCanvas:
         if font is None:
             return surface
         title = name or "no persona"
+        if self.seat is not None:
+            title = f"{self.seat}: {title}"
         if overview:
             title += "  |  overview: press 1-9 or click a picture; Pause goes back"
         text = font.render(title, True, ink)
@@ -316,6 +326,24 @@ def _painter(window: video.Window) -> Painter:
         except RuntimeError as exc:
             log.info("window output: no accelerated renderer (%s): drawing on the window's surface", exc)
     return SurfacePainter(window)
+
+
+#: SDL_WINDOWPOS_UNDEFINED_DISPLAY(n) is this mask with n in its low bits (SDL_video.h).
+_WINDOWPOS_UNDEFINED_MASK = 0x1FFF0000
+
+
+def _on_monitor(monitor: int | None) -> int | tuple[int, int]:
+    """The window position that puts a window on SDL's display ``monitor`` (None: SDL's choice).
+
+    Raises:
+        DisplayError: SDL has no display ``monitor``.
+    """
+    if monitor is None:
+        return video.WINDOWPOS_UNDEFINED
+    count = pygame.display.get_num_displays()
+    if not 0 <= monitor < count:
+        raise DisplayError(f"no monitor {monitor}: SDL sees {count} (0 to {count - 1})")
+    return _WINDOWPOS_UNDEFINED_MASK | monitor, _WINDOWPOS_UNDEFINED_MASK | monitor
 
 
 def _window_size() -> tuple[int, int]:

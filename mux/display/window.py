@@ -87,8 +87,14 @@ class WindowOutput:
 
     def __init__(self, colors: Mapping[str, str], backbuffer: BackBuffer, *, fullscreen: bool = False,
                  on_input: InputHandler | None = None, on_switch: SwitchHandler | None = None,
-                 on_close: Callable[[], None] = _interrupt) -> None:
-        self.canvas = WindowCanvas(colors, backbuffer)
+                 on_close: Callable[[], None] = _interrupt, seat: str | None = None,
+                 monitor: int | None = None) -> None:
+        """``seat`` labels the banner and title ("two: home"; None: the persona alone, the
+        implicit seat's); ``monitor`` is the SDL display the window opens on (None: SDL's
+        choice)."""
+        self.canvas = WindowCanvas(colors, backbuffer, seat=seat)
+        self.seat = seat
+        self.monitor = monitor
         self.names = list(colors)
         self.backbuffer = backbuffer
         self.fullscreen = fullscreen
@@ -113,7 +119,7 @@ class WindowOutput:
         Raises:
             DisplayError: SDL has no usable video driver or display.
         """
-        self.canvas.open(self.fullscreen)
+        self.canvas.open(self.fullscreen, self.monitor)
         self._redraw()
 
     def close(self) -> None:
@@ -128,7 +134,7 @@ class WindowOutput:
         self.presented += 1
         if switched:  # LEDs told before the switch's present are drawn with it (one draw)
             self._leds = self._leds_told.get(name)
-            self.canvas.set_title(f"mux: {name}")
+            self.canvas.set_title(f"mux: {name}" if self.seat is None else f"mux: {self.seat}: {name}")
         if not self.canvas.is_open or (self.overview and not switched):
             return
         self.overview = False
