@@ -9,6 +9,9 @@ table: :func:`add_broker_options`), ``status``, ``switch``, ``start``, ``stop``,
 through the topics a panel uses (:class:`mux.frontends.mqtt_client.RemoteNode`): a
 command waits until the node's retained state shows it carried out, then prints the
 node's status. ``mux ps --mqtt URL`` lists the nodes the broker knows (:func:`cmd_ps_mqtt`).
+
+``switch --seat S`` switches one ``[[seat]]`` (default: the first); over MQTT it is refused
+with exit code 2 (a seat has its own ``seat/<name>/active/set`` topic there).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import asyncio
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from mux.cli_common import SOCKET_HELP, add_command, add_subcommands
+from mux.cli_common import EXIT_USAGE, SOCKET_HELP, add_command, add_subcommands
 from mux.config import MqttSection, default_control_socket
 from mux.errors import ControlError
 from mux.frontends import control
@@ -73,10 +77,14 @@ def add_ctl_parser(sub: Any) -> None:
     p.add_argument("--socket", type=Path, default=default_control_socket(), metavar="PATH", help=SOCKET_HELP)
     add_broker_options(p, node=True)
     csub = add_subcommands(p, "REQUEST", "what to ask the controller")
-    add_command(csub, "status", "print the personas, their states and which one is active (JSON)"
+    add_command(csub, "status", "print the personas, their states, the seats and what each shows (JSON)"
                 ).set_defaults(func=cmd_ctl_status)
-    s = add_command(csub, "switch", "make a persona the active one")
-    s.add_argument("name", metavar="PERSONA", help="the persona to make active")
+    s = add_command(csub, "switch", "make a persona the active one (of a seat)",
+                    "Prints the seat's new active persona; refused (exit 1) when the seat may not show it"
+                    " or it is active on another seat and [mux] steal is off.")
+    s.add_argument("name", metavar="PERSONA", help="the persona to make active (or next, previous)")
+    s.add_argument("--seat", metavar="SEAT",
+                   help="the [[seat]] to switch (default: the first seat; not over MQTT)")
     s.set_defaults(func=cmd_ctl_switch)
     for action in ("start", "stop", "restart"):
         s = add_command(csub, action, f"{action} a persona's guest (over MQTT only: --mqtt)",
@@ -158,10 +166,23 @@ def cmd_ctl_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ctl_switch(args: argparse.Namespace) -> int:
+    """Switch a seat; prints its new active persona (over MQTT: the node's status).
+
+    Raises:
+        ControlError: the controller refused or could not be reached.
+    """
+    seat = getattr(args, "seat", None)
+    if args.mqtt and seat is not None:
+        print("mux: ctl switch --seat works only over the control socket (over MQTT, publish to the node's"
+              f" seat/{seat}/active/set topic)", file=sys.stderr)
+        return EXIT_USAGE
     if node := remote(args):
         print(json.dumps(asyncio.run(node.command("switch", args.name)), indent=2))
         return 0
-    print(ask(args, {"cmd": "switch", "persona": args.name})["active"])
+    message: dict[str, object] = {"cmd": "switch", "persona": args.name}
+    if seat is not None:
+        message["seat"] = seat
+    print(ask(args, message)["active"])
     return 0
 
 

@@ -41,6 +41,8 @@ interleaved sample by sample, and reported both raw (milliseconds) and as a rati
   same with ``--jobs 2`` (:mod:`mux.bench.replay_jobs`; target >= 1.5 on 2 cores).
 - ``quick_boot_s``, ``quick_boot_debian_s``: ``mux run``'s start until a persona quick boot
   saved is ready again (:mod:`mux.bench.quickboot`; the debian one ``null`` when not built).
+- ``switch_latency_ms_2seats``: a switch of seat two while seat one holds its persona, next to
+  the same switch without seats (``switch_latency_2seats_ratio``; :mod:`mux.bench.seats`).
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "audio": ("audio_switch_ms",),
     "replay_jobs": ("replay_jobs_speedup",),
     "quick_boot": ("quick_boot_s", "quick_boot_debian_s"),  # mux.bench.quickboot
+    "seats": ("switch_latency_ms_2seats", "switch_latency_2seats_ratio"),  # mux.bench.seats
     # mux.bench.scale
     "background": ("background_low_ratio", "background_run_ratio"),
     "idle_16": ("idle_cpu_percent_16",),
@@ -320,6 +323,11 @@ async def run_bench(json_path: Path | None, events: int = 2000,
 
         print("bench: quick_boot_s: mux run's start until a persona quick boot saved is ready again")
         results.update(await bench_quick_boot())
+    if "seats" in parts:
+        from mux.bench.seats import bench_seats
+
+        print("bench: switch_latency_ms_2seats: seat two switching while seat one holds its persona")
+        results.update(await bench_seats())
     for key, value in results.items():
         print(f"{key}: {value}")
     if json_path:

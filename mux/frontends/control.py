@@ -4,6 +4,7 @@ One request per line, one reply per line::
 
     {"cmd": "status"}                                  -> {"ok": true, "status": {...}}
     {"cmd": "switch", "persona": "home"}               -> {"ok": true, "active": "home"}
+    {"cmd": "switch", "persona": "lab", "seat": "two"} -> {"ok": true, "active": "lab", "seat": "two"}
     {"cmd": "screenshot", "persona": "work", "file": "/abs/shot.png"}
                                                        -> {"ok": true, "file": "/abs/shot.png"}
     {"cmd": "attach", "device": "stick", "persona": "home"}
@@ -25,7 +26,9 @@ One request per line, one reply per line::
 A refused ``clipboard`` request's error is the banner's text (``refused: home → work``);
 no reply ever carries clipboard text. ``clock``'s time is read by
 :func:`mux.guest.clock.parse_guest_time` (ISO 8601, UTC unless it has an offset;
-``host``/``now`` the host's time when the request arrives).
+``host``/``now`` the host's time when the request arrives). ``switch``'s ``seat`` is optional
+(the first seat); an unknown one is refused naming the seats, and a switch to a persona
+active on another seat is refused with the :class:`~mux.errors.SeatError`'s message.
 
 One request streams many lines (and the connection closes after it)::
 
@@ -175,8 +178,13 @@ async def _answer(controller: ControlAPI, line: bytes) -> dict[str, Any]:
     if cmd == "status":
         return {"ok": True, "status": controller.status()}
     if cmd == "switch":
-        active = await controller.switch(str(request.get("persona")), "control socket")
-        return {"ok": True, "active": active}
+        seat = request.get("seat")
+        if seat is not None and (not isinstance(seat, str) or seat not in controller.seats):
+            raise _BadRequest(f"switch: unknown seat {seat!r} (seats: {', '.join(controller.seats)})")
+        target = str(request.get("persona"))
+        if seat is None:  # the first seat, as before seats
+            return {"ok": True, "active": await controller.switch(target, "control socket")}
+        return {"ok": True, "active": await controller.switch(target, "control socket", seat), "seat": seat}
     if cmd == "screenshot":
         name, file = str(request.get("persona")), Path(str(request.get("file")))
         image = await controller.screenshot(name)

@@ -130,12 +130,20 @@ FIGURES: dict[str, str | tuple[str, str]] = {
                     " target <= 1.0)",
     "quick_boot_debian_s": "the same for a `debian` persona with `agent = true`, ready when its agent"
                            " answers (`null` when the image is not built; target <= 3.0)",
+    "switch_latency_ms_2seats": f"{P}: two `[[seat]]` tables, headless: seat two switches between two"
+                                " personas while seat one holds a third, a switch request until seat two's"
+                                " output presents the new persona's picture",
+    "switch_latency_ms_1seat": ("seats", f"{P}: the baseline, the same switches of a config without"
+                                " `[[seat]]` (headless), in a second controller at the same time,"
+                                " interleaved sample by sample"),
+    "switch_latency_2seats_ratio": "`switch_latency_ms_2seats.p50 / switch_latency_ms_1seat.p50`: what"
+                                   " the second seat costs a switch",
 }
 #: Where the bench's figures are written (searched for the keys not in PARTS).
 SOURCES = ("mux.bench.runner", "mux.bench.display", "mux.bench.keys", "mux.bench.needles", "mux.bench.debian",
            "mux.bench.desktop", "mux.bench.clipboard",
            "mux.bench.agent", "mux.bench.audio", "mux.scenario.snapshot", "mux.bench.replay_jobs",
-           "mux.bench.nodes", "mux.bench.scale")
+           "mux.bench.nodes", "mux.bench.scale", "mux.bench.seats")
 
 
 def figures() -> list[tuple[str, str, bool, str]]:

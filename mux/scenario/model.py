@@ -46,6 +46,7 @@ class Arg:
     regex: bool = False  # must compile
     needle: bool = False  # a needle path or tags, resolved when the file is loaded
     doc: str = ""  # what the value means, where its type and flags do not say (the reference)
+    given_only: bool = False  # left out of the step's args unless given (steps read it with .get)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ STEPS: dict[str, StepSpec] = {
     "stop": StepSpec({"persona": _persona()}, "persona", "stops the persona"),
     "kill": StepSpec({"persona": _persona()}, "persona", "SIGKILLs the persona's QEMU, for fault tests"),
     "switch": StepSpec({"persona": Arg(str, required=True, doc="a persona's name, `next` or `previous`")},
-                       "persona", "switches through the switcher, like a hotkey"),
+                       "persona", "switches through the switcher, like a hotkey; fails if the seat may not"
+                       " show the persona or it is active on another seat (unless `[mux] steal`)"),
     "type": StepSpec({"text": Arg(str, required=True),
                       "rate": Arg(Number, doc="characters a second, for a guest that needs it slower")},
                      "text", "types the text on a US layout through the input router, as fast as the"
@@ -205,6 +207,19 @@ STEPS: dict[str, StepSpec] = {
                                  "passes when the persona has a pending request for attention that matches,"
                                  " or one arrives within the timeout; the failure lists the requests seen"),
 }
+#: The steps that act on, or look at, a seat's active persona: each takes ``seat`` (None:
+#: the first seat, the only one of a config without ``[[seat]]``).
+SEATED = ("switch", "type", "press", "hold", "release", "mouse_move", "mouse_click", "evemu",
+          "assert_active", "assert_screen", "check_screen", "wait_screen_change", "wait_still_screen",
+          "send_key_until_needlematch", "assert_and_click", "click_lastmatch", "assert_text",
+          "check_text", "screenshot", "assert_led", "wait_ready", "exec", "set_clock",
+          "clipboard_set", "assert_clipboard")
+SEAT_ARG = Arg(str, given_only=True, doc="a `[[seat]]`'s name: the seat whose input this is, or whose"
+                                         " active persona is meant when `persona` is left out (default:"
+                                         " the first seat)")
+for _kind in SEATED:
+    STEPS[_kind] = StepSpec({**STEPS[_kind].args, "seat": SEAT_ARG}, STEPS[_kind].main, STEPS[_kind].doc,
+                            STEPS[_kind].one_of)
 BLOCKS = ("include", "repeat")  # steps that hold steps (parsed apart from STEPS)
 MODIFIERS = ("if", "repeat")  # keys a step may carry beside its own
 MOUSE_BUTTONS = {"left": 0x110, "right": 0x111, "middle": 0x112}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mux.config import Config, PersonaConfig, parse_config
+from mux.config.seats import DEFAULT_SEAT, seats_of
 from mux.errors import ConfigError, Location, ScenarioError
 from mux.needles.needles import NeedleLibrary
 from mux.scenario.model import SNAPSHOT_NAME, Scenario, SnapshotConfigs, read_yaml
@@ -69,7 +70,8 @@ def parse_scenario(data: Any, locate: SourceMap, path: Path,
                              f" {start_from!r} was saved with; leave config out to use theirs"))
 
     names = config.names if config else _raw_persona_names(data.get("config"))
-    ctx = Context(locate, names, problems, NeedleLibrary(), path, (path.parent,), (path.resolve(),))
+    seats = _seats(config) if config else _raw_seats(data.get("config"))
+    ctx = Context(locate, names, problems, NeedleLibrary(), path, (path.parent,), (path.resolve(),), seats)
     steps = parse_steps(data.get("steps"), ("steps",), ctx)
     problems.extend(ctx.needles.problems)
     if problems or config is None:
@@ -112,3 +114,21 @@ def _raw_persona_names(config: Any) -> list[str] | None:
     if not isinstance(personas, list):
         return None
     return [p["name"] for p in personas if isinstance(p, dict) and isinstance(p.get("name"), str)]
+
+
+def _seats(config: Config) -> dict[str, tuple[str, ...] | None]:
+    """The config's seats (its ``[[seat]]`` tables, or its one implicit seat) and the
+    personas each may show (None: every one)."""
+    return {seat.name: seat.personas for seat in seats_of(config)}
+
+
+def _raw_seats(config: Any) -> dict[str, tuple[str, ...] | None] | None:
+    """Seat names from a config that failed its checks (None when they cannot be told: the
+    steps' seats are then checked when they run)."""
+    seats = config.get("seat") if isinstance(config, dict) else None
+    if seats is None and isinstance(config, dict):
+        return {DEFAULT_SEAT: None}
+    if not isinstance(seats, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                              for s in seats):
+        return None
+    return {s["name"]: None for s in seats}

@@ -16,9 +16,10 @@ Flow control is the runner's: ``if`` runs a step only when its check_screen hold
 ``repeat`` runs it ``times`` times or until its ``until`` holds (failing if it never
 does), ``include`` and ``repeat`` blocks run their steps, numbered ``3.1``, ``3.2``...
 
-Input steps (``type``, ``press``, ``hold``, ``release``) enter through
+Input steps (``type``, ``press``, ``hold``, ``release``...) enter through
 :meth:`Controller.input`, the same path as the physical keyboard, never straight into
-a persona.
+a persona; they and the steps that look at "the active persona" take a ``seat``
+(:mod:`mux.scenario.input_steps`).
 """
 
 from __future__ import annotations
@@ -36,18 +37,14 @@ from mux.config import Config
 from mux.errors import MuxError, ScenarioError, SnapshotError, StepFailed
 from mux.guest.state import RunState
 from mux.guest.text import visible_lines
-from mux.input import keymap
-from mux.input.events import EV_KEY, EV_REL, EV_SYN, REL_X, REL_Y, InputEvent
-from mux.input.sources import RecordingSource
-from mux.scenario import snapshot, typist
+from mux.scenario import snapshot
 from mux.scenario.guest_steps import GuestSteps
-from mux.scenario.model import MOUSE_BUTTONS, Scenario, Step, scenario_chord, timeout_scale
+from mux.scenario.input_steps import InputSteps
+from mux.scenario.model import Scenario, Step, timeout_scale
 from mux.scenario.parse import load_scenario
 from mux.scenario.report import ScenarioResult, StepResult, SummaryRecorder
 from mux.scenario.screen_steps import ScreenSteps
 
-SYN = InputEvent(EV_SYN, 0, 0)
-KEY_GAP_S = 0.01  # between key events of typed text, so a slow TCG guest keeps up
 CLICK_STEPS = ("assert_and_click", "click_lastmatch")  # their personas get an absolute pointer
 SNAPSHOT_TIMEOUT_S = 60.0
 # What fails a step (recorded, the scenario stops); anything else is a bug in mux and propagates.
@@ -144,7 +141,7 @@ async def run_scenario(scenario: Scenario, artifacts: Path, out: Callable[[str],
     return result
 
 
-class StepRunner(ScreenSteps, GuestSteps):
+class StepRunner(InputSteps, ScreenSteps, GuestSteps):
     """Runs steps against one controller; one ``step_*`` method per step kind.
 
     ``StepRunner(ctl)`` alone is enough to call step methods directly (tests do); the
@@ -266,7 +263,10 @@ class StepRunner(ScreenSteps, GuestSteps):
                  f" ({elapsed:.2f}s){detail}")
 
     async def _take_reference(self, step: Step) -> None:
-        name = step.args.get("persona") or self.ctl.active
+        try:
+            name = step.args.get("persona") or self.active_on(step.args.get("seat"))
+        except MuxError:
+            return  # an unknown seat: the step itself fails
         if name and self.ctl.persona(name).state == RunState.RUNNING:
             try:
                 self.reference[name] = await self.ctl.screenshot(name)
@@ -287,45 +287,6 @@ class StepRunner(ScreenSteps, GuestSteps):
 
     async def step_kill(self, a: dict[str, Any]) -> None:
         await self.ctl.persona(a["persona"]).kill()
-
-    async def step_switch(self, a: dict[str, Any]) -> None:
-        await self.ctl.switch(a["persona"], "scenario")
-
-    async def step_type(self, a: dict[str, Any]) -> None:
-        await typist.type_text(self.ctl, a["text"], a.get("rate"))  # batched, paced: no key lost
-
-    async def step_press(self, a: dict[str, Any]) -> None:
-        await self.press_keys(a["keys"])
-
-    async def press_keys(self, chord_spec: str) -> None:
-        chord = scenario_chord(chord_spec)
-        await self._keys([(code, 1) for code in chord] + [(code, 0) for code in reversed(chord)])
-
-    async def step_hold(self, a: dict[str, Any]) -> None:
-        await self._keys([(keymap.key_code(a["key"]), 1)])
-
-    async def step_release(self, a: dict[str, Any]) -> None:
-        await self._keys([(keymap.key_code(a["key"]), 0)])
-
-    async def _keys(self, keys: list[tuple[int, int]]) -> None:
-        for code, value in keys:
-            await self.ctl.input([InputEvent(EV_KEY, code, value), SYN])
-            await asyncio.sleep(KEY_GAP_S)
-
-    async def step_mouse_move(self, a: dict[str, Any]) -> None:
-        dx, dy = a["delta"]
-        await self.ctl.input([InputEvent(EV_REL, REL_X, dx), InputEvent(EV_REL, REL_Y, dy), SYN])
-
-    async def step_mouse_click(self, a: dict[str, Any]) -> None:
-        button = MOUSE_BUTTONS[a["button"]]
-        await self._keys([(button, 1), (button, 0)])
-
-    async def step_evemu(self, a: dict[str, Any]) -> None:
-        source = RecordingSource(a["path"], realtime=a["realtime"])
-        async for batch in source.batches():
-            await self.ctl.input(batch)
-            if not a["realtime"]:
-                await asyncio.sleep(KEY_GAP_S)
 
     async def step_wait_serial(self, a: dict[str, Any]) -> None:
         log = self.ctl.persona(a["persona"]).serial
@@ -349,10 +310,6 @@ class StepRunner(ScreenSteps, GuestSteps):
             if time.monotonic() >= deadline:
                 return
             await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
-
-    async def step_assert_active(self, a: dict[str, Any]) -> None:
-        if self.ctl.active != a["persona"]:
-            raise StepFailed(f"active persona is {self.ctl.active}, expected {a['persona']}")
 
     async def step_assert_state(self, a: dict[str, Any]) -> None:
         persona = self.ctl.persona(a["persona"])

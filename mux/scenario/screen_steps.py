@@ -5,9 +5,9 @@ frame) and polls until its timeout: ``assert_screen`` and ``check_screen`` match
 needles (:mod:`mux.needles.match`; matching runs in a worker thread so the event loop
 keeps routing input), ``wait_screen_change`` and ``wait_still_screen`` compare whole
 screens by PSNR as os-autoinst does. A step whose ``persona`` is left out looks at the
-active persona. A failed screen assertion raises :class:`ScreenMismatch`, which carries
-the screen and the closest candidate (where it came closest) so the runner can save a
-picture of the difference.
+active persona of its ``seat`` (default: the first seat). A failed screen assertion
+raises :class:`ScreenMismatch`, which carries the screen and the closest candidate
+(where it came closest) so the runner can save a picture of the difference.
 
 While waiting, needles are searched as os-autoinst searches them: within each area's
 margin widened by 2% towards the whole screen, and over the whole screen when the
@@ -16,10 +16,10 @@ screen is not searched again at the same or a narrower width.
 
 ``assert_and_click`` and ``click_lastmatch`` click the winning needle's click point (or
 the centre of its first match area) with an absolute pointer through the router, like
-all input: the persona must be the active one and have a ``usb-tablet`` (the runner
-gives one to every persona of a scenario that clicks). ``assert_text`` and
-``check_text`` read the screen with tesseract (:mod:`mux.needles.ocr`), re-reading only
-the bands of the screen that changed.
+all input (:mod:`mux.scenario.input_steps`): the persona must be the active one of the
+step's seat and have a ``usb-tablet`` (the runner gives one to every persona of a
+scenario that clicks). ``assert_text`` and ``check_text`` (:mod:`mux.scenario.text_steps`)
+are screen steps too.
 
 ``wait_screen_change`` compares against the screen as it was *before the previous
 step* (the runner takes that reference when it sees a wait_screen_change coming), so a
@@ -41,23 +41,22 @@ from typing import Any
 
 from PIL import Image
 
-from mux.app.controller import Controller
 from mux.display.leds import Leds
 from mux.errors import MuxError, StepFailed
 from mux.input.events import ABS_X, ABS_Y, EV_ABS, EV_KEY, EV_SYN, InputEvent
 from mux.input.router import QEMU_ABS_MAX
 from mux.needles.match import NeedleMatch, NeedleUnsearchable, SearchResult, search
 from mux.needles.model import Needle
-from mux.needles.ocr import OcrUnavailable, TextReader
 from mux.scenario.model import MOUSE_BUTTONS
 from mux.scenario.screens import psnr, similar, unchanged_fraction
+from mux.scenario.text_steps import TextSteps
 
 log = logging.getLogger(__name__)
 SCREEN_POLL_S = 0.25
 NARROW_SEARCH = 0.02  # os-autoinst's search ratio while waiting
 WIDE_EVERY_S = 5  # ... and the whole screen when the seconds left are a multiple of this
-CLICK_GAP_S = 0.05  # between the pointer's move, press and release
 LED_POLL_S = 0.05
+CLICK_GAP_S = 0.05  # between the pointer's move, press and release
 _SERIAL_LEDS = re.compile(r"MUX-LED caps=([01]) num=([01]) scroll=([01])")
 
 
@@ -71,28 +70,18 @@ class ScreenMismatch(StepFailed):
         self.match = match
 
 
-class ScreenSteps:
+class ScreenSteps(TextSteps):
     """``step_*`` methods for screens and LEDs; the runner provides what is declared here."""
 
-    ctl: Controller
     artifacts: Path
     message: str
     pictures: list[Path]
     reference: dict[str, Image.Image]
     last_match: tuple[str, NeedleMatch, tuple[int, int]] | None = None  # persona, winner, screen size
-    text_reader: TextReader | None = None
 
-    def timeout(self, seconds: float) -> float:
+    async def press_keys(self, chord: str, seat: str | None = None) -> None:
         raise NotImplementedError
 
-    async def press_keys(self, chord: str) -> None:
-        raise NotImplementedError
-
-    def _persona(self, a: dict[str, Any]) -> str:
-        name = a.get("persona") or self.ctl.active
-        if name is None:
-            raise StepFailed("no persona is active, and the step names none")
-        return str(name)
 
     async def look(self, name: str, needles: list[Needle],
                    timeout: float) -> tuple[NeedleMatch, Image.Image, str]:
@@ -206,14 +195,14 @@ class ScreenSteps:
                 self.message = f"{name}: {match.describe()} after {pressed} x {a['key']}"
                 return
             if pressed < a["tries"]:
-                await self.press_keys(a["key"])
+                await self.press_keys(a["key"], a.get("seat"))
         message = f"{name}: {match.describe()} after {a['tries']} x {a['key']}{skipped}"
         raise ScreenMismatch(message, name, screen, match)
 
     async def step_assert_and_click(self, a: dict[str, Any]) -> None:
         name, match, screen = await self._assert_match(a)
         x, y = match.click_point()
-        await self.click(name, x, y, screen.size, a["button"])
+        await self.click(name, x, y, screen.size, a["button"], a.get("seat"))
         self.message = f"{name}: {match.describe()}; clicked {a['button']} at +{x}+{y}"
 
     async def step_click_lastmatch(self, a: dict[str, Any]) -> None:
@@ -221,67 +210,32 @@ class ScreenSteps:
             raise StepFailed("click_lastmatch: no needle has matched yet in this scenario")
         name, match, size = self.last_match
         x, y = match.click_point()
-        await self.click(name, x, y, size, a["button"])
+        await self.click(name, x, y, size, a["button"], a.get("seat"))
         self.message = f"{name}: clicked {a['button']} at +{x}+{y} (needle {match.needle.name})"
 
-    async def click(self, name: str, x: int, y: int, size: tuple[int, int], button: str) -> None:
+    async def click(self, name: str, x: int, y: int, size: tuple[int, int], button: str,
+                    seat: str | None = None) -> None:
         """Move the absolute pointer to screen pixel (x, y) of ``name`` and click ``button``,
-        as input from a tablet: through the router, so to the active persona.
+        as input from a tablet of ``seat`` (None: the first seat): through its router, so to
+        its active persona.
 
         Raises:
-            StepFailed: ``name`` is not the active persona.
+            StepFailed: ``name`` is not the seat's active persona.
+            SeatError: no such seat.
         """
-        if self.ctl.active != name:
-            raise StepFailed(f"cannot click on {name}: input goes to the active persona "
-                             f"({self.ctl.active}); switch to {name} first")
+        active = self.active_on(seat)
+        if active != name:
+            where = f" of seat {seat}" if seat is not None else ""
+            raise StepFailed(f"cannot click on {name}: input goes to the active persona{where} "
+                             f"({active}); switch to {name} first")
         width, height = size
         syn = InputEvent(EV_SYN, 0, 0)
         code = MOUSE_BUTTONS[button]
-        await self.ctl.input([InputEvent(EV_ABS, ABS_X, round(x * QEMU_ABS_MAX / max(width - 1, 1))),
-                              InputEvent(EV_ABS, ABS_Y, round(y * QEMU_ABS_MAX / max(height - 1, 1))), syn])
+        await self.send([InputEvent(EV_ABS, ABS_X, round(x * QEMU_ABS_MAX / max(width - 1, 1))),
+                         InputEvent(EV_ABS, ABS_Y, round(y * QEMU_ABS_MAX / max(height - 1, 1))), syn], seat)
         for down in (1, 0):
             await asyncio.sleep(CLICK_GAP_S)
-            await self.ctl.input([InputEvent(EV_KEY, code, down), syn])
-
-    async def read_text(self, a: dict[str, Any]) -> tuple[bool, str, str]:
-        """Poll the screen (or its ``area``) until the ``text`` regex is in what tesseract
-        reads, or the timeout passes; returns (found, persona, the text read last).
-
-        Raises:
-            StepFailed: OCR is not installed.
-        """
-        name = self._persona(a)
-        wanted = re.compile(a["text"], re.MULTILINE)  # ^ and $ match at each line read
-        area = a.get("area")
-        box = None
-        if area:
-            box = (int(area["xpos"]), int(area["ypos"]), int(area["width"]), int(area["height"]))
-        if self.text_reader is None:
-            self.text_reader = TextReader()
-        deadline = time.monotonic() + self.timeout(a["timeout"])
-        while True:
-            screen = await self.ctl.screenshot(name)
-            try:
-                text = await asyncio.to_thread(self.text_reader.text, screen, box)
-            except OcrUnavailable as exc:
-                raise StepFailed(f"cannot read text: {exc}") from exc
-            if wanted.search(text):
-                return True, name, text
-            if time.monotonic() >= deadline:
-                return False, name, text
-            await asyncio.sleep(SCREEN_POLL_S)
-
-    async def step_assert_text(self, a: dict[str, Any]) -> None:
-        found, name, text = await self.read_text(a)
-        if not found:
-            raise StepFailed(f"{name}: no text matching {a['text']!r} on the screen"
-                             f" (waited {self.timeout(a['timeout']):.0f}s); read: {_quote(text)}")
-        self.message = f"{name}: found {a['text']!r}"
-
-    async def step_check_text(self, a: dict[str, Any]) -> None:
-        found, name, text = await self.read_text(a)
-        self.message = f"{name}: {'found' if found else 'no'} {a['text']!r}" + (
-            "" if found else f"; read: {_quote(text)}")
+            await self.send([InputEvent(EV_KEY, code, down), syn], seat)
 
     async def step_screenshot(self, a: dict[str, Any]) -> None:
         name = self._persona(a)
@@ -295,9 +249,7 @@ class ScreenSteps:
         self.message = str(path)
 
     async def step_assert_led(self, a: dict[str, Any]) -> None:
-        target = a["persona"] or self.ctl.active
-        if target is None:
-            raise StepFailed("no persona is active, and the step names none")
+        target = a["persona"] or self._persona(a)
         wanted = {k: a[k] for k in ("caps", "num", "scroll") if a[k] is not None}
         timeout = self.timeout(a["timeout"])
         deadline = time.monotonic() + timeout
@@ -348,11 +300,6 @@ class ScreenSteps:
                 caps, num, scroll = (v == "1" for v in reports[-1])
                 leds = Leds(caps=caps, num=num, scroll=scroll)
         return leds
-
-
-def _quote(text: str, limit: int = 600) -> str:
-    shown = text if len(text) <= limit else text[:limit] + "..."
-    return repr(shown)
 
 
 def _show(leds: Leds) -> str:

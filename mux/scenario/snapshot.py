@@ -12,7 +12,8 @@ On disk: ``DIR/NAME/manifest.json`` and ``DIR/NAME/<persona>.state``, with the
 persona's disk overlays beside it (``<persona>.image.qcow2``, ``<persona>.disk.qcow2``:
 a persona with the ``debian`` image or a disk with ``overlay = true``; a disk with
 ``overlay = false`` cannot be saved, and ``save`` says so). The manifest has
-the QEMU version, the active persona, each saved persona's fingerprint (its QEMU
+the QEMU version, the active persona (and each seat's: ``seats``, restored seat by seat),
+each saved persona's fingerprint (its QEMU
 command line with the runtime directory blanked: a snapshot only loads into the same
 machine), and the config as the scenario wrote it, so a later run's ``from_snapshot``
 scenario may leave its config out. A snapshot is written to a temporary directory and
@@ -105,6 +106,7 @@ async def save(ctl: Controller, base: Path, name: str, config_data: Any, source:
         version = await running[0].qemu_version()
         manifest = {
             "name": name, "saved_at": time.time(), "qemu": version, "active": ctl.active,
+            "seats": {seat: ctl.active_on(seat) for seat in ctl.seats},
             "personas": {p.name: {"state": f"{p.name}.state", "fingerprint": fingerprint(p)}
                          for p in running},
             "config": config_data, "source": str(source),
@@ -161,6 +163,12 @@ async def restore(ctl: Controller, base: Path, name: str, timeout: float = 60.0)
         await ctl.switch(active, "snapshot")
     elif ctl.active is None and personas:
         await ctl.switch(personas[0].name, "snapshot")
+    shown = manifest.get("seats")
+    shown = shown if isinstance(shown, dict) else {}
+    for seat in ctl.seats[1:]:
+        # the other seats, in order; steal: a seat set already never shows a later one's persona
+        if isinstance(persona := shown.get(seat), str) and persona in saved:
+            await ctl.switch(persona, "snapshot", seat, steal=True)
 
 
 async def measure_speedup(config: Config, store: Path, rounds: int = 1) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Context:
     file: Path
     bases: tuple[Path, ...]  # where needle tags are searched: this file's dir, the scenario's
     including: tuple[Path, ...] = ()
+    seats: dict[str, tuple[str, ...] | None] | None = None  # seat: the personas it may show (None: all)
 
     def fail(self, where: Path_, message: str) -> None:
         self.problems.append((self.locate(where), message))
@@ -141,7 +142,8 @@ def _parse_include(raw: Any, path: Path_, ctx: Context) -> Step | None:
     if isinstance(data, dict) and "steps" in data:
         data, steps_path = data["steps"], ("steps",)
     inner = Context(locate, ctx.names, ctx.problems, ctx.needles, target,
-                     tuple(dict.fromkeys((target.parent, *ctx.bases))), (*ctx.including, target.resolve()))
+                     tuple(dict.fromkeys((target.parent, *ctx.bases))), (*ctx.including, target.resolve()),
+                     ctx.seats)
     body = parse_steps(data, steps_path, inner)
     return Step("include", {"path": raw}, ctx.locate(path), body=tuple(body))
 
@@ -170,7 +172,8 @@ def _parse_step(item: dict[str, Any], path: Path_, ctx: Context,
         if key not in raw:
             if arg.required:
                 fail(where, f"{kind}: missing argument {key!r}")
-            args[key] = arg.default
+            if not arg.given_only:
+                args[key] = arg.default
             continue
         value = raw[key]
         kinds = arg.kind if isinstance(arg.kind, tuple) else (arg.kind,)
@@ -218,6 +221,7 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
             and persona not in (*names, "next", "previous"):
         fail((*where, "persona"), f"switch: unknown persona {args['persona']!r}"
                                   f" (personas: {', '.join(names)}, next, previous)")
+    _check_seat(kind, args, where, ctx)
     if kind in ("press", "hold", "release", "type"):
         _check_keys(kind, args, lambda m: fail(where, m))
     if kind == "send_key_until_needlematch" and args.get("key"):
@@ -275,6 +279,27 @@ def _check_args(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
                 read_recording(args["path"])
             except ConfigError as exc:
                 ctx.problems.extend(exc.problems)
+
+
+def _check_seat(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> None:
+    """``seat`` names one of the config's seats (when they are known), and one that may show
+    the persona a ``switch`` or ``assert_active`` names."""
+    seat = args.get("seat")
+    if seat is None:
+        return
+    if kind == "assert_led" and args.get("persona") == "physical":
+        ctx.fail((*where, "seat"), "assert_led: seat picks the active persona of a seat; it cannot go"
+                                   " with persona: physical")
+    if ctx.seats is None:
+        return  # not known here (a config that failed its checks): the step itself checks
+    if seat not in ctx.seats:
+        ctx.fail((*where, "seat"), f"{kind}: unknown seat {seat!r} (seats: {', '.join(ctx.seats)})")
+        return
+    shows, persona = ctx.seats[seat], args.get("persona")
+    if kind in ("switch", "assert_active") and shows is not None and isinstance(persona, str) \
+            and persona not in ("next", "previous", *shows):
+        ctx.fail((*where, "persona"), f"{kind}: seat {seat!r} may not show persona {persona!r}"
+                                      f" (it shows: {', '.join(shows)})")
 
 
 def _check_keys(kind: str, args: dict[str, Any], fail: Any) -> None:

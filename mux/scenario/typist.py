@@ -1,4 +1,4 @@
-"""The ``type`` step: text into the active persona through the input router, no key lost.
+"""The ``type`` step: text into a seat's active persona through the input router, no key lost.
 
 Theory. :func:`mux.input.pacing.type_batches` cuts the text into batches of key edges
 that fit the keyboard the persona's keys reach now (:meth:`Persona.keyboard`: PS/2, or
@@ -29,17 +29,23 @@ ROOM_WAIT_S = 10.0  # a guest that takes no key for this long fails the step
 _SYN = InputEvent(EV_SYN, 0, 0)
 
 
-async def type_text(ctl: Controller, text: str, rate: float | None = None) -> None:
-    """Type ``text`` into the active persona, through the router.
+async def type_text(ctl: Controller, text: str, rate: float | None = None, seat: str | None = None) -> None:
+    """Type ``text`` into the active persona of ``seat`` (None: the first seat), through the
+    router, as that seat's keyboard.
 
     Raises:
         InputError: a character that cannot be typed, or a bad ``rate``.
         StepFailed: the guest took no key for :data:`ROOM_WAIT_S` seconds.
+        SeatError: no such seat.
     """
-    active = ctl.active
+    active = ctl.active if seat is None else ctl.active_on(seat)
     persona = ctl.persona(active) if active else None
     running = persona is not None and persona.state == RunState.RUNNING
-    await type_keys(persona if running else None, text, ctl.input, rate)
+
+    async def send(events: list[InputEvent]) -> None:
+        await ctl.input(events, seat=seat)
+
+    await type_keys(persona if running else None, text, ctl.input if seat is None else send, rate)
 
 
 async def type_keys(persona: Persona | None, text: str, send: Callable[[list[InputEvent]], Awaitable[None]],
