@@ -9,21 +9,25 @@ groups (and the group took part), else the whole line; either way stripped and c
 (:attr:`mux.guest.serial.SerialLog.line_listeners`), so nothing rescans the log.
 
 A request is published (:class:`~mux.app.events.AttentionRequested`) and stays *pending*
-until its persona is made active by a switch; then all of that persona's requests are
-cleared at once (:class:`~mux.app.events.AttentionCleared`). Pending requests are shown
-on the output's banner (the newest, and how many others), whatever persona is active, and
-listed in ``ctl status`` (``"attention"``). The active persona's own request is shown and
+until its persona is made active by a switch (on any seat); then all of that persona's
+requests are cleared at once (:class:`~mux.app.events.AttentionCleared`). Pending requests
+are shown on the banner (the newest, and how many others) of every seat that may show the
+asking persona (``[[seat]] personas``; a config without seats has one seat, which shows
+every persona), whatever persona is active there, and listed in ``ctl status``
+(``"attention"``). A persona's request made while it is active (on any seat) is shown and
 listed too, but it never switches: it is cleared when that persona is next switched to.
 
 ``[display] on_attention = "switch"`` also switches to a background persona that asks
-(source ``"attention"``), but never under the user's hands: only when no key or button is
-down (:meth:`mux.input.router.Router.pressed`) and no input came for :data:`IDLE_S`
+(source ``"attention"``), but never under the user's hands: on the first seat (config
+order) that may show the persona and has no key or button down
+(:meth:`mux.input.seats.Seats.pressed`), and only when no input came for :data:`IDLE_S`
 seconds. A request that arrives while the user types waits until they stop (it is not
 dropped). Each request may cause one switch at most, and only until the next switch of
-any kind: a switch (the user's own included) answers every request pending at that
-moment, which stay on the banner but switch no more. So two personas ringing together
-bring the first one forward; the second stays on the banner until visited. The policy is
-the pure :func:`due`; :class:`Attention` is the watcher around it.
+any kind on a seat that may show its persona: such a switch (the user's own included)
+answers every request of those personas pending at that moment, which stay on the banner
+but switch no more. So two personas ringing together bring the first one forward; the
+second stays on the banner until visited. The policy is the pure :func:`due`;
+:class:`Attention` is the watcher around it.
 
 A guest is untrusted: its requests are taken at most :data:`ATTENTION_RATE` a second per
 persona (:mod:`mux.guest.paced`: a faster burst is coalesced, its newest request taken
@@ -37,7 +41,8 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +54,7 @@ from mux.errors import MuxError
 from mux.guest.paced import Paced
 from mux.guest.persona import Persona
 from mux.guest.text import visible
-from mux.input.router import Router
+from mux.input.seats import Seats
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,8 @@ MAX_PENDING = 20  # a persona's pending requests kept (the oldest go first)
 ATTENTION_RATE = 2.0  # a persona's requests taken per second at most (the newest wins)
 HISTORY = 50  # recent requests kept for messages (assert_attention's failure)
 
-Switch = Callable[[str, str], Awaitable[str]]
+Switch = Callable[[str, str, str], Awaitable[object]]
+"""``switch(target, source, seat)``: :meth:`mux.app.controller.Controller.switch`."""
 
 
 def request_text(line: str, pattern: re.Pattern[str] | None) -> str | None:
@@ -75,20 +81,38 @@ def request_text(line: str, pattern: re.Pattern[str] | None) -> str | None:
     return text.strip()[:MAX_TEXT]
 
 
-def due(armed: Sequence[AttentionRequested], active: str | None, on_attention: OnAttention,
-        keys_down: bool, idle_s: float) -> tuple[str | None, float | None]:
-    """The policy: ``(persona to switch to now, None)``, or ``(None, seconds to wait before
-    asking again)`` (None: until something happens).
+@dataclass(frozen=True)
+class SeatView:
+    """What the policy needs of one seat: its active persona, the personas it may show and
+    whether a key or button of its is down."""
 
-    ``armed`` are the requests that may still switch (oldest first); ``idle_s`` is how
-    long ago the last input came.
+    name: str
+    active: str | None
+    personas: Collection[str]
+    pressed: bool = False
+
+
+def due(armed: Sequence[AttentionRequested], seats: Sequence[SeatView], on_attention: OnAttention,
+        idle_s: float) -> tuple[tuple[str, str] | None, float | None]:
+    """The policy: ``((persona, seat) to switch now, None)``, or ``(None, seconds to wait
+    before asking again)`` (None: until something happens).
+
+    ``armed`` are the requests that may still switch (oldest first); ``seats`` in config
+    order; ``idle_s`` is how long ago the last input came. A request whose persona is active
+    on a seat switches nothing; the others go, oldest first, to the first seat that may show
+    their persona with no key down.
     """
-    candidates = [r for r in armed if r.persona != active]
-    if on_attention != "switch" or not candidates or keys_down:
-        return None, None  # a release is an input: it wakes the watcher
-    if idle_s < IDLE_S:
-        return None, IDLE_S - idle_s
-    return candidates[0].persona, None
+    shown = {seat.active for seat in seats}
+    candidates = [r for r in armed if r.persona not in shown]
+    if on_attention != "switch":
+        return None, None
+    for request in candidates:
+        free = [s for s in seats if request.persona in s.personas and not s.pressed]
+        if free:
+            if idle_s < IDLE_S:
+                return None, IDLE_S - idle_s
+            return (request.persona, free[0].name), None
+    return None, None  # nothing, or every seat busy: a release is an input, it wakes the watcher
 
 
 def iso_time(when: float) -> str:
@@ -99,18 +123,20 @@ def iso_time(when: float) -> str:
 class Attention:
     """Watches the personas' serial lines for requests; see the module docstring.
 
-    ``output`` returns the output the banner is drawn on (looked up at each change).
+    ``seats`` says who is active where and which keys are down (the controller's own);
+    ``outputs`` returns each seat's output, whose banner shows the requests (looked up at
+    each change; a seat not there has no banner).
     """
 
-    def __init__(self, config: Config, events: Events, router: Router,
-                 output: Callable[[], Output], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, events: Events, seats: Seats,
+                 outputs: Callable[[], Mapping[str, Output]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.on_attention = config.display.on_attention
         self.patterns = {p.name: re.compile(p.attention) if p.attention else None for p in config.personas}
         self.events = events
-        self.router = router
-        self.output = output
+        self.seats = seats
+        self.outputs = outputs
         self.clock = clock
-        self.active: str | None = None
         self.pending: dict[str, list[AttentionRequested]] = {}
         self.armed: list[AttentionRequested] = []  # may still switch (oldest first)
         self.seen: collections.deque[AttentionRequested] = collections.deque(maxlen=HISTORY)
@@ -141,7 +167,7 @@ class Attention:
         kept.append(request)
         del kept[:-MAX_PENDING]
         self.seen.append(request)
-        if request.persona != self.active:
+        if self.seats.seat_of(request.persona) is None:
             self.armed.append(request)
             self._wake.set()
         log.info("%s asks for attention: %s", request.persona, visible(request.text))
@@ -151,19 +177,39 @@ class Attention:
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, Switched):
             return
-        self.active = event.new
-        self.armed.clear()  # a switch answers every request pending now (module docstring)
-        if self.pending.pop(event.new, None):
+        # a switch answers every request pending now that the seat could have answered
+        self._disarm(self._may_show(event.seat))
+        if event.new is not None and event.new in self.pending:
+            del self.pending[event.new]
             self.events.publish(AttentionCleared(event.new))
             self._show()
+
+    def _may_show(self, seat: str) -> Collection[str]:
+        """The personas ``seat`` may show (every persona for a seat not known)."""
+        return self.seats.personas(seat) if seat in self.seats.seats else self.seats.names
 
     def _show(self) -> None:
         requests = [r for kept in self.pending.values() for r in kept]
         requests.sort(key=lambda r: r.time)
         try:
-            self.output().show_attention([(r.persona, r.text) for r in requests])
+            outputs = self.outputs()
         except Exception:  # the banner is not worth a lost request
-            log.exception("attention: the output could not show the banner")
+            log.exception("attention: the seats' outputs could not be found")
+            return
+        for seat in self.seats.seats:
+            output = outputs.get(seat)
+            if output is None:
+                continue
+            personas = self.seats.personas(seat)
+            try:
+                output.show_attention([(r.persona, r.text) for r in requests if r.persona in personas])
+            except Exception:  # the banner is not worth a lost request
+                log.exception("attention: seat %s's output could not show the banner", seat)
+
+    def seat_views(self) -> list[SeatView]:
+        """Each seat, as :func:`due` sees it (now)."""
+        return [SeatView(seat, self.seats.active(seat), self.seats.personas(seat), self.seats.pressed(seat))
+                for seat in self.seats.seats]
 
     # --- what others ask ----------------------------------------------------------------
 
@@ -212,10 +258,10 @@ class Attention:
             where.append(listener)
         try:
             while True:
-                target, wait = due(self.armed, self.active, self.on_attention, self.router.pressed(),
+                target, wait = due(self.armed, self.seat_views(), self.on_attention,
                                    self.clock() - self.last_input)
                 if target is not None:
-                    await self._switch(switch, target)
+                    await self._switch(switch, *target)
                     continue
                 self._wake.clear()
                 try:
@@ -231,11 +277,11 @@ class Attention:
     def _listener(self, name: str) -> Callable[[str, float], None]:
         return lambda line, when: self.line(name, line, when)
 
-    async def _switch(self, switch: Switch, target: str) -> None:
+    async def _switch(self, switch: Switch, target: str, seat: str) -> None:
         try:
-            await switch(target, "attention")
+            await switch(target, "attention", seat)
         except MuxError as exc:
-            log.error("attention: switching to %s failed: %s", target, exc)
+            log.error("attention: switching seat %s to %s failed: %s", seat, target, exc)
         self._disarm([target])  # even when refused: one try per request
 
     def _disarm(self, personas: Iterable[str]) -> None:

@@ -7,8 +7,14 @@ of them launches (their command line depends on it, and
 If not, ONE warning names what to install or start; those personas still run, with a
 sound card on ``-audiodev none`` (the guest's hardware does not change), and their state
 is ``"unavailable"``. Otherwise :class:`~mux.audio.follow.AudioFollower` runs as one of the
-controller's loops, told of every :class:`~mux.app.events.Switched` on the hub, and each
-persona's state change is published as :class:`~mux.app.events.AudioChanged`.
+controller's loops, told of every :class:`~mux.app.events.Switched` on the hub (each names
+its seat), and each persona's state change is published as
+:class:`~mux.app.events.AudioChanged`.
+
+Seats (``[[seat]]``): every persona active on some seat is live, on its seat's
+``audio_sink`` if the seat has one; the others are muted or ducked as with one seat. A
+config without ``[[seat]]`` has the one implicit seat, with no sink of its own: exactly the
+single-seat behaviour.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from mux.audio.follow import AudioFollower
 from mux.audio.policy import AudioState
 from mux.audio.server import SoundServer, SoundUnavailable
 from mux.config import Config
+from mux.config.seats import seats_of
 from mux.guest.cmdline import QEMU_BINARY
 from mux.guest.persona import Persona
 
@@ -75,6 +82,7 @@ class Sound:
     def __init__(self, config: Config, events: Events) -> None:
         self.names = [p.name for p in config.personas if p.audio]
         self.background = config.audio.background
+        self.sinks = {seat.name: seat.audio_sink for seat in seats_of(config) if seat.audio_sink}
         self.events = events
         self.follower: AudioFollower | None = None
 
@@ -99,13 +107,14 @@ class Sound:
         for name in self.names:
             personas[name].options = dataclasses.replace(personas[name].options, sound_server=address)
         self.follower = AudioFollower(self.names, self.background, lambda name: personas[name].pid,
-                                      self._changed, server=lambda: SoundServer("mux", address or None))
+                                      self._changed, server=lambda: SoundServer("mux", address or None),
+                                      sinks=self.sinks)
         self.events.subscribe(self._event)
         return self.follower.run()
 
     def _event(self, event: Event) -> None:
         if isinstance(event, Switched) and self.follower is not None:
-            self.follower.switched(event.new)
+            self.follower.switched(event.new, event.seat)
 
     def _changed(self, name: str, state: AudioState) -> None:
         self.events.publish(AudioChanged(name, state))

@@ -1,10 +1,12 @@
 """What a persona's sound streams should be, and PulseAudio's volume scale (pure).
 
-Theory. The active persona's streams are *live*: unmuted, at full volume. A background
-persona's output is muted (``[audio] background = "mute"``) or *ducked*: unmuted, 20 dB
-down (``"duck"``); its microphone is muted either way (only the active persona may
-listen). A persona without ``audio`` is ``"off"``; one whose sound could not be set up
-(no sound server, no libpulse, QEMU without its ``pa`` backend) is ``"unavailable"``.
+Theory. The active persona's streams are *live*: unmuted, at full volume; with seats
+(``[[seat]]``), every persona active on *some* seat is live (each seat hears its own on its
+own sink, :mod:`mux.audio.follow`). A background persona's output is muted (``[audio]
+background = "mute"``) or *ducked*: unmuted, 20 dB down (``"duck"``); its microphone is
+muted either way (only the active persona may listen). A persona without ``audio`` is
+``"off"``; one whose sound could not be set up (no sound server, no libpulse, QEMU without
+its ``pa`` backend) is ``"unavailable"``.
 
 PulseAudio's software volumes are cubic: a volume ``v`` (1.0 is 100 %, ``PA_VOLUME_NORM``)
 scales the samples by ``v³``, so its gain is ``60·log10(v)`` dB, and 20 dB down is
@@ -14,14 +16,17 @@ scales the samples by ``v³``, so its gain is ``60·log10(v)`` dB, and 20 dB dow
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 #: How far a ducked background persona is turned down.
 DUCK_DB = 20.0
 
 AudioState = Literal["live", "muted", "ducked", "off", "unavailable"]
 StreamKind = Literal["output", "input"]  # a sink input (what the guest plays), a source output (its mic)
+#: Who is active: the one active persona, the set of personas active on some seat, or None.
+Active: TypeAlias = str | Set[str] | None
 
 
 def volume_for_db(db: float) -> float:
@@ -47,21 +52,26 @@ MUTED = StreamSetting(mute=True)
 DUCKED = StreamSetting(mute=False, volume=volume_for_db(-DUCK_DB))
 
 
-def stream_setting(persona: str, active: str | None, kind: StreamKind, background: str) -> StreamSetting:
+def is_active(persona: str, active: Active) -> bool:
+    """Whether ``persona`` is (one of) ``active``."""
+    return persona == active if active is None or isinstance(active, str) else persona in active
+
+
+def stream_setting(persona: str, active: Active, kind: StreamKind, background: str) -> StreamSetting:
     """The setting of ``persona``'s stream of ``kind`` while ``active`` is active."""
-    if persona == active:
+    if is_active(persona, active):
         return LIVE
     return DUCKED if background == "duck" and kind == "output" else MUTED
 
 
-def persona_state(persona: str, active: str | None, *, audio: bool, available: bool,
+def persona_state(persona: str, active: Active, *, audio: bool, available: bool,
                   background: str) -> AudioState:
     """``persona``'s audio state (see the module docstring)."""
     if not audio:
         return "off"
     if not available:
         return "unavailable"
-    if persona == active:
+    if is_active(persona, active):
         return "live"
     return "ducked" if background == "duck" else "muted"
 

@@ -11,7 +11,10 @@ start. The server is found as every PulseAudio client finds it (``PULSE_SERVER``
 
 Streams: a guest's output is a *sink input*, its microphone a *source output*; each is
 told apart by its client's process id (``application.process.id``: QEMU's pid) and its
-name (``media.name``: the persona's, see :func:`mux.guest.hardware.audio_argv`).
+name (``media.name``: the persona's, see :func:`mux.guest.hardware.audio_argv`). An
+output plays on one *sink* (a sound card, or a ``module-null-sink``), which mux may move it
+to by the sink's name (a seat's ``audio_sink``: :meth:`SoundServer.sinks`,
+:meth:`SoundServer.move`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Stream:
     mute: bool
     volume: float  # the mean of its channels (1.0 = 100 %)
     channels: int = 2
+    sink: int | None = None  # an output's sink (its index on the server); None for an input
 
 
 def _pulsectl() -> tuple[Any, Any]:
@@ -61,9 +65,11 @@ def _pulsectl() -> tuple[Any, Any]:
 
 def _stream(kind: StreamKind, info: Any) -> Stream:
     pid = str(info.proplist.get("application.process.id", ""))
+    sink = getattr(info, "sink", None) if kind == "output" else None
     return Stream(kind, int(info.index), int(pid) if pid.isdigit() else None,
                   str(info.proplist.get("media.name", info.name or "")), bool(info.mute),
-                  float(info.volume.value_flat), len(info.volume.values) or 2)
+                  float(info.volume.value_flat), len(info.volume.values) or 2,
+                  int(sink) if isinstance(sink, int) else None)
 
 
 async def _op(call: Coroutine[Any, Any, Any]) -> Any:
@@ -159,6 +165,21 @@ class SoundServer:
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, gone):
                     raise result
+
+    async def sinks(self) -> dict[str, int]:
+        """Every sink now on the server: its name -> its index. Raises SoundUnavailable."""
+        with self._calls("list sinks") as pulse:
+            return {str(info.name): int(info.index) for info in await _op(pulse.sink_list())}
+
+    async def move(self, stream: Stream, sink: int) -> None:
+        """Move the output ``stream`` to the sink of index ``sink``. A stream or sink that
+        went away meanwhile is no error. Raises SoundUnavailable; ValueError for an input."""
+        if stream.kind != "output":
+            raise ValueError(f"only an output stream plays on a sink, not {stream}")
+        pulsectl = importlib.import_module("pulsectl")
+        gone = pulsectl.PulseOperationFailed  # the stream (QEMU closed it) or the sink went away
+        with self._calls("move a stream to another sink") as pulse, contextlib.suppress(gone):
+            await _op(pulse.sink_input_move(stream.index, sink))
 
     async def new_streams(self) -> AsyncIterator[tuple[StreamKind, int]]:
         """(kind, index) of every stream that appears from now on; ends by raising

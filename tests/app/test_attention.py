@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from mux.app import attention as attention_module
-from mux.app.attention import Attention, due, iso_time, request_text
+from mux.app.attention import Attention, SeatView, due, iso_time, request_text
 from mux.app.events import AttentionCleared, AttentionRequested, Event, Events, Switched
 from mux.config import Config, DisplaySection, MuxSection, PersonaConfig
 from mux.display.backbuffer import BackBuffer, Frame
 from mux.display.output import HeadlessOutput
 from mux.input.events import EV_KEY, EV_SYN, SYN_REPORT, InputEvent
 from mux.input.router import Router
+from mux.input.seats import DEFAULT_SEAT, Seat, Seats
 from tests.documented import documented_number
 
 SYN = InputEvent(EV_SYN, SYN_REPORT, 0)
@@ -51,16 +52,20 @@ def request(persona: str, text: str = "hi", when: float = 1.0) -> AttentionReque
     return AttentionRequested(persona, text, when)
 
 
+def one_seat(active: str | None, pressed: bool = False) -> list[SeatView]:
+    return [SeatView(DEFAULT_SEAT, active, ("alpha", "beta", "gamma"), pressed)]
+
+
 @pytest.mark.pure
 def test_the_policy_switches_only_when_asked_to_and_the_user_is_idle() -> None:
     armed = [request("beta", when=1), request("gamma", when=2)]
-    assert due(armed, "alpha", "notify", False, 100) == (None, None)
-    assert due(armed, "alpha", "switch", True, 100) == (None, None)  # a key is down
-    assert due(armed, "alpha", "switch", False, 0.5) == (None, 1.5)  # typed half a second ago
-    assert due(armed, "alpha", "switch", False, 2.0) == ("beta", None)  # the oldest first
-    assert due(armed, "beta", "switch", False, 9) == ("gamma", None)
-    assert due([request("alpha")], "alpha", "switch", False, 9) == (None, None)  # its own: never
-    assert due([], "alpha", "switch", False, 9) == (None, None)
+    assert due(armed, one_seat("alpha"), "notify", 100) == (None, None)
+    assert due(armed, one_seat("alpha", pressed=True), "switch", 100) == (None, None)  # a key is down
+    assert due(armed, one_seat("alpha"), "switch", 0.5) == (None, 1.5)  # typed half a second ago
+    assert due(armed, one_seat("alpha"), "switch", 2.0) == (("beta", DEFAULT_SEAT), None)  # the oldest first
+    assert due(armed, one_seat("beta"), "switch", 9) == (("gamma", DEFAULT_SEAT), None)
+    assert due([request("alpha")], one_seat("alpha"), "switch", 9) == (None, None)  # its own: never
+    assert due([], one_seat("alpha"), "switch", 9) == (None, None)
 
 
 @pytest.mark.pure
@@ -73,27 +78,36 @@ def test_times_are_iso_8601_in_utc() -> None:
 
 
 def config(on_attention: str = "notify", pattern: str | None = None) -> Config:
-    personas = (PersonaConfig("alpha"), PersonaConfig("beta", attention=pattern), PersonaConfig("gamma"))
+    personas = (PersonaConfig("alpha"), PersonaConfig("beta", attention=pattern), PersonaConfig("gamma"),
+                PersonaConfig("delta"))
     return Config(mux=MuxSection(), personas=personas,
                   display=DisplaySection(on_attention=on_attention))  # type: ignore[arg-type]
 
 
 class Watched:
-    """An Attention on a hub, with what it published and what the banner shows."""
+    """An Attention on a hub, with what it published and what the banner shows: one seat
+    (the implicit one, as a config without ``[[seat]]``), or ``seats``, each with its own
+    headless output."""
 
-    def __init__(self, on_attention: str = "notify", pattern: str | None = None) -> None:
+    def __init__(self, on_attention: str = "notify", pattern: str | None = None,
+                 seats: list[Seat] | None = None) -> None:
         self.events = Events()
         self.heard: list[Event] = []
         self.events.subscribe(self.heard.append)
-        self.router = Router(["alpha", "beta", "gamma"])
-        self.output = HeadlessOutput()
+        names = ["alpha", "beta", "gamma", "delta"]
+        self.seats = Seats(names, seats) if seats else Seats.single(names)
+        self.outputs = {seat: HeadlessOutput() for seat in self.seats.seats}
+        self.output = self.outputs[self.seats.seats[0]]
         self.now = 100.0
-        self.attention = Attention(config(on_attention, pattern), self.events, self.router,
-                                   lambda: self.output, clock=lambda: self.now)
+        self.attention = Attention(config(on_attention, pattern), self.events, self.seats,
+                                   lambda: self.outputs, clock=lambda: self.now)
 
-    def switched(self, new: str, old: str | None = None) -> None:
-        self.router.switch(new)
-        self.events.publish(Switched(old, new, "test"))
+    def switched(self, new: str, old: str | None = None, seat: str = DEFAULT_SEAT) -> None:
+        """``seat`` switches to ``new`` (the Switched events of every seat that changed)."""
+        plan = self.seats.plan_switch(seat, new)
+        self.seats.apply(plan)
+        for move in plan.moves:
+            self.events.publish(Switched(move.old, move.new, "test", move.seat))
 
 
 @pytest.mark.pure
@@ -154,21 +168,22 @@ async def test_the_switch_waits_for_released_keys_and_idle_input(quick_idle: flo
     w.switched("alpha")
     switches: list[tuple[str, str, float]] = []
 
-    async def switch(target: str, source: str) -> str:
+    async def switch(target: str, source: str, seat: str) -> str:
         switches.append((target, source, asyncio.get_running_loop().time()))
+        assert seat == DEFAULT_SEAT
         w.switched(target, "alpha")
         return target
 
     task = asyncio.create_task(w.attention.run({}, switch))
     try:
         for event in (InputEvent(EV_KEY, 42, 1), SYN):  # left shift down in alpha
-            w.router.feed(event)
+            w.seats.feed(DEFAULT_SEAT, event)
         w.attention.input_came()
         w.attention.line("beta", "MUX-ATTENTION ring", 1.0)
         await asyncio.sleep(quick_idle * 3)
-        assert switches == [] and w.router.pressed()  # held: no switch
+        assert switches == [] and w.seats.pressed(DEFAULT_SEAT)  # held: no switch
         for event in (InputEvent(EV_KEY, 42, 0), SYN):
-            w.router.feed(event)
+            w.seats.feed(DEFAULT_SEAT, event)
         w.attention.input_came()
         released = asyncio.get_running_loop().time()
         while not switches:
