@@ -28,7 +28,8 @@ Each connection then runs four tasks in one TaskGroup:
   task, so a slow device move does not hold up the next message. A command mux cannot
   carry out (a :class:`~mux.errors.MuxError`) earns an ``error`` message too; anything
   else is a bug, logged with its traceback (and reported as an internal error);
-- state: retained topics derived from the controller (active persona, states, LEDs,
+- state: retained topics derived from the controller (active persona, each seat's with
+  ``[[seat]]`` tables: :mod:`mux.frontends.mqtt_seats`, states, LEDs,
   devices) are recomputed on every change notification (and every second as a safety
   net) and only what changed is published; a new connection starts from nothing, so
   everything is re-published after a broker restart;
@@ -82,6 +83,7 @@ from mux.frontends.mqtt_discovery import (
     support_url,
     topic_base,
 )
+from mux.frontends.mqtt_seats import is_seat_topic, seat_state_messages, seat_views
 from mux.frontends.mqtt_topics import (
     CommandError,
     event_message,
@@ -153,11 +155,12 @@ class MqttBridge(CommandHandling):
         task.add_done_callback(self._tasks.discard)
 
     def _event(self, event_type: str, persona: str | None, source: str | None, text: str,
-               *also: tuple[str, str]) -> None:
+               *also: tuple[str, str], seat: str | None = None) -> None:
         """Queue one ``event`` message and ``also`` (topic under the base, payload): dropped
         while not connected (events are not retained)."""
         if self._client is not None:
-            self._events.put_nowait((f"{self.base}/event", event_message(event_type, persona, source, text)))
+            message = event_message(event_type, persona, source, text, seat)
+            self._events.put_nowait((f"{self.base}/event", message))
             for topic, payload in also:
                 self._events.put_nowait((f"{self.base}/{topic}", payload))
 
@@ -258,8 +261,9 @@ class MqttBridge(CommandHandling):
     def _discovery(self) -> dict[str, dict[str, Any]]:
         c = self.config
         devices = [d["id"] for d in self.api.status()["devices"]]
+        seats = {seat.name: seat.personas for seat in self._seats()}
         return discovery_messages(c.discovery_prefix, c.node_id, self.base, self.api.names, devices,
-                                  c.discovery, self._support_url)
+                                  c.discovery, self._support_url, seats)
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         for topic, payload in self._discovery().items():
@@ -279,6 +283,9 @@ class MqttBridge(CommandHandling):
             # a config that is not ours now (a persona or device no longer configured)
             if payload and payload != json.dumps(MIGRATE).encode() and topic not in self._discovery():
                 await client.publish(topic, b"", qos=1, retain=True)
+            return
+        if is_seat_topic(topic, self.base) and await self._on_seat_message(client, bool(message.retain),
+                                                                           topic, payload):
             return
         if not topic.endswith("/set"):
             return  # our own retained state, echoed back by the broker
@@ -306,9 +313,11 @@ class MqttBridge(CommandHandling):
         leds = {p["name"]: p["leds"] for p in personas}
         devices = {n: self.api.devices(n) for n in self.api.names}
         owners = {d["id"]: d["persona"] for d in status["devices"]}
-        return state_messages(self.base, status["active"], {p["name"]: p["state"] for p in personas},
-                              leds, devices, owners, {p["name"]: bool(p.get("ready")) for p in personas},
-                              {p["name"]: p["audio"] for p in personas if "audio" in p})
+        messages = state_messages(self.base, status["active"], {p["name"]: p["state"] for p in personas},
+                                  leds, devices, owners, {p["name"]: bool(p.get("ready")) for p in personas},
+                                  {p["name"]: p["audio"] for p in personas if "audio" in p})
+        seats = seat_views(status, self.api.explicit_seats, self.api.names)
+        return messages | seat_state_messages(self.base, seats)  # active: the first seat's
 
     async def _publish_changes(self, client: aiomqtt.Client) -> None:
         self._changed.clear()

@@ -10,7 +10,9 @@ event entity for its requests for attention (``attention``, on ``persona/<name>/
 a template adds the ``event_type`` that payload lacks), its audio state (a sensor on
 ``persona/<name>/audio``: live, muted, ducked, off, unavailable), and per device a select saying
 which persona holds it (or ``detached``: Home Assistant reads an option ``none``, in any
-case, as "no option").
+case, as "no option"). With ``[[seat]]`` tables, also a select per seat for the persona it
+shows (options: the personas it may show; ``none``, its state while it shows none, reads as
+"no option"); without, nothing for seats (:mod:`mux.frontends.mqtt_seats`).
 
 Two ways to publish them (``[mqtt] discovery``), both following Home Assistant's MQTT
 discovery documentation as of 2024.11:
@@ -112,8 +114,9 @@ def origin_block(support_url: str | None) -> dict[str, Any]:
 
 
 def entities(node_id: str, base: str, personas: Sequence[str],
-             devices: Sequence[str] = ()) -> list[Entity]:
-    """Every entity of a node, in a stable order (see the module docstring)."""
+             devices: Sequence[str] = (), seats: Mapping[str, Sequence[str]] | None = None) -> list[Entity]:
+    """Every entity of a node, in a stable order (see the module docstring); ``seats`` (seat
+    name → the personas it may show; only with ``[[seat]]`` tables) adds a select per seat."""
     node = safe_node_id(node_id)
     bridge = {"topic": f"{base}/availability"}
 
@@ -166,6 +169,10 @@ def entities(node_id: str, base: str, personas: Sequence[str],
                      command_topic=f"{base}/device/{device}/set", state_topic=f"{base}/device/{device}",
                      options=[*personas, DETACHED], icon="mdi:usb-port")
               for device in devices]
+    found += [entity("select", f"seat_{seat}_active", f"Seat {seat} active persona",
+                     command_topic=f"{base}/seat/{seat}/active/set", state_topic=f"{base}/seat/{seat}/active",
+                     options=list(shown), icon="mdi:monitor-account")
+              for seat, shown in (seats or {}).items()]
     return found
 
 
@@ -181,9 +188,11 @@ def device_topic(prefix: str, node_id: str) -> str:
 
 def discovery_messages(prefix: str, node_id: str, base: str, personas: Sequence[str],
                        devices: Sequence[str] = (), mode: str = "entities",
-                       support_url: str | None = None) -> dict[str, dict[str, Any]]:
-    """The retained discovery configs, topic → config, for ``mode`` (see the module docstring)."""
-    found = entities(node_id, base, personas, devices)
+                       support_url: str | None = None,
+                       seats: Mapping[str, Sequence[str]] | None = None) -> dict[str, dict[str, Any]]:
+    """The retained discovery configs, topic → config, for ``mode`` (see the module docstring;
+    ``seats`` as for :func:`entities`)."""
+    found = entities(node_id, base, personas, devices, seats)
     device, origin = device_block(node_id), origin_block(support_url)
     if mode == "device":
         components = {e.object_id: {"p": e.component, **e.config} for e in found}

@@ -34,13 +34,16 @@ CLIPBOARD_ACTIONS = ("copy", "paste")  # clipboard/<action>/set: mux's own clipb
 
 @dataclass(frozen=True)
 class Command:
-    """What a panel asked for: ``switch`` to a persona, a persona ``action``, a device move,
-    or a ``clipboard`` action (copy/paste: the active persona's, ``persona`` empty)."""
+    """What a panel asked for: ``switch`` to a persona (``seat``: of that seat, with
+    ``[[seat]]`` tables: :mod:`mux.frontends.mqtt_seats`; ``persona`` may then be ``next`` or
+    ``previous``), a persona ``action``, a device move, or a ``clipboard`` action
+    (copy/paste: the active persona's, ``persona`` empty)."""
 
     kind: str  # "switch" | "persona" | "device" | "clipboard"
     persona: str
     action: str = ""  # start/stop/restart; attach/detach; copy/paste
     device: str = ""
+    seat: str | None = None  # a switch of this seat (None: the node's active/set)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class CommandError:
         return json.dumps({"topic": self.topic, "payload": self.payload, "error": self.error})
 
 
-def _show(payload: bytes) -> str:
+def show_payload(payload: bytes) -> str:
     """The payload as text for an error message: decoded if possible, short either way."""
     text = payload[:200].decode("utf-8", errors="backslashreplace")
     return text + ("..." if len(payload) > 200 else "")
@@ -76,7 +79,7 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
     """
 
     def error(message: str) -> CommandError:
-        return CommandError(topic, _show(payload), message)
+        return CommandError(topic, show_payload(payload), message)
 
     if len(payload) > MAX_PAYLOAD:
         return error(f"payload too large ({len(payload)} bytes; at most {MAX_PAYLOAD})")
@@ -170,9 +173,12 @@ def stopped_messages(base: str, personas: Sequence[str], kept: bool = False) -> 
     return messages
 
 
-def event_message(event_type: str, persona: str | None, source: str | None, text: str) -> str:
-    """One message on ``<base>/event``: JSON ``{"event_type", "persona", "source", "text"}``."""
-    return json.dumps({"event_type": event_type, "persona": persona, "source": source, "text": text})
+def event_message(event_type: str, persona: str | None, source: str | None, text: str,
+                  seat: str | None = None) -> str:
+    """One message on ``<base>/event``: JSON ``{"event_type", "persona", "source", "text"}``, and
+    ``"seat"`` too for a switch when the config has ``[[seat]]`` tables."""
+    fields = {"event_type": event_type, "persona": persona, "source": source, "text": text}
+    return json.dumps(fields if seat is None else {**fields, "seat": seat})
 
 
 def clipboard_event_text(action: str, persona: str | None, origin: str | None, chars: int,

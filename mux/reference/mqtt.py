@@ -1,8 +1,9 @@
 """MQTT topics and Home Assistant entities, read from the bridge's own code.
 
 The set of topics is the code's: the retained state (:func:`~mux.frontends.mqtt_topics.state_messages`
-and what a clean stop leaves, ``stopped_messages``), the command topics the parser names
-(:func:`~mux.frontends.mqtt_topics.parse_command`), the topics the discovery configs point
+and what a clean stop leaves, ``stopped_messages``; each seat's, :mod:`mux.frontends.mqtt_seats`),
+the command topics the parsers name (:func:`~mux.frontends.mqtt_topics.parse_command`,
+:func:`~mux.frontends.mqtt_seats.parse_seat_command`), the topics the discovery configs point
 at (:func:`~mux.frontends.mqtt_discovery.entities`), and the topics the bridge publishes
 by name (``f"{self.base}/..."`` in :mod:`mux.frontends.mqtt`). Each must have a line in
 :data:`TOPICS` (how it is sent, what its payload is), and each line there must be one of
@@ -19,12 +20,14 @@ from typing import Any
 
 from mux.reference.common import UndocumentedError, code, header, table
 
-PERSONA, DEVICE, NODE, BASE = "PERSONA", "DEVICE", "NODE", "BASE"
+PERSONA, DEVICE, SEAT, NODE, BASE = "PERSONA", "DEVICE", "SEAT", "NODE", "BASE"
 
 #: topic under ``<base_topic>`` -> (how it is sent, its payload).
 TOPICS: dict[str, tuple[str, str]] = {
     "availability": ("out, retained, also the last will", "`online` / `offline`"),
-    "active": ("out, retained", "the active persona's name (nothing is published before one is)"),
+    "active": ("out, retained", "the active persona's name (nothing is published before one is); with"
+               " `[[seat]]` tables the first seat's, as on `seat/<seat>/active` (`none` while it shows"
+               " none)"),
     "claim": ("out, retained", "JSON `{\"host\", \"pid\", \"client\", \"since\"}`: the controller serving"
               " this node; it counts only while `availability` is `online`, and a clean stop clears it"
               " (empty payload). A second controller of the node refuses to start while it counts"),
@@ -34,7 +37,9 @@ TOPICS: dict[str, tuple[str, str]] = {
               " `snapshot`; `refused` is a refused MQTT command, beside its `error`; `crashed` has `source`"
               " `guest`; `attention` has `source` `guest` and the request's `text`; `clipboard` has `source`"
               " who asked (`hotkey`, `mqtt`, `control socket`...) and a `text` such as `copied 42 characters"
-              " from home` or the refusal, never the clipboard's text"),
+              " from home` or the refusal, never the clipboard's text. With `[[seat]]` tables a `switched`"
+              " event also has `\"seat\"` (which seat switched; its `persona` is null for a seat left"
+              " showing none)"),
     "clipboard/copy/set": ("in", "any payload (the button sends `PRESS`): the active persona's clipboard into"
                            " mux's own, as `scrolllock+c` does; what happened comes as a `clipboard` event, a"
                            " refusal also on `error`. No clipboard text ever travels over MQTT"),
@@ -57,6 +62,12 @@ TOPICS: dict[str, tuple[str, str]] = {
     "device/<id>": ("out, retained", "the persona holding the device, or `{detached}`"),
     "device/<id>/set": ("in", "a persona's name (the device moves there) or `{detached}` (`none` is"
                         " accepted too)"),
+    "seat/<seat>/active": ("out, retained", "only with `[[seat]]` tables: the persona the seat shows, or"
+                           " `{none}` when it shows none (another seat took its persona: `[mux] steal`)"),
+    "seat/<seat>/active/set": ("in", "only with `[[seat]]` tables: a persona the seat may show, `next` or"
+                               " `previous`; switches that seat only. Refused (on `error`) for a persona"
+                               " the seat may not show, or one active on another seat (unless"
+                               " `[mux] steal`)"),
     "error": ("out", "JSON `{\"topic\", \"payload\", \"error\"}` for every refused command"),
     "sync": ("out, internal", "a marker mux sends itself on connect, to know the retained discovery configs"
              " have arrived; ignore it"),
@@ -79,16 +90,18 @@ ENTITIES: dict[str, str] = {
     "<persona>_num": "the guest's Num Lock LED",
     "<persona>_scroll": "the guest's Scroll Lock LED",
     "device_<device>": "which persona holds the device (`detached`: none); choosing one moves the device",
+    "seat_<seat>_active": "only with `[[seat]]` tables, one per seat: shows and switches the persona the seat"
+                          " shows; its options are the personas the seat may show",
 }
 
 
 def _shown(text: str) -> str:
-    return text.replace(PERSONA, "<name>").replace(DEVICE, "<id>")
+    return text.replace(PERSONA, "<name>").replace(DEVICE, "<id>").replace(SEAT, "<seat>")
 
 
 def code_topics() -> dict[str, str]:
     """Every topic the code publishes or reads, under the base: ``in`` or ``out``."""
-    from mux.frontends import mqtt, mqtt_discovery, mqtt_topics
+    from mux.frontends import mqtt, mqtt_discovery, mqtt_seats, mqtt_topics
 
     found: dict[str, str] = {}
 
@@ -102,9 +115,14 @@ def code_topics() -> dict[str, str]:
         found[topic] = "in"
     for topic in [*mqtt_topics.state_messages(
             BASE, PERSONA, {PERSONA: "running"}, {PERSONA: {}}, devices={PERSONA: []}, owners={DEVICE: None},
-            ready={PERSONA: True}, audio={PERSONA: "live"}), *mqtt_topics.stopped_messages(BASE, [PERSONA])]:
+            ready={PERSONA: True}, audio={PERSONA: "live"}), *mqtt_topics.stopped_messages(BASE, [PERSONA]),
+            *mqtt_seats.seat_state_messages(BASE, [mqtt_seats.SeatView(SEAT, PERSONA, (PERSONA,))])]:
         add(topic, "out")
-    for entity in mqtt_discovery.entities(NODE, BASE, [PERSONA], [DEVICE]):
+    seat_commands = mqtt_seats.parse_seat_command(f"{BASE}/seat/?", b"?", BASE, [], [PERSONA])
+    listed = re.search(r"\(seat commands: ([^)]*)\)", getattr(seat_commands, "error", ""))
+    for topic in listed[1].split(", ") if listed else []:
+        found[topic] = "in"
+    for entity in mqtt_discovery.entities(NODE, BASE, [PERSONA], [DEVICE], {SEAT: [PERSONA]}):
         for key, value in entity.config.items():
             if key.endswith("_topic"):
                 add(value, "in" if key == "command_topic" else "out")
@@ -123,6 +141,7 @@ def topics() -> list[tuple[str, str, str]]:
             topic's direction there is not the code's.
     """
     from mux.frontends.mqtt_discovery import AUDIO_STATES, DETACHED, EVENT_TYPES, LED_NAMES, STATES
+    from mux.frontends.mqtt_seats import NO_PERSONA
     from mux.frontends.mqtt_topics import PERSONA_ACTIONS
 
     found = code_topics()
@@ -134,6 +153,7 @@ def topics() -> list[tuple[str, str, str]]:
     if wrong:
         raise UndocumentedError(f"MQTT topics described with the wrong direction: {', '.join(wrong)}")
     words = {"events": ", ".join(code(e) for e in EVENT_TYPES), "states": ", ".join(code(s) for s in STATES),
+             "none": NO_PERSONA,
              "audio": ", ".join(code(a) for a in AUDIO_STATES),
              "actions": ", ".join(code(a) for a in PERSONA_ACTIONS), "detached": DETACHED,
              "leds": "{" + ", ".join(f'"{led}"' for led in LED_NAMES) + "}"}
@@ -155,14 +175,16 @@ def entities() -> list[dict[str, Any]]:
     from mux.frontends.mqtt_discovery import entities as discovered
 
     rows: list[dict[str, Any]] = []
-    for entity in discovered(NODE, BASE, [PERSONA], [DEVICE]):
-        object_id = entity.object_id.replace(PERSONA, "<persona>").replace(DEVICE, "<device>")
+    for entity in discovered(NODE, BASE, [PERSONA], [DEVICE], {SEAT: [PERSONA]}):
+        object_id = entity.object_id.replace(PERSONA, "<persona>").replace(DEVICE, "<device>").replace(
+            SEAT, "<seat>")
         config = entity.config
         options = [str(o).replace(PERSONA, "<personas>") for o in config.get("options", [])]
         topics = [_shown(config[k][len(BASE) + 1:]) for k in ("state_topic", "image_topic", "command_topic")
                   if k in config]
         rows.append({"object_id": object_id, "component": entity.component,
-                     "name": config["name"].replace(PERSONA, "<persona>").replace(DEVICE, "<device>"),
+                     "name": config["name"].replace(PERSONA, "<persona>").replace(DEVICE, "<device>")
+                     .replace(SEAT, "<seat>"),
                      "topics": topics, "options": options, "category": config.get("entity_category", ""),
                      "device_class": config.get("device_class", ""),
                      "per_persona": len(config["availability"]) > 1, "what": ENTITIES.get(object_id, "")})
@@ -190,9 +212,10 @@ def mqtt_page() -> str:
         UndocumentedError: see :func:`topics` and :func:`entities`.
     """
     out = [header("MQTT topics and Home Assistant entities",
-                  "mux/frontends/mqtt_topics.py, mqtt_discovery.py and mqtt.py", INTRO)]
+                  "mux/frontends/mqtt_topics.py, mqtt_seats.py, mqtt_discovery.py and mqtt.py", INTRO)]
     out.append("## Topics\n\nUnder `<base_topic>` (not set: `mux/<node_id>`); `<name>` is a persona's name,"
-               " `<id>` a device's id.\n\n")
+               " `<id>` a device's id, `<seat>` a seat's name (`seat/...` topics exist only with `[[seat]]`"
+               " tables; a config without has exactly the other topics).\n\n")
     out.append(table(("topic", "direction", "payload"),
                      [(code(t), how, payload) for t, how, payload in topics()]))
     out.append("\nA command is refused (one `error` message and one `refused` event, nothing else happens)"
@@ -201,14 +224,15 @@ def mqtt_page() -> str:
                " out.\n\n")
     out.append("## Home Assistant entities\n\nOne device, `mux <node_id>`, whose name Home Assistant puts in"
                " front of each entity's; the `<persona>` entities are made for every persona, the `<device>`"
-               " select for every device. Every entity is available only while mux is (`availability`, with"
-               " the last will).\n\n")
+               " select for every device, the `<seat>` select for every seat (only with `[[seat]]` tables)."
+               " Every entity is available only while mux is (`availability`, with the last will).\n\n")
     rows = []
     for e in entities():
         values = ", ".join(code(o) for o in e["options"])
         what = e["what"] + ("; unavailable while the persona is not running (`persona/<name>/availability`)"
                             if e["per_persona"] else "")
-        name = e["name"].replace("<persona>", "`<persona>`").replace("<device>", "`<device>`")
+        name = e["name"].replace("<persona>", "`<persona>`").replace("<device>", "`<device>`").replace(
+            "<seat>", "`<seat>`")
         topics_ = ", ".join(code(t) for t in e["topics"])
         kind = code(e["component"]) + (f" ({e['device_class']})" if e["device_class"] else "")
         rows.append((name, kind, code(e["object_id"]), topics_, values, e["category"], what))
