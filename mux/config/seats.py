@@ -51,7 +51,8 @@ def parse_seats(c: Checker, data: Any, path: Path_, names: list[str], top: dict[
         devices = _strings(c, t, p, "input")
         for device in devices:
             if device in claimed:
-                c.fail((*p, "input"), f"input device {device!r} is already seat {claimed[device]!r}'s")
+                c.fail((*p, "input"), f"input device {device!r} is already grabbed by seat "
+                                      f"{claimed[device]!r}")
             claimed.setdefault(device, name)
         personas = _strings(c, t, p, "personas") if "personas" in t else None
         for persona in personas or ():

@@ -47,6 +47,7 @@ TABLES = (
     Table("audio", "mux.config.schema", "AudioSection"),
     Table("mqtt", "mux.config.schema", "MqttSection"),
     Table("clipboard", "mux.config.schema", "ClipboardSection"),
+    Table("seat", "mux.config.schema", "SeatSection", array=True),
 )
 
 #: Descriptions of the keys whose dataclass lives outside mux.config (the device model has

@@ -25,6 +25,7 @@ from tests.input.test_input_routing import booted, guest_keys
 pytestmark = pytest.mark.guests
 
 KEY_A, KEY_B, KEY_C, KEY_CAPSLOCK, KEY_SCROLLLOCK, KEY_RIGHT = 30, 48, 46, 58, 70, 106
+KEY_LEFTCTRL, KEY_LEFTALT, KEY_F5 = 29, 56, 63
 ONE, TWO = "/dev/input/by-id/usb-Seat_One-event-kbd", "/dev/input/by-id/usb-Seat_Two-event-kbd"
 
 SEATS = f"""
@@ -41,6 +42,7 @@ input = ["{ONE}"]
 name = "two"
 input = ["{TWO}"]
 personas = ["home", "lab"]
+hotkeys = {{ "ctrl+alt+f5" = "next" }}
 """
 
 
@@ -84,10 +86,16 @@ async def test_each_seat_types_into_its_own_persona_and_sees_its_own_leds(
         await home.wait_for(re.compile("MUX-LED caps=1"), 30)
         await wait_until(lambda: two.leds.get(LED_CAPSL) == 1, 30, "caps lock lit on seat two's keyboard")
 
-        # Seat two's hotkey switches seat two only (next of home among home, lab: lab).
-        two.tap(KEY_SCROLLLOCK, KEY_RIGHT)
+        # Seat two's own hotkey switches seat two only (next of home among home, lab: lab);
+        # seat one's are the defaults ([[seat]] hotkeys replace them for seat two only).
+        two.tap(KEY_LEFTCTRL, KEY_LEFTALT, KEY_F5)
         await wait_until(lambda: ctl.active_on("two") == "lab", 30, "seat two's hotkey switch")
         assert ctl.active_on("one") == "work"
+        one.tap(KEY_SCROLLLOCK, KEY_RIGHT)  # seat one's default next skips lab (on seat two): home
+        await wait_until(lambda: ctl.active_on("one") == "home", 30, "seat one's hotkey switch")
+        one.tap(KEY_SCROLLLOCK, KEY_RIGHT)  # and round to work again
+        await wait_until(lambda: ctl.active_on("one") == "work", 30, "seat one's second hotkey switch")
+        assert ctl.active_on("two") == "lab"
         two.tap(KEY_C)
         one.tap(KEY_C)
         await lab.wait_for(re.compile(f"MUX-KEY {KEY_C} 0"), 30)

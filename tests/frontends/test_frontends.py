@@ -19,7 +19,7 @@ from PIL import Image
 from mux.app.api import ControlAPI, Event, Subscriber, Switched, Unsubscribe
 from mux.app.events import Events
 from mux.config import MqttSection
-from mux.errors import ClipboardRefused, PersonaError, UnknownPersona
+from mux.errors import ClipboardRefused, PersonaError, SeatError, UnknownPersona
 from mux.frontends import control
 from mux.frontends.mqtt import MqttBridge
 from mux.frontends.mqtt_topics import Command
@@ -51,7 +51,20 @@ class StandIn:
     def devices(self, persona: str) -> list[dict[str, Any]]:
         return []
 
-    async def switch(self, target: str, source: str) -> str:
+    @property
+    def seats(self) -> Sequence[str]:
+        return ("default",)
+
+    @property
+    def explicit_seats(self) -> bool:
+        return False
+
+    def active_on(self, seat: str) -> str | None:
+        if seat != "default":
+            raise SeatError(f"unknown seat {seat!r} (seats: default)")
+        return self.active
+
+    async def switch(self, target: str, source: str, seat: str | None = None) -> str:
         if target == "bug":
             raise KeyError("a bug in mux")
         if target not in self.names:

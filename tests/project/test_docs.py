@@ -128,6 +128,7 @@ def test_the_reference_has_every_key_the_loader_knows() -> None:
         "audio": {"audio": {"zz": 1}, "persona": [persona]},
         "mqtt": {"mqtt": {"url": "mqtt://broker", "zz": 1}, "persona": [persona]},
         "clipboard": {"clipboard": {"zz": 1}, "persona": [persona]},
+        "seat": {"seat": [{"name": "s", "zz": 1}], "persona": [persona]},
     }
     keys = config_keys()
     assert [t.name for t in TABLES] == list(probes)
