@@ -13,12 +13,14 @@ see. Changes (switches, run states, LEDs, device moves) are published as events 
 hub, :class:`~mux.app.events.Events` (:meth:`Controller.subscribe`).
 
 Input enters through :meth:`Controller.input` whatever its source (evdev device,
-scenario step, recording): the pure :class:`~mux.input.router.Router` decides which persona
-gets what (:mod:`mux.app.routing` carries it out), and only the
-:class:`~mux.app.switcher.Switcher` changes who is active; it applies a switch to the
-router, the display and the LEDs as one step (see its module docstring for what happens
-when a part fails). A hotkey is a switch, the overview, or an explicit clipboard copy or
-paste (:mod:`mux.app.clipboard`): never keys for a guest.
+scenario step, recording), for one seat (:mod:`mux.input.seats`; a config without
+``[[seat]]`` has one): that seat's pure :class:`~mux.input.router.Router` decides which
+persona gets what (:mod:`mux.app.routing` carries it out), and only the
+:class:`~mux.app.switcher.Switcher` changes who is active where; it applies a switch to the
+routers, the seat's screen and its LEDs as one step (see its module docstring for what
+happens when a part fails). ``active`` is the first seat's active persona. A hotkey is a
+switch, the overview, or an explicit clipboard copy or paste (:mod:`mux.app.clipboard`) on
+its own seat: never keys for a guest.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Input routing: events from any source through the pure router to the guests.
 
-The :class:`~mux.input.router.Router` decides (sans-I/O) which persona gets what;
-:class:`InputRouting` carries its decisions out: ``Send`` batches go to the persona's
+Each seat's :class:`~mux.input.router.Router` (held by :class:`~mux.input.seats.Seats`)
+decides (sans-I/O) which persona gets what from that seat's devices; :class:`InputRouting`
+carries their decisions out: ``Send`` batches go to the persona's
 QMP ``input-send-event`` (dropped, with a debug line, when it is not running), an
 ``Unmapped`` key is warned about once per code, and a completed hotkey
-(``SwitchRequest``) is handed to the controller's ``hotkey(target)``: a switch, the
-overview, a clipboard copy or paste. Hotkeys never reach a guest: the router swallows
+(``SwitchRequest``) is handed to the controller's ``hotkey(target, seat)``: a switch of
+that seat, its overview, a clipboard copy or paste. Hotkeys never reach a guest: the router swallows
 their keys.
 
-One lock serialises the router: a frame's actions are sent before the next frame is
-fed, and the input part of a switch (:meth:`InputRouting.route_to`: the releases owed
-to the persona left) never interleaves with a frame. A hotkey's action runs after the
+One lock serialises the routers: a frame's actions are sent before the next frame is
+fed, and the input part of a switch (:meth:`InputRouting.apply`: the seats' new state and
+the releases owed to the personas left) never interleaves with a frame. A hotkey's action runs after the
 lock is released, since a switch takes the lock again to apply itself.
 """
 

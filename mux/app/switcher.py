@@ -1,4 +1,8 @@
-"""The switcher: the one owner of "who is active", and of how a switch is applied.
+"""The switcher: the one owner of "who is active where", and of how a switch is applied.
+
+It holds :class:`~mux.input.seats.Seats` (one seat without ``[[seat]]``): a request
+switches one seat; the plan (:meth:`Seats.plan_switch`) may move a second seat too, the one
+a ``steal`` takes the persona from, and every part below is applied per seat that moves.
 
 Every switch request (hotkey, control socket, scenario step, MQTT, the window's
 overview) is put on one queue and applied by one consumer, in order, so two sources can
@@ -17,7 +21,9 @@ The consistency rule. A switch has two halves:
 1. **prepare** (devices that follow the active persona move to the new one) may
    *refuse*: if it raises, nothing else is touched, :attr:`Switcher.active` stays the
    old persona, and the caller gets the error. Routing, display and LEDs never heard of
-   the switch, so they still agree with ``status``.
+   the switch, so they still agree with ``status``. Devices follow the first seat's
+   persona: prepare runs for that seat's move only. A seat refusing the persona (another
+   seat shows it, or it may not show it) is a refusal before anything else.
 2. the **parts** (the router with the old persona's held-key releases, then the display
    with the LEDs) are then *all* applied, in order, even if one raises; the switch is
    complete, :attr:`Switcher.active` becomes the new persona, :class:`Switched` is

@@ -1,4 +1,4 @@
-"""The display: per-persona VNC links, the back-buffer, the output and the LEDs, together.
+"""The display: per-persona VNC links, the back-buffer, each seat's output and LEDs, together.
 
 Theory. Each persona's QEMU serves VNC; :class:`DisplayLink` keeps the persona's VNC
 link (:meth:`Persona.vnc_link <mux.guest.persona.Persona.vnc_link>`, a
@@ -31,12 +31,17 @@ or the persona restarts, with a short back-off. The link carries:
   1024x768 one blocked the event loop ~10 ms here: a switch then waited for it);
 - every frame kept for the active persona is presented on the output, and only those:
   an inactive persona's frames go to the back-buffer, never to the output;
-- :meth:`Display.switch` (the display's part of a switch, applied by
-  :mod:`mux.app.switcher`) writes the new persona's LEDs, presents its back-buffered
-  frame at once (the window draws once, frame and LEDs together), then turns its link
-  live; a persona that follows the window (``vga = "virtio"``, ``resize_guest``) is then
-  asked for the window's size, as the active one is whenever the window is resized
-  (:mod:`mux.display.resize`).
+- each seat has a :class:`~mux.display.screen.Screen` (its output, the persona it shows,
+  its keyboards' LEDs, its guest sizer); a config without ``[[seat]]`` has one, and
+  ``output``, ``active`` and ``leds`` here are the first seat's. A persona is active on at
+  most one seat, so a frame is presented on at most one output;
+- :meth:`Display.switch` (the display's part of a switch of one seat, applied by
+  :mod:`mux.app.switcher`) writes the new persona's LEDs to that seat's keyboards, presents
+  its back-buffered frame at once on that seat's output (the window draws once, frame and
+  LEDs together), then turns its link live (and the old persona's back, unless another seat
+  shows it); a persona that follows the window (``vga = "virtio"``, ``resize_guest``) is
+  then asked for its seat's window size, as the active one is whenever the window is
+  resized (:mod:`mux.display.resize`).
 
 Nothing here raises into the controller's loops: a link or a screendump that fails is
 logged and retried.

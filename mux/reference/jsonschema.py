@@ -69,6 +69,8 @@ def _constraints() -> dict[tuple[str, str], dict[str, Any]]:
         ("persona", "clock"): {"pattern": CLOCK_PATTERN.pattern},
         ("persona", "attention"): {"format": "regex"},
         ("persona", "qemu_args"): {"items": {"type": "string", "not": {"enum": owned}}},
+        ("seat", "name"): {"pattern": NAME_PATTERN.pattern},
+        ("seat", "monitor"): {"minimum": 0},
         ("persona.devices", "id"): {"pattern": ID_PATTERN, "not": {"enum": sorted(RESERVED_IDS)}},
         ("persona.devices", "vendor"): usb_id,
         ("persona.devices", "product"): usb_id,
@@ -137,10 +139,12 @@ def config_defs() -> dict[str, dict[str, Any]]:
     defs["config"] = {
         "type": "object", "additionalProperties": False, "required": ["persona"],
         "description": "A mux config: the [mux] table, one [[persona]] table per guest, and the optional"
-                       " [input], [display], [audio] and [mqtt] tables.",
+                       " [input], [display], [audio], [mqtt], [clipboard] and [[seat]] tables.",
         "properties": {**sections, "persona": {"type": "array", "minItems": 1,
                                                 "items": {"$ref": "#/$defs/persona"},
-                                                "description": defs["persona"]["description"]}},
+                                                "description": defs["persona"]["description"]},
+                       "seat": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/seat"},
+                                "description": defs["seat"]["description"]}},
     }
     return defs
 
