@@ -18,6 +18,7 @@ from mux import images
 from mux.app.keep import keep_dir
 from mux.app.sound import server_address
 from mux.config import Config
+from mux.config.seats import seats_of
 from mux.display.output import display_available
 from mux.guest.accel import choose_accel
 from mux.guest.cmdline import LaunchOptions, qemu_argv
@@ -34,11 +35,16 @@ def dry_run_lines(config: Config) -> list[str]:
     # Kept guests' sockets are in their state directory (mux.app.keep), others' in the runtime one.
     keep = config.mux.keep_guests != "never"
     runtime = keep_dir(config) if keep else config.mux.runtime_dir / "mux-DRYRUN"
-    window = config.display.output == "window" or (config.display.output == "auto" and display_available())
-    # audio personas: as if the sound server answers (nothing is probed), at the address used
-    options = LaunchOptions(tablet=window and not config.input.devices, sound_server=server_address())
+    # A persona a seat's window types into (a seat that grabs no device) has an absolute pointer.
+    tablet: set[str] = set()
+    for seat in seats_of(config):
+        window = seat.output in ("window", "fullscreen") or (seat.output == "auto" and display_available())
+        if window and not seat.input:
+            tablet.update(seat.personas if seat.personas is not None else config.names)
     lines = []
     for persona in config.personas:
+        # audio personas: as if the sound server answers (nothing is probed), at the address used
+        options = LaunchOptions(tablet=persona.name in tablet, sound_server=server_address())
         boot = None
         if persona.image:
             built = images.find_built(persona.image, offline=True)

@@ -1,8 +1,10 @@
 """A guest that floods its serial port does not grow the controller's memory (real guest, TCG).
 
-The console guest writes 50 MiB of ``x`` to ttyS0; the controller (in this process, as
-``mux run`` runs it) keeps only the tail in memory, the serial log file gets all of it,
-and a ``wait_serial`` for a line printed after the flood still matches.
+The console guest writes 24 MiB of ``x`` to ttyS0 (24 times the tail memory keeps); the
+controller (in this process, as ``mux run`` runs it) grows by less than half the flood (a
+controller that kept it all would grow by all of it; measured here: 6 MiB for a 30 MiB
+flood), the serial log file gets all of it, and a ``wait_serial`` for a line printed after
+the flood still matches.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.documented import documented_number
 TAIL_MIB = documented_number(r"Memory keeps the last (\d+) MiB of each persona")
 
 pytestmark = pytest.mark.heavy
-FLOOD_MIB = int(os.environ.get("MUX_TEST_FLOOD_MIB", "50"))
+FLOOD_MIB = int(os.environ.get("MUX_TEST_FLOOD_MIB", "24"))
 FLOOD_S = 1800.0  # a bound on waiting, not a speed requirement (measured: 75-125 KiB/s)
 
 
@@ -37,7 +39,7 @@ def rss_bytes() -> int:
 
 
 @pytest.mark.timeout(FLOOD_S + 300)
-async def test_a_50_mib_serial_flood_grows_the_controller_by_less_than_20_mb(controller: Any) -> None:
+async def test_a_serial_flood_grows_the_controller_by_less_than_half_of_it(controller: Any) -> None:
     async with controller(PersonaConfig("work")) as ctl:
         steps = StepRunner(ctl)
         work = ctl.persona("work")
@@ -58,7 +60,8 @@ async def test_a_50_mib_serial_flood_grows_the_controller_by_less_than_20_mb(con
         peak = max(peak, rss_bytes())
         print(f"\n{FLOOD_MIB} MiB over serial in {time.monotonic() - began:.1f} s;"
               f" controller RSS {baseline >> 20} MiB -> peak {peak >> 20} MiB")
-        assert peak - baseline < 20_000_000
+        assert FLOOD_MIB >= 16 * TAIL_MIB  # else "half the flood" says nothing about the tail
+        assert peak - baseline < flood // 2
         assert len(work.serial.text) <= TAIL_MIB * 2**20 + 65536
         assert work.serial.end >= flood
         with open(work.serial.path, "rb") as log:
