@@ -54,8 +54,7 @@ from mux.config.schema import KeepGuests
 from mux.config.seats import seats_of
 from mux.devices.hotplug import DeviceEvent, Hotplug
 from mux.display.display import Display
-from mux.display.leds import Leds, LedSink, leds_dict
-from mux.display.output import Output
+from mux.display.leds import Leds, leds_dict
 from mux.errors import ClipboardRefused, MuxError, PersonaError, UnknownPersona
 from mux.guest.accel import choose_accel
 from mux.guest.cmdline import LaunchOptions
@@ -344,26 +343,10 @@ class Controller(GuestCalls, DeviceCalls, SeatCalls):
         """
         return await self.display.screenshot(self.persona(name).name)
 
-    @property
-    def output(self) -> Output:
-        """The first seat's output (``HeadlessOutput`` or a window)."""
-        return self.display.output
-
     def leds(self, name: str) -> Leds | None:
         """The LEDs ``name``'s guest last set (None before its first report). Raises
         UnknownPersona."""
         return self.display.leds.persona(self.persona(name).name)
-
-    @property
-    def physical_leds(self) -> Leds | None:
-        """What mux last wrote to the first seat's physical keyboards (LED sinks); None before
-        any write."""
-        return self.display.leds.physical
-
-    def add_led_sink(self, sink: LedSink, seat: str | None = None) -> None:
-        """Show ``seat``'s (None: the first's) active persona's LEDs on ``sink`` too
-        (``set_leds(caps, num, scroll)``). Raises SeatError: no such seat."""
-        self.screen_of(seat).leds.add_sink(sink)
 
     def status(self) -> dict[str, Any]:
         """What ``mux ctl status`` prints (JSON-ready)."""

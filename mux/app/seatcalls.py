@@ -18,6 +18,7 @@ from mux.config import Config
 from mux.config.seats import seats_of
 from mux.display.backbuffer import BackBuffer
 from mux.display.display import Display
+from mux.display.leds import Leds, LedSink
 from mux.display.output import HeadlessOutput, Output, open_output
 from mux.display.screen import Screen
 from mux.errors import SeatError
@@ -65,8 +66,8 @@ def open_outputs(config: Config, backbuffer: BackBuffer,
 
 
 class SeatCalls:
-    """``seats``, ``explicit_seats``, ``active_on`` and the seats' status; the controller
-    provides what is declared here."""
+    """``seats``, ``explicit_seats``, ``active_on``, each seat's output and LED sinks, and the
+    seats' status; the controller provides what is declared here."""
 
     config: Config
     seating: Seats
@@ -93,6 +94,22 @@ class SeatCalls:
         if seat not in self.display.screens:
             raise SeatError(f"unknown seat {seat!r} (seats: {', '.join(self.seating.seats)})")
         return self.display.screens[seat]
+
+    @property
+    def output(self) -> Output:
+        """The first seat's output (``HeadlessOutput`` or a window)."""
+        return self.display.output
+
+    @property
+    def physical_leds(self) -> Leds | None:
+        """What mux last wrote to the first seat's physical keyboards (LED sinks); None before
+        any write."""
+        return self.display.leds.physical
+
+    def add_led_sink(self, sink: LedSink, seat: str | None = None) -> None:
+        """Show ``seat``'s (None: the first's) active persona's LEDs on ``sink`` too
+        (``set_leds(caps, num, scroll)``). Raises SeatError: no such seat."""
+        self.screen_of(seat).leds.add_sink(sink)
 
     def output_of(self, seat: str | None) -> Output:
         """``seat``'s output (None: the first seat's). Raises SeatError: no such seat."""
