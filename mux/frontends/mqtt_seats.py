@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mux.frontends.mqtt_topics import MAX_PAYLOAD, Command, CommandError, show_payload
+from mux.frontends.mqtt_topics import MAX_PAYLOAD, Command, CommandError, payload_text, show_payload
 from mux.input.hotkeys import NEXT, PREVIOUS
 
 NO_PERSONA = "none"  # seat/<seat>/active of a seat that shows no persona
@@ -110,12 +110,9 @@ def parse_seat_command(topic: str, payload: bytes, base: str, seats: Sequence[Se
     if parts[1] not in names:
         return error(f"unknown seat {parts[1]!r} in topic (seats: {', '.join(names) or 'none'})")
     seat = seats[names.index(parts[1])]
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return error("payload is not valid UTF-8")
-    if not text:
-        return error("empty payload")
+    text, problem = payload_text(payload)
+    if problem is not None:
+        return error(problem)
     choices = f"it may show: {', '.join(seat.personas)}; or {', '.join(WALKS)}"
     if text in WALKS:
         return Command("switch", text, seat=seat.name)

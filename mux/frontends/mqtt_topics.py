@@ -65,6 +65,16 @@ def show_payload(payload: bytes) -> str:
     return text + ("..." if len(payload) > 200 else "")
 
 
+def payload_text(payload: bytes) -> tuple[str, str | None]:
+    """A command's payload as stripped text, and what is wrong with it (None: nothing):
+    not UTF-8, or empty. Shared by every command topic."""
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return "", "payload is not valid UTF-8"
+    return text, None if text else "empty payload"
+
+
 def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str],
                   devices: Sequence[str] = ()) -> Command | CommandError:
     """Turn one incoming message into a command, or say exactly what is wrong with it.
@@ -86,12 +96,9 @@ def parse_command(topic: str, payload: bytes, base: str, personas: Sequence[str]
     parts = topic[len(base) + 1:].split("/") if topic.startswith(base + "/") else []
     if len(parts) == 3 and parts[0] == "clipboard" and parts[1] in CLIPBOARD_ACTIONS and parts[2] == "set":
         return Command("clipboard", "", parts[1])
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return error("payload is not valid UTF-8")
-    if not text:
-        return error("empty payload")
+    text, problem = payload_text(payload)
+    if problem is not None:
+        return error(problem)
     known = ", ".join(personas)
     if parts == ["active", "set"]:
         if text not in personas:
