@@ -21,6 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# SDL (X11) drops a click handled within 10 ms of the window's focus-in: the click that
+# focuses the window, or the first drag of a busy editor that reads both at once. In an
+# editor that first drag is meant: draw it (a user's own setting still wins).
+os.environ.setdefault("SDL_MOUSE_FOCUS_CLICKTHROUGH", "1")
 import pygame  # after the environment it reads at import
 from PIL import Image
 
