@@ -178,14 +178,16 @@ async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) ->
         await ready(ctl, "work", "home")
         link = ctl.display.links["work"]
         await wait_until(lambda: link.synced and ctl.leds("work") is not None, 10, "work's link")
-        assert link.connections == 1
+        # Counted from here: QEMU 7.2 may close a client that connected while the guest set
+        # its first mode (seen once in ten boots on a loaded machine; the link is back in 0.1 s)
+        before, home_before = link.connections, ctl.display.links["home"].connections
         await StepRunner(ctl).step_press({"keys": "capslock"})
         await wait_until(lambda: ctl.leds("work") == ctl.physical_leds and ctl.physical_leds is not None
                          and ctl.physical_leds.caps, 10, "caps on, from work's link")
         await work.kill()  # QEMU dies: the VNC socket goes away with it
         await work.wait_state(RunState.CRASHED, 5)
         await work.wait_state(RunState.RUNNING, 30)
-        await wait_until(lambda: link.connections == 2 and link.synced, 20, "the link back, live")
+        await wait_until(lambda: link.connections > before and link.synced, 20, "the link back, live")
         # the new guest's LEDs (all off) came over the new link, and reached the keyboard
         await wait_until(lambda: ctl.physical_leds is not None and not ctl.physical_leds.caps, 10,
                          "the restarted guest's LEDs")
@@ -193,7 +195,7 @@ async def test_vnc_link_dropped_by_a_crash_is_re_established(controller: Any) ->
         restarted = time.monotonic()
         await wait_until(lambda: (f := ctl.display.backbuffer.get("work")) is not None
                          and f.captured > restarted and f.source == "vnc", 10, "a live frame again")
-        assert ctl.display.links["home"].connections == 1  # the other link was not disturbed
+        assert ctl.display.links["home"].connections == home_before  # the other link was not disturbed
         assert await ctl.switch("home", "test") == "home"
 
 
@@ -208,11 +210,12 @@ async def test_guest_resolution_change_keeps_the_link(controller: Any, caplog: p
         await ready(ctl, "work")
         link = ctl.display.links["work"]
         await wait_until(lambda: link.synced, 10, "work's live link")
+        before = link.connections  # counted from here, as in the test above
         # a reset goes back to the BIOS's 720x400 text mode, then the kernel sets 1024x768
         await ctl.persona("work").execute("system_reset")
         await ctl.persona("work").serial.wait_for(re.compile("MUX-READY work"), READY_S)
         resizes = [r.getMessage() for r in caplog.records if "desktop size" in r.getMessage()]
         await wait_until(lambda: (c := ctl.output.current_frame()) is not None and c[1].size == (1024, 768)
                          and near(c[1].getpixel(CORNER), WORK), 20, "the guest's picture again")
-        assert link.connections == 1 and link.connected
+        assert link.connections == before and link.connected
         assert any(m.endswith("720x400") for m in resizes) and resizes[-1].endswith("1024x768"), resizes
