@@ -373,6 +373,41 @@ async def test_a_window_process_that_dies_is_logged_once_and_the_seat_goes_headl
     assert len(warnings) == 1 and "seat one" in warnings[0] and "exit code -9" in warnings[0], warnings
 
 
+def close_by_hand(display_name: str, window: int) -> None:
+    """What a window manager's close button sends: WM_DELETE_WINDOW, as a client message."""
+    from Xlib import X
+    from Xlib.display import Display
+    from Xlib.protocol import event
+
+    display = Display(display_name)
+    try:
+        target = display.create_resource_object("window", window)
+        delete = display.intern_atom("WM_DELETE_WINDOW")
+        message = event.ClientMessage(window=target, client_type=display.intern_atom("WM_PROTOCOLS"),
+                                      data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+        target.send_event(message, event_mask=X.NoEventMask)
+        display.sync()
+    finally:
+        display.close()
+
+
+@pytest.mark.services
+async def test_a_seats_window_closed_by_hand_asks_mux_to_stop(
+        two_displays: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    first, _ = two_displays
+    one = Seat(SeatSection(name="one", output="window", display=first), BackBuffer(list(COLORS)))
+    caplog.set_level(logging.INFO, "mux.display.seat_window")
+    async with running(one):
+        one.output.present("work", Frame(Image.new("RGB", (1024, 768), (250, 250, 0)), 1.0, "screendump"))
+        await shows(first, one.output.window_id, (0xc0, 0x30, 0x30), (250, 250, 0), "mux: one: work")
+        assert one.closed == []
+        assert one.output.window_id is not None
+        close_by_hand(first, one.output.window_id)
+        await wait_until(lambda: one.closed == [True], 30, "the seat's window to report its closing")
+    said = [r.getMessage() for r in caplog.records]
+    assert "output (seat one): window closed: stopping mux" in said, said
+
+
 @pytest.mark.services
 async def test_a_window_that_cannot_open_is_an_error_or_with_auto_headless(tmp_path: Path) -> None:
     lines: list[str] = []
