@@ -106,6 +106,11 @@ class SeatCalls:
         any write."""
         return self.display.leds.physical
 
+    def physical_leds_of(self, seat: str | None) -> Leds | None:
+        """What mux last wrote to ``seat``'s (None: the first's) physical keyboards; None
+        before any write. Raises SeatError: no such seat."""
+        return self.screen_of(seat).leds.physical
+
     def add_led_sink(self, sink: LedSink, seat: str | None = None) -> None:
         """Show ``seat``'s (None: the first's) active persona's LEDs on ``sink`` too
         (``set_leds(caps, num, scroll)``). Raises SeatError: no such seat."""

@@ -155,7 +155,8 @@ STEPS: dict[str, StepSpec] = {
                            "as `assert_text`, but only records whether it matched"),
     "screenshot": StepSpec({"persona": _persona(False), "name": Arg(str, doc=_NAME)},
                            "persona", "saves `screenshots/NAME.png` in the scenario's artifacts"),
-    "assert_led": StepSpec({"persona": Arg(str, doc="a persona's name, or `physical` (the keyboards' LEDs)"),
+    "assert_led": StepSpec({"persona": Arg(str, doc="a persona's name, or `physical` (the keyboards' LEDs;"
+                                                    " with `seat`, that seat's)"),
                             "caps": Arg(bool), "num": Arg(bool), "scroll": Arg(bool),
                             "timeout": Arg(Number, 5)}, "persona",
                            "waits until the LEDs given (true or false) are so; those left out are not"

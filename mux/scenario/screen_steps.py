@@ -27,7 +27,7 @@ change that the previous step caused at once is not missed.
 
 ``assert_led`` reads the LEDs the guest set (reported over VNC; when the controller has
 no report yet, the guest's own ``MUX-LED`` serial line), or ``physical``: what mux last
-wrote to the physical keyboards.
+wrote to the physical keyboards (of the step's ``seat``: each seat's show its persona's).
 """
 
 from __future__ import annotations
@@ -250,11 +250,12 @@ class ScreenSteps(TextSteps):
 
     async def step_assert_led(self, a: dict[str, Any]) -> None:
         target = a["persona"] or self._persona(a)
+        seat = a.get("seat")
         wanted = {k: a[k] for k in ("caps", "num", "scroll") if a[k] is not None}
         timeout = self.timeout(a["timeout"])
         deadline = time.monotonic() + timeout
         while True:
-            leds = self._leds(target)
+            leds = self._leds(target, seat)
             if leds is not None and all(getattr(leds, k) == v for k, v in wanted.items()):
                 self.message = f"{target}: {_show(leds)}"
                 return
@@ -290,9 +291,9 @@ class ScreenSteps(TextSteps):
             saved.append(path)
         return saved
 
-    def _leds(self, target: str) -> Leds | None:
+    def _leds(self, target: str, seat: str | None) -> Leds | None:
         if target == "physical":
-            return self.ctl.physical_leds
+            return self.ctl.physical_leds_of(seat)
         leds = self.ctl.leds(target)
         if leds is None:
             reports = _SERIAL_LEDS.findall(self.ctl.persona(target).serial.text)

@@ -287,9 +287,6 @@ def _check_seat(kind: str, args: dict[str, Any], where: Path_, ctx: Context) -> 
     seat = args.get("seat")
     if seat is None:
         return
-    if kind == "assert_led" and args.get("persona") == "physical":
-        ctx.fail((*where, "seat"), "assert_led: seat picks the active persona of a seat; it cannot go"
-                                   " with persona: physical")
     if ctx.seats is None:
         return  # not known here (a config that failed its checks): the step itself checks
     if seat not in ctx.seats:

@@ -1,15 +1,17 @@
 """Scenario steps with a ``seat``: checked when the file is read, and carried out on two seats.
 
 The file's checks (pure): a seat the config does not have, a switch to a persona the seat
-may not show, and ``assert_led``'s ``physical`` with a seat are errors with file:line:col;
+may not show (``physical`` LEDs of an unknown seat too) are errors with file:line:col;
 a step without ``seat`` keeps its arguments as before seats (the first seat is meant).
 
 Live (console guests under TCG): a scenario on two seats switches seat two, types on it,
 and the guest-side ``MUX-KEY`` lines arrive in seat two's persona only, while a key on
 seat one arrives in seat one's persona only (the positive control); ``assert_active`` and a
-screen step with ``seat`` look at that seat's persona; a switch of seat one to a persona
-active on seat two fails its step with the SeatError's message; a snapshot keeps each
-seat's persona, and a scenario restored from it types on seat two into that persona again.
+screen step with ``seat`` look at that seat's persona; caps lock pressed on seat two lights
+seat two's ``physical`` LEDs and not seat one's (seat two's the positive control); a
+switch of seat one to a persona active on seat two fails its step with the SeatError's
+message; a snapshot keeps each seat's persona, and a scenario restored from it types on
+seat two into that persona again.
 """
 
 from __future__ import annotations
@@ -78,14 +80,14 @@ steps:
   - switch: {persona: work, seat: two}
   - type: {text: "a", seat: three}
   - assert_active: {persona: work, seat: two}
-  - assert_led: {persona: physical, caps: true, seat: one}
+  - assert_led: {persona: physical, caps: true, seat: three}
   - switch: {persona: next, seat: two}
 """)
     found = problems_of(path)
     assert (7, "switch: seat 'two' may not show persona 'work' (it shows: home, lab)") in found
     assert (8, "type: unknown seat 'three' (seats: one, two)") in found
     assert (9, "assert_active: seat 'two' may not show persona 'work' (it shows: home, lab)") in found
-    assert any(line == 10 and "cannot go with persona: physical" in m for line, m in found)
+    assert (10, "assert_led: unknown seat 'three' (seats: one, two)") in found
     assert len(found) == 4, found  # next on seat two is fine
 
 
@@ -138,6 +140,10 @@ steps:
   - assert_no_serial: {persona: work, match: "MUX-KEY (30|46) "}
   - assert_no_serial: {persona: lab, match: "MUX-KEY (48|46) "}
   - assert_no_serial: {persona: home, match: "MUX-KEY (30|48) "}
+  - press: {keys: capslock, seat: two}
+  - assert_led: {persona: home, caps: true}
+  - assert_led: {persona: physical, seat: two, caps: true}
+  - assert_led: {persona: physical, seat: one, caps: false}
   - switch: {persona: lab, seat: two}
   - snapshot: seated
   - switch: {persona: lab, seat: one}
