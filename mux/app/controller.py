@@ -354,6 +354,7 @@ class Controller(GuestCalls, DeviceCalls, SeatCalls):
         for entry in personas:
             entry["leds"] = leds_dict(self.display.leds.persona(entry["name"]))
             entry["audio"] = self.sound.state(entry["name"])
+            entry["background"] = self.switcher.background_of(entry["name"])
         return {
             "active": self.active,
             "runtime_dir": str(self.runtime_dir),

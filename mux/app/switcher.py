@@ -235,6 +235,14 @@ class Switcher:
         if self._background is not None and persona is not None:
             await self._background.apply(persona, active or not persona.readiness.ready)
 
+    def background_of(self, name: str) -> str | None:
+        """``"paused"`` or ``"low"``: ``[mux] background`` applied to ``name`` now; None: it
+        has the active persona's share (it is active, still booting, or the mode is "run")."""
+        persona = self._personas.get(name)
+        if self._background is None or persona is None:
+            return None
+        return self._background.share(persona)
+
     def _heard(self, event: Event) -> None:
         """A persona became ready: its share is settled in order with the switches; one is
         being stopped: a paused one is resumed at once, so that it can shut down."""

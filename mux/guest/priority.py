@@ -174,6 +174,13 @@ class Background:
             what = "normal" if active else "low"
             self._tell_once(persona.name, what, f"could not set {what} priority: {'; '.join(refused[:3])}")
 
+    def share(self, persona: Persona) -> str | None:
+        """What mux gave ``persona``'s QEMU as it runs now: ``"paused"`` or ``"low"`` when it
+        sent it to the background, None when it has the active persona's share."""
+        if self._applied.get(persona.name) != (persona.pid, True) or persona.pid is None:
+            return None
+        return "paused" if self.mode == "pause" else "low"
+
     async def stopping(self, persona: Persona) -> None:
         """``persona`` is being stopped: a paused guest is resumed so that it can shut down
         in order (QMP over the link the stop uses; it may be gone already)."""

@@ -6,7 +6,8 @@ under SCHED_IDLE, the active persona's at normal priority (nice 0, SCHED_OTHER),
 at each switch; read from ``/proc/PID/task/TID/stat`` (nice: field 19, policy: field 41).
 Only a ready persona is sent back (one that boots keeps normal
 priority). With ``pause`` the background guests are stopped (QMP ``query-status``) and the one
-switched to resumed, its picture still there; ``run`` leaves them alone. Raising a
+switched to resumed, its picture still there; ``run`` leaves them alone. Each time,
+``mux ctl status`` says what each persona gets (``background``: low, paused or null). Raising a
 priority back needs CAP_SYS_NICE (or RLIMIT_NICE): without it mux is refused, which a
 process without that capability shows.
 """
@@ -90,6 +91,11 @@ async def paused(persona: Persona) -> None:
         await asyncio.sleep(0.05)
 
 
+def shares(ctl: Controller) -> dict[str, str | None]:
+    """What ``mux ctl status`` says each persona gets: its ``background``."""
+    return {entry["name"]: entry["background"] for entry in ctl.status()["personas"]}
+
+
 async def status(persona: Persona) -> dict[str, Any]:
     result: dict[str, Any] = await persona.execute("query-status")
     return result
@@ -104,8 +110,10 @@ async def test_low_gives_the_background_the_lowest_priority_swapped_at_each_swit
         await wait_until(lambda: all(nice == 19 for nice, _ in priorities(home).values()), READY_S,
                          "home sent back once ready")
         assert await is_low(home) and is_normal(work), (priorities(home), priorities(work))
+        assert shares(ctl) == {"work": None, "home": "low"}
         assert await ctl.switch("home", "test") == "home"
         assert await is_low(work) and is_normal(home), (priorities(work), priorities(home))
+        assert shares(ctl) == {"work": "low", "home": None}
         assert await ctl.switch("work", "test") == "work"
         assert await is_low(home) and is_normal(work)
         # the background one keeps running (only its priority changed), unlike with pause
@@ -120,11 +128,13 @@ async def test_pause_stops_the_background_and_resumes_the_one_switched_to(tmp_pa
         await wait_until(lambda: ctl.display.backbuffer.get("home") is not None, READY_S, "home's picture")
         await paused(home)
         assert (await status(home))["status"] == "paused" and (await status(work))["running"] is True
+        assert shares(ctl) == {"work": None, "home": "paused"}
         assert is_normal(home) and is_normal(work)  # pause leaves the priorities alone
         picture = await ctl.screenshot("home")  # a paused guest still has its picture
         assert picture.size[0] > 0
         assert await ctl.switch("home", "test") == "home"
         assert (await status(home))["running"] is True and (await status(work))["status"] == "paused"
+        assert shares(ctl) == {"work": "paused", "home": None}
         assert await ctl.switch("work", "test") == "work"
         assert (await status(work))["running"] is True and (await status(home))["status"] == "paused"
 
@@ -137,6 +147,7 @@ async def test_run_leaves_every_persona_at_normal_priority_and_running(tmp_path:
         for target in ("home", "work"):
             assert await ctl.switch(target, "test") == target
             assert is_normal(home) and is_normal(work), (priorities(home), priorities(work))
+            assert shares(ctl) == {"work": None, "home": None}
             assert (await status(home))["running"] is True and (await status(work))["running"] is True
         # positive control: a lowered thread would have been seen by the same reading
         tid = next(iter(await vcpus(home)))
