@@ -1,8 +1,8 @@
 r"""One persona: a QEMU process, its run state, its supervisor and restart policy.
 
 :mod:`mux.guest` is the only package that talks to QEMU, and this class is its face:
-the command line comes from :mod:`mux.guest.cmdline`, commands go over the QMP seam
-(:mod:`mux.guest.qmp`), devices are plugged by :mod:`mux.guest.plug`, the VNC link is
+the command line comes from :mod:`mux.guest.cmdline`, commands (:mod:`mux.guest.commands`)
+go over the QMP seam (:mod:`mux.guest.qmp`), devices are plugged by :mod:`mux.guest.plug`, the VNC link is
 :mod:`mux.guest.rfb` and whole-machine snapshots are :mod:`mux.guest.migration`. Its
 run state is an explicit enum; every change goes through :meth:`Persona._set_state`, and
 commands that need a particular state call :meth:`Persona._require`, which raises
@@ -26,7 +26,6 @@ boot: :mod:`mux.guest.quickboot`) is ``starting`` until it loaded; a restart boo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
@@ -34,19 +33,17 @@ from typing import Any
 
 from mux.config import PersonaConfig
 from mux.devices.model import DeviceConfig, initial_devices
-from mux.display.backbuffer import Frame
-from mux.display.leds import Leds
 from mux.errors import LaunchError, PersonaError, StateError
-from mux.guest import cmdline, hardware, migration, process
+from mux.guest import hardware, migration, process
 from mux.guest.accel import AccelChoice
 from mux.guest.cmdline import Boot, LaunchOptions, qemu_argv, qmp_path, serial_log_path, serial_path, vnc_path
+from mux.guest.commands import GuestCommands
 from mux.guest.plug import GuestDevices
 from mux.guest.policy import RestartPolicy
 from mux.guest.qmp import QmpLink
 from mux.guest.quickboot import QuickSave
 from mux.guest.ready import Readiness
 from mux.guest.record import HeldKeys
-from mux.guest.rfb import RfbClient
 from mux.guest.serial import SerialLog
 from mux.guest.state import RunState
 
@@ -56,7 +53,7 @@ QMP_CONNECT_S = 15.0
 RESTORE_S = 60.0
 
 
-class Persona(RestartPolicy, QuickSave):
+class Persona(GuestCommands, RestartPolicy, QuickSave):
     """A QEMU guest with a name; use ``async with`` so it is always stopped."""
 
     def __init__(self, config: PersonaConfig, runtime_dir: Path, accel: AccelChoice,
@@ -295,75 +292,6 @@ class Persona(RestartPolicy, QuickSave):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    # --- commands -------------------------------------------------------------------
-
-    async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        if self._qmp is None:
-            raise StateError(self.name, self.state, RunState.RUNNING)
-        return await self._qmp.execute(command, arguments)
-
-    async def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Run a raw QMP command on a running persona: for tests and diagnosis only.
-
-        mux's own modules use the typed methods below, so what they ask of QEMU is
-        visible here (a test checks that nothing outside :mod:`mux.guest` calls this).
-
-        Raises:
-            StateError: the persona is not running.
-            PersonaError: QEMU refused the command or the connection broke.
-        """
-        self._require(RunState.RUNNING)
-        return await self._execute(command, arguments)
-
-    async def send_input(self, events: list[dict[str, Any]]) -> None:
-        """One ``input-send-event`` batch (see :mod:`mux.input.router`). Raises StateError
-        (not running), PersonaError (QEMU refused it)."""
-        await self.execute("input-send-event", {"events": events})
-        if self.kept:
-            self.held.sent(events)
-
-    async def keyboard(self) -> str:
-        """The keyboard typed keys reach now, ``"ps2"`` or ``"virtio"`` (see
-        :func:`~mux.guest.cmdline.keyboard_in_use`). Raises StateError when not running."""
-        if self.config.keyboard != "virtio":
-            return "ps2"
-        with contextlib.suppress(PersonaError):
-            status = await self.execute("x-query-virtio-status", {"path": cmdline.VIRTIO_KEYBOARD_PATH})
-            return cmdline.keyboard_in_use(status)
-        return "ps2"
-
-    async def screendump(self, path: Path) -> Path:
-        """Write the framebuffer to ``path`` as PPM (fast) and return it. Raises StateError
-        (not running), PersonaError (QEMU failed the screendump)."""
-        await self.execute("screendump", {"filename": str(path)})
-        return path
-
-    def vnc_link(self, on_leds: Callable[[Leds], None] | None = None,
-                 on_frame: Callable[[Frame], None] | None = None) -> RfbClient:
-        """A (not yet connected) client for this guest's VNC server: ``async with`` it
-        while the persona runs to get its LED states and, when ``live``, its frames."""
-        return RfbClient(self._vnc_path, on_leds=on_leds, on_frame=on_frame)
-
-    async def save_state(self, path: Path, timeout: float) -> None:
-        """Write the whole running machine (RAM, devices, disk overlays: :mod:`mux.guest.migration`)
-        to ``path``; the guest pauses meanwhile and runs on. ``start(restore_from=path)`` resumes it.
-
-        Raises:
-            StateError: not running.  MigrationError: the state was not written within
-                ``timeout``, or a disk without an overlay cannot be saved.  PersonaError: QMP failed.
-        """
-        self._require(RunState.RUNNING)
-        assert self._qmp is not None
-        await migration.save(self._qmp, path, timeout,
-                             migration.disks(self.config, self.runtime_dir, self.boot))
-
-    async def qemu_version(self) -> dict[str, Any]:
-        """QEMU's version as QMP ``query-version`` gives it ({"major": 7, "minor": 2, ...}).
-        Raises StateError (not running), PersonaError (QMP failed)."""
-        info = await self.execute("query-version")
-        version = info.get("qemu") if isinstance(info, dict) else None
-        return version if isinstance(version, dict) else {}
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "state": str(self.state), "ready": self.readiness.ready, "pid": self.pid,
