@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mux.errors import RfbError
-from mux.guest.rfb import MAX_SIDE  # a guest is never asked for more than the VNC link accepts
+from mux.guest.rfb_update import MAX_SIDE  # a guest is never asked for more than the VNC link accepts
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,10 @@ then returns, so the owner can reconnect; nothing raises into the callbacks' cal
 
 **Bounds** (the guest behind QEMU is untrusted). Every size is checked before anything
 is allocated or read: a framebuffer (at the handshake or a resize) over
-:data:`MAX_SIDE` pixels a side or :data:`MAX_FRAMEBUFFER_BYTES`, a rectangle outside the
-framebuffer, a string (the desktop name, a refusal) over :data:`MAX_STRING_BYTES` or a
-ServerCutText over :data:`MAX_CUT_TEXT_BYTES` (or a malformed clipboard message) ends the
-link with an :class:`RfbError`; clipboard text over
+:data:`~.rfb_update.MAX_SIDE` pixels a side or :data:`~.rfb_update.MAX_FRAMEBUFFER_BYTES`,
+a rectangle outside the framebuffer, a string (the desktop name, a refusal) over
+:data:`MAX_STRING_BYTES` or a ServerCutText over :data:`MAX_CUT_TEXT_BYTES` (or a
+malformed clipboard message) ends the link with an :class:`RfbError`; clipboard text over
 :data:`~mux.guest.rfb_clipboard.MAX_CLIPBOARD_BYTES` is refused, and the link goes on.
 LED reports reach ``on_leds`` at most :data:`LED_RATE` a second and size changes reach
 ``on_frame`` at most :data:`RESIZE_RATE` a second (:mod:`mux.guest.paced`: the latest
@@ -55,38 +55,36 @@ import asyncio
 import contextlib
 import logging
 import struct
-import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from mux.display.backbuffer import Box, Frame, Pixels
+from mux.display.backbuffer import Frame, Pixels
 from mux.display.leds import Leds
-from mux.errors import DisplayError, RfbError
+from mux.errors import RfbError
 from mux.guest.paced import Paced
 from mux.guest.rfb_clipboard import ENCODING_EXTENDED_CLIPBOARD, ClipboardMalformed
 from mux.guest.rfb_reader import RfbReader
 from mux.guest.rfb_requests import RfbRequests
+from mux.guest.rfb_update import (
+    ENCODING_DESKTOP_SIZE,
+    ENCODING_EXTENDED_DESKTOP_SIZE,
+    ENCODING_LED_STATE,
+    ENCODING_RAW,
+    FramebufferUpdates,
+)
 
 log = logging.getLogger(__name__)
 
-ENCODING_RAW = 0
-ENCODING_DESKTOP_SIZE = -223
-ENCODING_EXTENDED_DESKTOP_SIZE = -308
-ENCODING_LED_STATE = -261
 #: 32 bpp, depth 24, little-endian, true colour, 8 bits per channel at shifts 16/8/0.
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
-_RECT = struct.Struct(">HHHHi")
-MAX_SIDE = 8192  #: a framebuffer's width or height, at most
-MAX_FRAMEBUFFER_BYTES = 64 * 1024 * 1024  #: 4 bytes a pixel: 4096x4096, 5120x2880 (5K) fit
 MAX_STRING_BYTES = 64 * 1024  #: the desktop name, a refusal's reason
 MAX_CUT_TEXT_BYTES = 1024 * 1024  #: ServerCutText: plain (skipped unread), or extended (its body)
 LED_RATE = 10.0  #: LED reports passed on, per second at most (the last one wins)
 RESIZE_RATE = 2.0  #: size changes passed on, per second at most (the last one wins)
 
 
-class RfbClient(RfbRequests):
+class RfbClient(FramebufferUpdates, RfbRequests):
     """``async with RfbClient(path) as rfb: ...``: reusable, not re-entrant.
 
     ``on_leds(leds)`` is called for every LED state QEMU sends (including the first, sent
@@ -289,96 +287,6 @@ class RfbClient(RfbRequests):
             self._fail_clipboard_waiters("connection closed")
             self._held = None
             self._closed.set()
-
-    async def _read_update(self, reader: RfbReader) -> None:
-        began = time.monotonic()
-        (count,) = struct.unpack(">xH", await reader.readexactly(3))
-        if self._live:
-            # Ask for the next update before reading this one's pixels: QEMU sends only
-            # on its refresh timer (30 ms at best) and only if a request is pending then,
-            # and a tick with none pending also slows the timer down. Asking after the
-            # whole update was read and decoded missed ticks (measured: 16 -> 25 fps on
-            # a guest repainting its whole 1024x768 screen, on a loaded 2-core machine).
-            self.request(incremental=True)
-        pixels = 0
-        rects: list[Box] = []
-        for _ in range(count):
-            x, y, width, height, encoding = _RECT.unpack(await reader.readexactly(_RECT.size))
-            if encoding == ENCODING_RAW:
-                if width and height:
-                    await self._read_pixels(reader, (x, y, width, height))
-                    rects.append((x, y, width, height))
-                    pixels += width * height
-            elif encoding == ENCODING_LED_STATE:
-                self.leds = Leds.from_byte((await reader.readexactly(1))[0])
-                self._leds(self.leds)
-            elif encoding == ENCODING_DESKTOP_SIZE:
-                self._resize(width, height)
-            elif encoding == ENCODING_EXTENDED_DESKTOP_SIZE:  # x: reason, y: status
-                screens = await reader.readexactly(16 * (await reader.readexactly(4))[0])
-                self._on_extended_size(x, y, (width, height), screens)
-                if y == 0 and (width, height) != self.size:  # status 0, a new size: a resize
-                    self._resize(width, height)
-            else:
-                raise RfbError(self.path, f"unexpected encoding {encoding} in a framebuffer update")
-        if not pixels:
-            return
-        self._pixels.version += 1
-        whole = pixels >= self._pixels.width * self._pixels.height
-        self.complete = self.complete or whole
-        frame = Frame(self._pixels, began, "vnc", version=self._pixels.version,
-                      rects=None if whole else tuple(rects))
-        if whole:
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_result(frame)
-        if self._resizes.pending:  # a size change waits its turn: the newest frame waits too
-            self._held = frame
-            return
-        self._call(self.on_frame, frame)
-
-    async def _read_pixels(self, reader: RfbReader, box: Box) -> None:
-        """Receive a raw rectangle straight into its place in the framebuffer: one read for
-        whole rows, else row by row (from the reader's buffer when it holds them)."""
-        pixels = self._pixels
-        try:
-            pixels.check(box)
-        except DisplayError as exc:
-            raise RfbError(self.path, str(exc)) from None
-        x, y, width, height = box
-        stride, row = pixels.width * 4, width * 4
-        with memoryview(pixels.data) as view:
-            if width == pixels.width:
-                await reader.readinto(view[y * stride:(y + height) * stride])
-                return
-            for line in range(y, y + height):
-                start = line * stride + x * 4
-                target = view[start:start + row]
-                got = reader.take(target)  # no await (no task switch) while the buffer holds rows
-                if got < row:
-                    await reader.readinto(target, got)
-
-    def _check_size(self, width: int, height: int) -> None:
-        """Raises RfbError: a framebuffer of this size is over the bounds (module docstring)."""
-        if width > MAX_SIDE or height > MAX_SIDE or width * height * 4 > MAX_FRAMEBUFFER_BYTES:
-            raise RfbError(self.path, f"framebuffer {width}x{height} is over the limit ({MAX_SIDE}"
-                                      f" a side, {MAX_FRAMEBUFFER_BYTES // 2**20} MiB)")
-
-    def _resize(self, width: int, height: int) -> None:
-        self._check_size(width, height)
-        log.debug("VNC %s: desktop size %dx%d", self.path, width, height)
-        self._pixels, self.complete = Pixels(width, height), False
-        self._held = None
-        self._resizes((width, height))
-        if self._live:
-            self.request(incremental=False)
-
-    def _resize_due(self, size: tuple[int, int]) -> None:
-        """A size change's turn (at once, or at the end of a burst: then the newest frame
-        held meanwhile goes, whole, if it is of the current framebuffer)."""
-        held, self._held = self._held, None
-        if held is not None and held.picture is self._pixels:
-            self._call(self.on_frame, replace(held, rects=None))
 
     def _tell_leds(self, leds: Leds) -> None:
         self._call(self.on_leds, leds)
