@@ -12,7 +12,8 @@ The mouse works with edges, not pixels: a drag from (x1, y1) to (x2, y2) covers
 handle); a press elsewhere draws a new area; a press that hardly moves is a click,
 which selects the area under it (again and again: the next of those stacked there).
 Keys type numbers and tags into an :class:`Entry` that Enter commits. Areas and the
-window's mapping are :mod:`.area`'s. No pygame, no I/O: the tests drive it with lists of calls.
+window's mapping are :mod:`.area`'s, the mouse's moves :mod:`.mouse`'s. No pygame, no
+I/O: the tests drive it with lists of calls.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mux.frontends.needle_editor.area import TYPES, ClickPoint, EditArea, Point, span
+from mux.frontends.needle_editor.area import TYPES, ClickPoint, EditArea, Point
+from mux.frontends.needle_editor.mouse import Drag, MouseEdits
 from mux.needles.model import Needle
 
 NEW_SIZE = (100, 40)  # an area made with a key, centred in the picture
-CLICK_SLOP = 3  # a press that moves less than this (picture pixels) is a click
 UNDO_DEPTH = 500
 
 
@@ -36,21 +37,10 @@ class Entry:
     text: str = ""
 
 
-@dataclass(frozen=True)
-class Drag:
-    kind: str  # "draw", "move" or "resize"
-    start: Point
-    original: EditArea | None = None  # the selected area as it was (move, resize)
-    anchor: Point = (0, 0)  # the fixed corner while resizing
-    corner: Point = (0, 0)  # the corner that follows the mouse
-    at: Point = (0, 0)
-    engaged: bool = False  # moved at least CLICK_SLOP: no longer a click
-
-
 State = tuple[tuple[EditArea, ...], tuple[str, ...], int | None]
 
 
-class EditorModel:
+class EditorModel(MouseEdits):
     """The editor's state; see the module docstring. ``message`` is the latest news for
     the status line."""
 
@@ -162,90 +152,6 @@ class EditorModel:
             self.selected = found[(found.index(self.selected) + 1) % len(found)]
         else:
             self.selected = found[0]
-
-    # --- the mouse ------------------------------------------------------------------------
-
-    def press(self, point: Point, handle: int = 6) -> None:
-        """Button down at ``point``: move or resize the selected area, else start drawing.
-        ``handle`` is how near (in picture pixels) a corner is grabbed."""
-        point = self._inside(point)
-        area = self.current
-        if area is not None and area.contains(point):
-            left, top, right, bottom = area.box
-            corners = [((left, top), (right, bottom)), ((right, top), (left, bottom)),
-                       ((left, bottom), (right, top)), ((right, bottom), (left, top))]
-            near = [(c, o) for c, o in corners
-                    if max(abs(point[0] - c[0]), abs(point[1] - c[1])) <= handle]
-            if near and (area.width > 2 * handle or area.height > 2 * handle):
-                corner, opposite = min(near, key=lambda c: abs(point[0] - c[0][0]) + abs(point[1] - c[0][1]))
-                self.drag = Drag("resize", point, area, opposite, corner, point)
-            else:
-                self.drag = Drag("move", point, area, at=point)
-        else:
-            self.drag = Drag("draw", point, at=point)
-
-    def motion(self, point: Point) -> None:
-        if self.drag is None:
-            return
-        point = self._inside(point)
-        self.drag = replace(self.drag, at=point, engaged=self.drag.engaged or self._moved(point))
-        if (self.drag.kind != "draw" and self.drag.engaged and self.selected is not None
-                and self.drag.original is not None):
-            self.areas[self.selected] = self._dragged(self.drag.original, point)
-
-    def _dragged(self, area: EditArea, point: Point) -> EditArea:
-        assert self.drag is not None
-        dx, dy = point[0] - self.drag.start[0], point[1] - self.drag.start[1]
-        if self.drag.kind == "move":
-            return self._clamp(replace(area, x=area.x + dx, y=area.y + dy))
-        corner = (min(max(self.drag.corner[0] + dx, 0), self.size[0]),
-                  min(max(self.drag.corner[1] + dy, 0), self.size[1]))
-        left, top, right, bottom = span(self.drag.anchor, corner)
-        return self._clamp(replace(area, x=left, y=top, width=max(right - left, 1),
-                                   height=max(bottom - top, 1)))
-
-    @property
-    def preview(self) -> tuple[int, int, int, int] | None:
-        """The box being drawn (left, top, right, bottom), if a drag draws one."""
-        if self.drag is None or self.drag.kind != "draw" or not self.drag.engaged:
-            return None
-        return span(self.drag.start, self.drag.at)
-
-    def _moved(self, point: Point) -> bool:
-        assert self.drag is not None
-        return max(abs(point[0] - self.drag.start[0]), abs(point[1] - self.drag.start[1])) >= CLICK_SLOP
-
-    def release(self, point: Point) -> None:
-        """Button up: the drawn area is made, the moved one kept, a click selects."""
-        if self.drag is None:
-            return
-        point = self._inside(point)
-        self.motion(point)
-        drag, self.drag = self.drag, None
-        moved = drag.engaged
-        if drag.kind == "draw":
-            left, top, right, bottom = span(drag.start, point)
-            width, height = right - left, bottom - top
-            if moved and width >= 1 and height >= 1:
-                self._set([*self.areas, EditArea(left, top, width, height)], len(self.areas))
-                self.message = f"new match area {width}x{height}+{left}+{top}"
-            else:
-                self.click(drag.start)
-        elif drag.original is not None and self.selected is not None:
-            changed = self.areas[self.selected]
-            if changed != drag.original:
-                self.areas[self.selected] = drag.original
-                self._set(self._with(changed), self.selected)
-            elif not moved:
-                self.click(drag.start)  # a click inside the selected area: the next one stacked there
-
-    def set_click_at(self, point: Point) -> None:
-        """Right button: the selected area's click point at ``point`` (if inside it)."""
-        area = self.current
-        if area is None or not area.contains(point):
-            self.message = "right-click inside the selected area to put its click point there"
-            return
-        self._set_click(max(point[0] - area.x, 1), max(point[1] - area.y, 1))
 
     # --- the keyboard (and the toolbar) -----------------------------------------------------
 
