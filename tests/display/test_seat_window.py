@@ -274,6 +274,13 @@ async def shows(display: str, window: int | None, banner: tuple[int, int, int], 
     await wait_until(seen, 60, f"{display} to show {title} ({banner} over {guest})")
 
 
+async def show_work(seat: Seat, display: str) -> None:
+    """Seat ``seat`` shows work (a yellow picture) on ``display``, seen on the X screen."""
+    seat.output.present("work", Frame(Image.new("RGB", (1024, 768), (250, 250, 0)), 1.0, "screendump"))
+    title = f"mux: {seat.output.seat.name}: work"
+    await shows(display, seat.output.window_id, (0xc0, 0x30, 0x30), (250, 250, 0), title)
+
+
 @pytest.mark.services
 async def test_two_seats_each_show_their_own_persona_on_their_own_display(
         two_displays: tuple[str, str]) -> None:
@@ -357,8 +364,7 @@ async def test_a_window_process_that_dies_is_logged_once_and_the_seat_goes_headl
     one = Seat(SeatSection(name="one", output="window", display=first), BackBuffer(list(COLORS)))
     caplog.set_level(logging.WARNING, "mux.display.seat_window")
     async with running(one):
-        one.output.present("work", Frame(Image.new("RGB", (1024, 768), (250, 250, 0)), 1.0, "screendump"))
-        await shows(first, one.output.window_id, (0xc0, 0x30, 0x30), (250, 250, 0), "mux: one: work")
+        await show_work(one, first)
         [child] = window_children()
         os.kill(child, signal.SIGKILL)
         await wait_until(lambda: one.output.kind == "headless", 60, "the seat to go headless")
@@ -398,8 +404,7 @@ async def test_a_seats_window_closed_by_hand_asks_mux_to_stop(
     one = Seat(SeatSection(name="one", output="window", display=first), BackBuffer(list(COLORS)))
     caplog.set_level(logging.INFO, "mux.display.seat_window")
     async with running(one):
-        one.output.present("work", Frame(Image.new("RGB", (1024, 768), (250, 250, 0)), 1.0, "screendump"))
-        await shows(first, one.output.window_id, (0xc0, 0x30, 0x30), (250, 250, 0), "mux: one: work")
+        await show_work(one, first)
         assert one.closed == []
         assert one.output.window_id is not None
         close_by_hand(first, one.output.window_id)
